@@ -1,0 +1,3 @@
+"""Interview copilot: a local-first copilot for interviewers."""
+
+__version__ = "0.1.0"

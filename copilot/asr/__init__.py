@@ -1,0 +1,1 @@
+"""Streaming speech recognition on faster-whisper: VAD, commit policy, model provisioning."""

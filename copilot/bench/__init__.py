@@ -1,0 +1,1 @@
+"""Benchmark commands (`copilot bench ...`): measured figures, not timed tests."""

@@ -1,0 +1,52 @@
+"""`copilot` command line: one module per command group, each registering its subcommands.
+
+Heavy imports (faster-whisper, spaCy, litellm, FastAPI) happen inside the handlers, so
+`copilot --help` and bad-argument errors are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from copilot.cli import bench_cmd, model_cmd, review_cmd, session_cmd, tag_cmd, transcribe_cmd
+from copilot.errors import CopilotError
+
+GROUPS = [model_cmd, transcribe_cmd, tag_cmd, session_cmd, review_cmd, bench_cmd]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="copilot",
+        description="Local-first interview copilot: live transcript, rubric tags, review, calibration.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Never reach a model hub unless the user explicitly names a hub model on a
+    # connected machine (the ASR loader lifts this for that case only).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] = args.handler
+    try:
+        return int(handler(args) or 0)
+    except CopilotError as exc:
+        print(f"copilot: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `copilot transcribe ... | head`: the reader left; that is not an error.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0

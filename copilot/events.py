@@ -1,0 +1,195 @@
+"""The shared vocabulary: every fact the copilot records is one of these events.
+
+A session is an append-only log of `Event`s. Each event has a per-session `seq`
+(assigned by the store when it is persisted), a `type`, and a typed payload in
+`data`. Payload models below are the documented schema; `SCHEMA_VERSION` is the
+`v` field on the wire. Times inside payloads are milliseconds of session audio;
+`Event.ts` is wall-clock seconds (Unix time) when the event was created.
+
+This module sits at the bottom of the dependency graph: it imports nothing from
+the rest of the package.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+EventType = Literal[
+    "session.started",
+    "session.ended",
+    "segment.partial",
+    "segment.final",
+    "tag.proposed",
+    "tag.updated",
+    "tag.added",
+    "note.added",
+    "status",
+]
+
+
+def new_id(prefix: str) -> str:
+    """Short random id with a readable prefix (`seg_`, `tag_`, `note_`, `ses_`)."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Word(_Payload):
+    text: str
+    start_ms: int
+    end_ms: int
+    probability: float | None = None
+
+
+class SessionStarted(_Payload):
+    title: str = ""
+    mode: Literal["live", "replay", "import"] = "live"
+    rubric: str = "default"
+    speakers: list[str] = Field(default_factory=lambda: ["interviewer", "candidate"])
+    source: str = ""  # device name(s) or file path, for the record
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionEnded(_Payload):
+    reason: str = "stopped"
+    duration_ms: int | None = None
+
+
+class PartialSegment(_Payload):
+    """An unstable hypothesis for the utterance in progress on one channel."""
+
+    speaker: str
+    channel: int = 0
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+class Segment(_Payload):
+    """A committed piece of transcript: never changes once emitted."""
+
+    id: str = Field(default_factory=lambda: new_id("seg"))
+    speaker: str
+    channel: int = 0
+    start_ms: int
+    end_ms: int
+    text: str
+    words: list[Word] = Field(default_factory=list)
+
+
+TagStatus = Literal["proposed", "confirmed", "rejected", "edited"]
+
+
+class Tag(_Payload):
+    """A rubric tag on a span of transcript, with its evidence.
+
+    `source` is who made it: `rules`, `llm:<model>`, `human:<name>`.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("tag"))
+    tag: str
+    segment_ids: list[str] = Field(default_factory=list)
+    start_ms: int
+    end_ms: int
+    speaker: str = ""
+    evidence: str = ""  # a verbatim span of the transcript
+    rationale: str = ""
+    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
+    source: str = "rules"
+
+
+class TagUpdate(_Payload):
+    """A change to an existing tag: a human's verdict, or the LLM refining a rules tag."""
+
+    tag_id: str
+    status: TagStatus
+    by: str
+    tag: str | None = None  # new tag id when edited
+    evidence: str | None = None
+    rationale: str | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Note(_Payload):
+    id: str = Field(default_factory=lambda: new_id("note"))
+    text: str
+    at_ms: int | None = None
+    by: str = ""
+
+
+class Status(_Payload):
+    """Operational facts the interviewer should see (ASR lag, tagger backend, errors)."""
+
+    level: Literal["info", "warning", "error"] = "info"
+    component: str = ""  # "asr", "tagger", "llm", "audio", "server"
+    message: str = ""
+    asr_lag_ms: int | None = None
+    tagger: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+PAYLOADS: dict[str, type[BaseModel]] = {
+    "session.started": SessionStarted,
+    "session.ended": SessionEnded,
+    "segment.partial": PartialSegment,
+    "segment.final": Segment,
+    "tag.proposed": Tag,
+    "tag.updated": TagUpdate,
+    "tag.added": Tag,
+    "note.added": Note,
+    "status": Status,
+}
+
+# Not persisted: they are superseded within a second and only matter live.
+EPHEMERAL_TYPES = frozenset({"segment.partial"})
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Event(BaseModel):
+    """The envelope on the wire and in the store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: int = SCHEMA_VERSION
+    session_id: str
+    seq: int | None = None  # assigned by the store; None for ephemeral events
+    type: EventType
+    ts: float = Field(default_factory=time.time)
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, session_id: str, payload: BaseModel, *, type: EventType | None = None) -> "Event":
+        """Wrap a payload; the type is inferred except where two types share a model."""
+        if type is None:
+            type = _infer_type(payload)
+        expected = PAYLOADS[type]
+        if not isinstance(payload, expected):
+            raise TypeError(f"{type} carries {expected.__name__}, not {payload.__class__.__name__}")
+        return cls(session_id=session_id, type=type, data=payload.model_dump(mode="json"))
+
+    def payload(self) -> BaseModel:
+        """The typed payload (validated)."""
+        return PAYLOADS[self.type].model_validate(self.data)
+
+    @property
+    def persisted(self) -> bool:
+        return self.type not in EPHEMERAL_TYPES
+
+
+def _infer_type(payload: BaseModel) -> EventType:
+    if isinstance(payload, Tag):
+        # A machine tag is a proposal; a human's own tag is an addition.
+        return "tag.added" if payload.source.startswith("human:") else "tag.proposed"
+    for name, model in PAYLOADS.items():
+        if type(payload) is model:
+            return name  # type: ignore[return-value]
+    raise TypeError(f"not an event payload: {payload.__class__.__name__}")

@@ -1,0 +1,1 @@
+"""After the call: exports and interviewer calibration."""

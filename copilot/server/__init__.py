@@ -1,0 +1,1 @@
+"""FastAPI app: REST, websockets, static panel; sits on top of session."""

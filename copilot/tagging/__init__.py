@@ -1,0 +1,1 @@
+"""Rubric-driven tagging of transcript segments: offline rules, LLM, and their hybrid."""
