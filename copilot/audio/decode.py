@@ -1,0 +1,164 @@
+"""Decode an audio file (anything FFmpeg/PyAV reads) to 16 kHz float32, one row per channel.
+
+Channel policy (see docs/audio.md):
+- 1 channel -> 1 row.
+- 2 channels -> 2 rows (one speaker per channel), except a "dual mono" file whose two channels
+  carry the same signal (a mono recording saved as stereo, like jfk.flac): that is one speaker,
+  so it becomes 1 row (the mean). `mono=True/False` forces either way.
+- more than 2 channels -> the first two (front left/right of a surround file, the first two tracks
+  of a multitrack export); a downmix would put both speakers on one channel and lose attribution.
+
+Every failure is an AudioInputError with one line naming the file and the problem: missing,
+a directory, empty, not audio, no audio stream, corrupt or truncated data, no samples.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from copilot.audio.base import SAMPLE_RATE
+from copilot.errors import AudioInputError
+
+# Two channels whose difference carries less than this share of the signal's RMS are one signal.
+DUAL_MONO_RATIO = 0.05
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32, shape (channels, n), 16 kHz
+    source_rate: int
+    source_channels: int
+    dual_mono: bool  # two source channels folded into one because they carried the same signal
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_ms(self) -> int:
+        return self.samples.shape[1] * 1000 // SAMPLE_RATE
+
+
+def _fail(path: Path, problem: str) -> AudioInputError:
+    return AudioInputError(f"{path}: {problem}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if path.is_dir():
+        raise _fail(path, "is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "not readable (permission denied)")
+    if path.stat().st_size == 0:
+        raise _fail(path, "empty file (0 bytes)")
+
+
+def _check_riff(path: Path) -> None:
+    """A WAV whose data chunk claims more bytes than the file holds was cut short.
+
+    FFmpeg silently clamps such a file to what is there, so check the header ourselves.
+    Streaming writers put 0 or 0xFFFFFFFF in the size fields: those are treated as unknown.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return
+                have = size - pos - 8
+                if have < chunk_size:
+                    raise _fail(path, f"truncated WAV: header says {chunk_size} bytes of audio, file has {have}")
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+        if pos + 8 > size and pos != size:
+            raise _fail(path, "truncated WAV: ends inside its header")
+
+
+def _fold_channels(x: np.ndarray, mono: bool | None) -> tuple[np.ndarray, bool]:
+    if x.shape[0] > 2:
+        x = x[:2]
+    if x.shape[0] == 2:
+        if mono is None:
+            rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1)).max())
+            diff = float(np.sqrt(np.mean((x[0].astype(np.float64) - x[1]) ** 2)))
+            mono = rms > 0 and diff < DUAL_MONO_RATIO * rms
+            dual = mono
+        else:
+            dual = False
+        if mono:
+            return x.mean(axis=0, keepdims=True).astype(np.float32), dual
+    elif mono is False:
+        pass  # a 1-channel file cannot be split
+    return x, False
+
+
+def decode_audio(path: str | os.PathLike, *, mono: bool | None = None) -> DecodedAudio:
+    """Decode `path` to 16 kHz float32 rows (see the module doc for the channel policy)."""
+    import av  # heavy-ish; keep `copilot --help` instant
+
+    path = Path(path)
+    _check_file(path)
+    _check_riff(path)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise _fail(path, f"not an audio file FFmpeg can read ({_reason(exc)})") from None
+    with container:
+        if not container.streams.audio:
+            raise _fail(path, "has no audio stream")
+        stream = container.streams.audio[0]
+        rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        channels = int(stream.codec_context.channels or 0)
+        if rate <= 0 or channels <= 0:
+            raise _fail(path, "audio stream has no sample rate or channel count")
+        declared = _declared_samples(stream, container, rate)
+        # Keep the source layout: resampling to "stereo" would make FFmpeg downmix a 5.1 file.
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
+        blocks: list[np.ndarray] = []
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += frame.samples
+                frame.pts = None  # resample by sample count; broken timestamps must not drop audio
+                for out in resampler.resample(frame):
+                    blocks.append(out.to_ndarray())
+            for out in resampler.resample(None):
+                blocks.append(out.to_ndarray())
+        except av.error.FFmpegError as exc:
+            raise _fail(path, f"corrupt or truncated audio data after {decoded / rate:.2f} s ({_reason(exc)})") from None
+    if not blocks or decoded == 0:
+        raise _fail(path, "contains no audio samples")
+    if declared and decoded < declared * 0.98 - rate * 0.05:
+        raise _fail(path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares")
+    x = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise _fail(path, "contains no audio samples")
+    x, dual = _fold_channels(x, mono)
+    return DecodedAudio(np.ascontiguousarray(x), rate, channels, dual)
+
+
+def _declared_samples(stream, container, rate: int) -> int:
+    """Samples the header promises (FLAC STREAMINFO, WAV size), or 0 when unknown or estimated."""
+    try:
+        if stream.duration and stream.time_base:
+            return int(stream.duration * stream.time_base * rate)
+    except (TypeError, ValueError):
+        pass
+    return 0
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).splitlines()[0] if text else type(exc).__name__
