@@ -1,0 +1,684 @@
+// The interviewer's live side panel: one view of the session's event log.
+//
+// Every change on screen comes from an event the server sent; the interviewer's actions are sent as ops over the
+// websocket and show only once the server echoes the resulting event (the log is the truth). A test hook,
+// window.__copilot, exposes the received seqs and a way to drop the connection.
+
+import {
+  EventSocket, TagBook, apiGet, el, evidenceRanges, fmtTime, highlightEvidence, isHumanSource,
+  isTypingTarget, pageParams, rubricView, sourceLabel, speakerKind, statusText, tagInfo,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+
+const params = pageParams();
+const state = {
+  rubric: rubricView(null),
+  speakers: [],
+  segments: new Map(), // id -> segment payload
+  segmentNodes: new Map(), // id -> <li>
+  partials: new Map(), // channel -> <li>
+  tags: new TagBook(),
+  notes: new Map(),
+  hidden: new Set(), // tag ids (rubric ids) filtered out
+  selectedId: null,
+  followNewest: true, // selection follows the newest AI tag until the user moves it
+  nowMs: 0, // session time: the latest end_ms seen
+  ended: false,
+  seqs: [], // every persisted seq applied, in order (test hook)
+  autoScroll: true,
+};
+
+// ---------------------------------------------------------------------------------------------- connection
+
+const CONN_TEXT = {
+  connecting: "connecting…",
+  "catching-up": "catching up…",
+  live: "live",
+  reconnecting: "reconnecting…",
+  failed: "disconnected",
+};
+
+let everLive = false;
+
+function onConnState(s, info) {
+  const conn = $("conn");
+  conn.dataset.state = s;
+  let text = CONN_TEXT[s] || s;
+  if (s === "catching-up" && !everLive) text = "loading…";
+  if (s === "live") everLive = true;
+  if (s === "live" && state.ended) text = "ended";
+  if (s === "failed") {
+    const why = info.code === 4401 || info.code === 1008 ? "access denied (check the link's token)"
+      : info.code === 4404 ? "no such session" : info.code === 4403 ? "origin refused" : "closed";
+    text = "disconnected";
+    showToast(`Connection refused: ${why}.`, "error", 0);
+  }
+  $("conn-text").textContent = text;
+  conn.setAttribute("aria-label", `Connection: ${text}`);
+  updateActionButtons();
+}
+
+const socket = new EventSocket({
+  session: params.session,
+  token: params.token,
+  rater: params.rater,
+  onEvent: applyEvent,
+  onState: onConnState,
+});
+
+function send(op) {
+  if (!socket.send(op)) {
+    showToast("Not connected: action not sent. Try again once live.", "error");
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------- events
+
+function applyEvent(ev) {
+  if (ev.seq !== null && ev.seq !== undefined) state.seqs.push(ev.seq);
+  const d = ev.data || {};
+  switch (ev.type) {
+    case "session.started":
+      if (d.title) setTitle(d.title);
+      if (d.speakers) state.speakers = d.speakers;
+      break;
+    case "session.ended":
+      state.ended = true;
+      clearPartials();
+      $("session-state").textContent = "session ended";
+      if (socket.state === "live") onConnState("live", {});
+      break;
+    case "segment.partial":
+      showPartial(d);
+      advanceNow(d.end_ms);
+      break;
+    case "segment.final":
+      addSegment(d);
+      advanceNow(d.end_ms);
+      break;
+    case "tag.proposed":
+    case "tag.added":
+    case "tag.updated": {
+      const before = ev.type === "tag.updated" ? state.tags.get(d.tag_id) : null;
+      const oldSegments = before ? [...before.segment_ids] : [];
+      const tag = state.tags.apply(ev);
+      if (!tag) break;
+      advanceNow(tag.end_ms);
+      if (ev.type !== "tag.updated" && !isHumanSource(tag.source) && state.followNewest) {
+        state.selectedId = tag.id;
+      }
+      if (ev.type === "tag.added" && isHumanSource(tag.source) && !state.selectedId) state.selectedId = tag.id;
+      for (const sid of new Set([...oldSegments, ...tag.segment_ids])) renderSegmentTags(sid);
+      renderTimeline();
+      renderFilters();
+      renderLatest();
+      break;
+    }
+    case "note.added":
+      addNote(d);
+      break;
+    case "status":
+      applyStatus(d, ev.seq);
+      break;
+    default:
+      break;
+  }
+}
+
+function applyStatus(d, seq) {
+  if (d.component === "server" && d.message === "caught-up") return;
+  if (d.asr_lag_ms !== null && d.asr_lag_ms !== undefined) {
+    const lag = d.asr_lag_ms / 1000;
+    const node = $("asr-status");
+    node.textContent = `ASR lag ${lag.toFixed(1)} s`;
+    node.dataset.level = lag > 3 ? "warning" : "ok";
+  }
+  if (d.tagger) $("tagger-status").textContent = `tagger ${d.tagger}`;
+  if (d.level === "error" || d.level === "warning") {
+    // Catch-up replays old errors; show only those arriving live, briefly.
+    if (seq === null || seq === undefined || socket.state === "live") {
+      showToast(`${d.component ? d.component + ": " : ""}${d.message || "error"}`, d.level);
+    }
+  }
+}
+
+function advanceNow(ms) {
+  if (typeof ms === "number" && ms > state.nowMs) {
+    state.nowMs = ms;
+    $("timeline-end").textContent = fmtTime(state.nowMs);
+    scheduleTimeline();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- transcript
+
+const transcript = $("transcript");
+
+function speakerName(name) {
+  return name ? name.charAt(0).toUpperCase() + name.slice(1) : "Speaker";
+}
+
+// Insert a transcript item in session-time order (two channels commit out of order).
+function insertOrdered(node, atMs) {
+  node.dataset.at = String(atMs);
+  let before = null;
+  for (let child = transcript.lastElementChild; child; child = child.previousElementSibling) {
+    if (child.classList.contains("partial")) { before = child; continue; }
+    if (Number(child.dataset.at) <= atMs) break;
+    before = child;
+  }
+  transcript.insertBefore(node, before);
+  refreshSpeakerRuns();
+}
+
+// Show the speaker's name only where the speaker changes, so the column stays compact.
+function refreshSpeakerRuns() {
+  let prev = null;
+  for (const child of transcript.children) {
+    if (!child.classList.contains("seg")) { prev = null; continue; }
+    child.classList.toggle("seg--cont", prev !== null && prev === child.dataset.speaker);
+    prev = child.dataset.speaker;
+  }
+}
+
+function segmentNode(seg) {
+  const kind = speakerKind(seg.speaker);
+  return el("li", {
+    class: `seg seg--${kind}`,
+    id: `seg-${seg.id}`,
+    dataset: { speaker: seg.speaker, segId: seg.id },
+  },
+  el("div", { class: "seg-meta" },
+    el("span", { class: "seg-speaker" },
+      el("span", { class: "speaker-badge", "aria-hidden": "true" }, kind === "interviewer" ? "I" : kind === "candidate" ? "C" : "?"),
+      speakerName(seg.speaker)),
+    el("time", { class: "seg-time", datetime: `PT${Math.floor(seg.start_ms / 1000)}S` }, fmtTime(seg.start_ms))),
+  el("p", { class: "seg-text" }),
+  el("div", { class: "seg-tags" }));
+}
+
+function addSegment(seg) {
+  if (state.segments.has(seg.id)) return;
+  state.segments.set(seg.id, seg);
+  removePartial(seg.channel ?? 0);
+  const node = segmentNode(seg);
+  state.segmentNodes.set(seg.id, node);
+  insertOrdered(node, seg.start_ms);
+  renderSegmentTags(seg.id);
+  afterGrowth();
+}
+
+function showPartial(p) {
+  const channel = p.channel ?? 0;
+  let node = state.partials.get(channel);
+  const kind = speakerKind(p.speaker);
+  if (!node) {
+    node = el("li", { class: `partial seg--${kind}`, "aria-hidden": "true" },
+      el("span", { class: "seg-speaker" }, speakerName(p.speaker)), " ",
+      el("span", { class: "partial-text" }));
+    state.partials.set(channel, node);
+    transcript.append(node);
+  }
+  node.querySelector(".partial-text").textContent = p.text;
+  afterGrowth();
+}
+
+function removePartial(channel) {
+  const node = state.partials.get(channel);
+  if (node) node.remove();
+  state.partials.delete(channel);
+}
+
+function clearPartials() {
+  for (const channel of [...state.partials.keys()]) removePartial(channel);
+}
+
+function addNote(note) {
+  if (state.notes.has(note.id)) return;
+  state.notes.set(note.id, note);
+  const at = note.at_ms ?? state.nowMs;
+  const node = el("li", { class: "note", id: `note-${note.id}` },
+    el("div", { class: "seg-meta" },
+      el("span", { class: "note-kicker" }, "✎ Note", note.by ? ` · ${note.by}` : ""),
+      el("time", { class: "seg-time" }, fmtTime(at))),
+    el("p", { class: "note-text" }, note.text));
+  insertOrdered(node, at);
+  afterGrowth();
+}
+
+function visibleTag(tag) {
+  return !state.hidden.has(tag.tag);
+}
+
+function tagsOfSegment(segId) {
+  return state.tags.ordered().filter((t) => t.segment_ids.includes(segId));
+}
+
+function chip(tag) {
+  const info = tagInfo(state.rubric, tag.tag);
+  const st = statusText(tag);
+  const human = isHumanSource(tag.source);
+  const selected = tag.id === state.selectedId;
+  return el("button", {
+    type: "button",
+    class: `chip chip--${tag.status}${selected ? " is-selected" : ""}${human ? " chip--human" : ""}`,
+    style: { "--c": info.colour, "--ink": info.ink },
+    dataset: { tagId: tag.id, tag: tag.tag, status: tag.status, source: tag.source },
+    "aria-pressed": selected ? "true" : "false",
+    "aria-label": `${info.label}, ${st.text}, by ${sourceLabel(tag.source)}. Select`,
+    title: `${info.label} · ${st.text}${tag.by ? " by " + tag.by : ""} · ${sourceLabel(tag.source)}`,
+    onclick: () => select(tag.id, { scroll: false }),
+  },
+  el("span", { class: "chip-code", "aria-hidden": "true" }, info.code),
+  el("span", { class: "chip-label" }, info.label),
+  el("span", { class: "chip-status", "aria-hidden": "true" }, human ? "✋" : "", tag.status === "proposed" ? "" : st.symbol));
+}
+
+function renderSegmentTags(segId) {
+  const node = state.segmentNodes.get(segId);
+  const seg = state.segments.get(segId);
+  if (!node || !seg) return;
+  const tags = tagsOfSegment(segId).filter(visibleTag);
+  const ranges = [];
+  for (const tag of tags) {
+    if (tag.status === "rejected") continue;
+    const info = tagInfo(state.rubric, tag.tag);
+    for (const [start, end] of evidenceRanges(seg.text, tag.evidence)) {
+      ranges.push({ start, end, colour: info.colour, title: info.label, className: "evidence" });
+    }
+  }
+  const text = node.querySelector(".seg-text");
+  text.replaceChildren(highlightEvidence(seg.text, ranges));
+  const box = node.querySelector(".seg-tags");
+  box.replaceChildren(...tags.map(chip));
+  node.classList.toggle("seg--tagged", tags.some((t) => t.status !== "rejected"));
+  node.classList.toggle("seg--selected", tags.some((t) => t.id === state.selectedId));
+  const first = tags.find((t) => t.status !== "rejected");
+  if (first) node.style.setProperty("--c", tagInfo(state.rubric, first.tag).colour);
+  else node.style.removeProperty("--c");
+}
+
+// ---------------------------------------------------------------------------------------------- auto-scroll
+
+const wrap = document.querySelector(".transcript-wrap");
+
+function atBottom() {
+  return wrap.scrollHeight - wrap.scrollTop - wrap.clientHeight < 40;
+}
+
+function afterGrowth() {
+  if (state.autoScroll) {
+    wrap.scrollTop = wrap.scrollHeight;
+  } else {
+    $("jump-live").hidden = false;
+  }
+}
+
+let programmaticScroll = false;
+wrap.addEventListener("scroll", () => {
+  if (programmaticScroll) return;
+  state.autoScroll = atBottom();
+  $("jump-live").hidden = state.autoScroll;
+}, { passive: true });
+
+function jumpToLive() {
+  state.autoScroll = true;
+  $("jump-live").hidden = true;
+  wrap.scrollTop = wrap.scrollHeight;
+}
+
+$("jump-live").addEventListener("click", jumpToLive);
+
+function scrollToSegment(segId) {
+  const node = state.segmentNodes.get(segId);
+  if (!node) return;
+  const top = node.offsetTop - wrap.offsetTop;
+  const visible = top >= wrap.scrollTop && top + node.offsetHeight <= wrap.scrollTop + wrap.clientHeight;
+  if (visible) return;
+  state.autoScroll = false;
+  programmaticScroll = true;
+  wrap.scrollTop = Math.max(0, top - wrap.clientHeight / 3);
+  requestAnimationFrame(() => {
+    programmaticScroll = false;
+    state.autoScroll = atBottom();
+    $("jump-live").hidden = state.autoScroll;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- latest card
+
+function selectedTag() {
+  return state.selectedId ? state.tags.get(state.selectedId) : null;
+}
+
+function navigableTags() {
+  return state.tags.ordered().filter(visibleTag);
+}
+
+function renderLatest() {
+  const tag = selectedTag();
+  const body = $("latest-body");
+  const section = $("latest");
+  const all = navigableTags();
+  section.dataset.empty = tag ? "false" : "true";
+  if (!tag) {
+    $("latest-heading").textContent = "Latest tag";
+    $("latest-nav").textContent = all.length ? `${all.length} tags` : "";
+    section.style.removeProperty("--c");
+    body.replaceChildren(el("p", { class: "latest-empty" },
+      "No tags yet. Tags appear here as the candidate speaks; press a number key to tag the moment yourself."));
+    updateActionButtons();
+    return;
+  }
+  const info = tagInfo(state.rubric, tag.tag);
+  const st = statusText(tag);
+  const newestAi = newestAiTag();
+  const isNewest = newestAi && newestAi.id === tag.id;
+  $("latest-heading").textContent = isNewest ? "Latest tag" : "Selected tag";
+  const idx = all.findIndex((t) => t.id === tag.id);
+  $("latest-nav").textContent = idx >= 0 ? `${idx + 1} of ${all.length}` : "";
+  section.style.setProperty("--c", info.colour);
+  section.style.setProperty("--ink", info.ink);
+  section.dataset.status = tag.status;
+  const human = isHumanSource(tag.source);
+  body.replaceChildren(
+    el("div", { class: "latest-title" },
+      el("span", { class: "latest-code", "aria-hidden": "true" }, info.code),
+      el("span", { class: "latest-label" }, info.label),
+      el("span", { class: `latest-status status--${tag.status}` }, `${st.symbol} ${st.text}${tag.by ? " · " + tag.by : ""}`)),
+    el("div", { class: "latest-meta" },
+      el("span", {}, speakerName(tag.speaker || segmentSpeaker(tag))),
+      el("span", { "aria-hidden": "true" }, "·"),
+      el("time", {}, fmtTime(tag.start_ms)),
+      el("span", { "aria-hidden": "true" }, "·"),
+      el("span", { class: "latest-source" }, human ? `✋ ${sourceLabel(tag.source)}` : `⚙ ${sourceLabel(tag.source)}`),
+      tag.confidence !== undefined && !human ? el("span", { class: "latest-conf" }, `${Math.round(tag.confidence * 100)}%`) : null),
+    tag.evidence
+      ? el("blockquote", { class: "latest-quote" }, `“${tag.evidence}”`)
+      : el("p", { class: "latest-quote latest-quote--none" }, segmentText(tag) || "(no quote)"),
+    tag.rationale ? el("p", { class: "latest-why" }, tag.rationale) : null,
+  );
+  updateActionButtons();
+}
+
+function segmentSpeaker(tag) {
+  const seg = state.segments.get(tag.segment_ids[0]);
+  return seg ? seg.speaker : "";
+}
+
+function segmentText(tag) {
+  return tag.segment_ids.map((id) => (state.segments.get(id) || {}).text || "").join(" ").trim();
+}
+
+function newestAiTag() {
+  let newest = null;
+  for (const t of state.tags.tags.values()) {
+    if (isHumanSource(t.source)) continue;
+    if (!newest || t.arrival > newest.arrival) newest = t;
+  }
+  return newest;
+}
+
+function updateActionButtons() {
+  const tag = selectedTag();
+  const live = socket.state === "live" || socket.state === "catching-up";
+  $("btn-confirm").disabled = !tag || !live || tag.status === "confirmed";
+  $("btn-reject").disabled = !tag || !live || tag.status === "rejected";
+  const n = navigableTags().length;
+  $("btn-prev").disabled = n === 0;
+  $("btn-next").disabled = n === 0;
+}
+
+function select(id, { scroll = true, follow = false } = {}) {
+  const prev = state.selectedId;
+  state.selectedId = id;
+  state.followNewest = follow;
+  for (const tid of [prev, id]) {
+    const tag = tid && state.tags.get(tid);
+    if (tag) for (const sid of tag.segment_ids) renderSegmentTags(sid);
+  }
+  renderLatest();
+  renderTimeline();
+  const tag = selectedTag();
+  if (scroll && tag && tag.segment_ids.length) scrollToSegment(tag.segment_ids[0]);
+}
+
+function move(step) {
+  const all = navigableTags();
+  if (!all.length) return;
+  let idx = all.findIndex((t) => t.id === state.selectedId);
+  if (idx < 0) idx = step > 0 ? -1 : all.length;
+  idx = Math.min(all.length - 1, Math.max(0, idx + step));
+  select(all[idx].id);
+}
+
+function verdict(op) {
+  const tag = selectedTag();
+  if (!tag) return;
+  if (send({ op, tag_id: tag.id })) {
+    // Once judged, the selection goes back to following the newest AI tag as it arrives.
+    state.followNewest = true;
+  }
+}
+
+function addTagNow(rubricTag) {
+  const op = { op: "add_tag", tag: rubricTag.id, at_ms: Math.round(state.nowMs) };
+  const seg = latestCandidateSegment();
+  // Attach to the candidate's latest utterance when it is recent; otherwise mark the bare moment.
+  if (seg && state.nowMs - seg.end_ms <= 30000) {
+    op.segment_ids = [seg.id];
+  }
+  if (send(op)) flash(`Tagging ${rubricTag.label}…`);
+}
+
+function latestCandidateSegment() {
+  let latest = null;
+  for (const seg of state.segments.values()) {
+    if (speakerKind(seg.speaker) === "interviewer") continue;
+    if (!latest || seg.end_ms > latest.end_ms) latest = seg;
+  }
+  return latest;
+}
+
+// ---------------------------------------------------------------------------------------------- timeline
+
+let timelineQueued = false;
+function scheduleTimeline() {
+  if (timelineQueued) return;
+  timelineQueued = true;
+  requestAnimationFrame(() => { timelineQueued = false; renderTimeline(); });
+}
+
+function renderTimeline() {
+  const line = $("timeline");
+  const span = Math.max(state.nowMs, 1000);
+  const marks = [];
+  for (const tag of state.tags.ordered()) {
+    if (!visibleTag(tag)) continue;
+    const info = tagInfo(state.rubric, tag.tag);
+    const rubricIdx = Math.max(0, state.rubric.tags.findIndex((t) => t.id === tag.tag));
+    const lanes = Math.max(1, state.rubric.tags.length);
+    const left = (100 * tag.start_ms) / span;
+    marks.push(el("button", {
+      type: "button",
+      role: "listitem",
+      class: `tick tick--${tag.status}${tag.id === state.selectedId ? " is-selected" : ""}${isHumanSource(tag.source) ? " tick--human" : ""}`,
+      style: {
+        "--c": info.colour,
+        "--ink": info.ink,
+        left: `min(calc(100% - 14px), ${left.toFixed(2)}%)`,
+        top: `${((100 * rubricIdx) / lanes).toFixed(2)}%`,
+        height: `${(100 / lanes).toFixed(2)}%`,
+      },
+      dataset: { tagId: tag.id },
+      "aria-label": `${info.label} at ${fmtTime(tag.start_ms)}, ${statusText(tag).text}`,
+      title: `${info.code} ${info.label} · ${fmtTime(tag.start_ms)} · ${statusText(tag).text}`,
+      onclick: () => select(tag.id),
+    }, info.code.charAt(0)));
+  }
+  line.replaceChildren(...marks);
+}
+
+// ---------------------------------------------------------------------------------------------- filters
+
+function renderFilters() {
+  const nav = $("filters");
+  const counts = new Map();
+  for (const t of state.tags.tags.values()) {
+    if (t.status !== "rejected") counts.set(t.tag, (counts.get(t.tag) || 0) + 1);
+  }
+  nav.replaceChildren(...state.rubric.tags.map((t) => {
+    const on = !state.hidden.has(t.id);
+    return el("button", {
+      type: "button",
+      class: `filter${on ? " is-on" : ""}`,
+      style: { "--c": t.colour, "--ink": t.ink },
+      "aria-pressed": on ? "true" : "false",
+      "aria-label": `Show ${t.label} tags (${counts.get(t.id) || 0})`,
+      title: `${on ? "Hide" : "Show"} ${t.label} tags`,
+      dataset: { tag: t.id },
+      onclick: () => toggleFilter(t.id),
+    },
+    el("span", { class: "filter-code", "aria-hidden": "true" }, t.code),
+    el("span", { class: "filter-label" }, t.label),
+    el("span", { class: "filter-count" }, String(counts.get(t.id) || 0)));
+  }));
+}
+
+function toggleFilter(id) {
+  if (state.hidden.has(id)) state.hidden.delete(id);
+  else state.hidden.add(id);
+  for (const segId of state.segments.keys()) renderSegmentTags(segId);
+  renderFilters();
+  renderTimeline();
+  const tag = selectedTag();
+  if (tag && !visibleTag(tag)) state.selectedId = null;
+  renderLatest();
+}
+
+// ---------------------------------------------------------------------------------------------- compose
+
+function renderTagButtons() {
+  const help = $("keys-help");
+  help.replaceChildren(
+    el("span", { class: "keys-kicker" }, "Tag now"),
+    ...state.rubric.tags.map((t) => el("button", {
+      type: "button",
+      class: "addtag",
+      style: { "--c": t.colour, "--ink": t.ink },
+      "aria-label": `Tag this moment as ${t.label}${t.hotkey ? ` (key ${t.hotkey})` : ""}`,
+      title: `${t.label}: ${t.definition}`,
+      dataset: { tag: t.id },
+      onclick: () => addTagNow(t),
+    }, t.hotkey ? el("kbd", {}, t.hotkey) : null, el("span", { class: "addtag-code" }, t.code))),
+    el("span", { class: "keys-more" }, el("kbd", {}, "j"), el("kbd", {}, "k"), " move · ", el("kbd", {}, "/"), " note"),
+  );
+}
+
+const note = $("note");
+
+function sendNote() {
+  const text = note.value.trim();
+  if (!text) return;
+  if (send({ op: "note", text, at_ms: Math.round(state.nowMs) })) {
+    note.value = "";
+    flash("Note sent");
+  }
+}
+
+$("note-form").addEventListener("submit", (e) => { e.preventDefault(); sendNote(); });
+note.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); sendNote(); }
+  if (e.key === "Escape") { e.preventDefault(); note.blur(); }
+});
+
+// ---------------------------------------------------------------------------------------------- hotkeys
+
+document.addEventListener("keydown", (e) => {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (isTypingTarget(e.target)) return;
+  const onButton = e.target instanceof HTMLElement && e.target.tagName === "BUTTON";
+  const key = e.key;
+  const rubricTag = state.rubric.byHotkey.get(key.toLowerCase());
+  if (rubricTag) { e.preventDefault(); addTagNow(rubricTag); return; }
+  switch (key) {
+    case "y": case "Y": e.preventDefault(); verdict("confirm"); break;
+    case "Enter": if (!onButton) { e.preventDefault(); verdict("confirm"); } break;
+    case "n": case "N": case "Backspace": e.preventDefault(); verdict("reject"); break;
+    case "j": case "J": e.preventDefault(); move(+1); break;
+    case "k": case "K": e.preventDefault(); move(-1); break;
+    case "/": e.preventDefault(); note.focus(); break;
+    case "End": case "l": e.preventDefault(); jumpToLive(); break;
+    default: break;
+  }
+});
+
+$("btn-confirm").addEventListener("click", () => verdict("confirm"));
+$("btn-reject").addEventListener("click", () => verdict("reject"));
+$("btn-prev").addEventListener("click", () => move(-1));
+$("btn-next").addEventListener("click", () => move(+1));
+
+// ---------------------------------------------------------------------------------------------- messages
+
+let toastTimer = null;
+function showToast(message, level = "info", ms = 5000) {
+  const toast = $("toast");
+  toast.textContent = message;
+  toast.dataset.level = level;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  if (ms) toastTimer = setTimeout(() => { toast.hidden = true; }, ms);
+}
+
+function flash(message) {
+  showToast(message, "info", 1500);
+}
+
+function setTitle(title) {
+  $("title").textContent = title;
+  $("title").title = title;
+  document.title = `${title} · copilot`;
+}
+
+// ---------------------------------------------------------------------------------------------- start
+
+async function start() {
+  renderFilters();
+  renderTagButtons();
+  renderLatest();
+  if (!params.session || !params.token) {
+    onConnState("failed", {});
+    showToast("This page needs ?session=<id>&token=<t> in its address (copilot prints the full link).", "error", 0);
+    return;
+  }
+  try {
+    const info = await apiGet(`/api/sessions/${encodeURIComponent(params.session)}?token=${encodeURIComponent(params.token)}`, params.token);
+    state.rubric = rubricView(info.rubric);
+    state.speakers = info.speakers || [];
+    if (info.title) setTitle(info.title);
+    if (info.status === "ended") $("session-state").textContent = "session ended";
+  } catch (err) {
+    showToast(`Could not load the session: ${err.message}`, "error", 0);
+    if (err.status === 401 || err.status === 404) { onConnState("failed", { code: err.status === 401 ? 4401 : 4404 }); return; }
+  }
+  renderFilters();
+  renderTagButtons();
+  renderLatest();
+  // The whole log from seq 0: the panel is a pure view of it; REST only supplies the rubric and the title.
+  socket.connect();
+}
+
+window.__copilot = {
+  get seqs() { return [...state.seqs]; },
+  get lastSeq() { return socket.lastSeq; },
+  get connection() { return socket.state; },
+  get duplicates() { return socket.duplicates; },
+  get gaps() { return socket.gaps; },
+  get selectedId() { return state.selectedId; },
+  dropConnection(holdMs = 0) { socket.drop(holdMs); },
+};
+
+start();
