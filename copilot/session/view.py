@@ -1,0 +1,62 @@
+"""Fold an event log into the current state of a session: segments, tags with their status, notes.
+
+The log is the truth; this is the one place that says how updates apply, so the REST view, the
+exports and calibration agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from copilot.events import Event
+
+
+def fold_events(events: Iterable[Event]) -> dict[str, Any]:
+    """Return `{segments, tags, notes, speakers, ended}` from the log, in log order.
+
+    A tag carries its payload plus `status` (proposed / confirmed / rejected / edited), `by` (who
+    set that status; the source for a fresh proposal), `updated_seq`, and `history` (the updates,
+    oldest first). A human's own tag (`tag.added`) starts as `confirmed` by that human.
+    """
+    segments: list[dict[str, Any]] = []
+    tags: dict[str, dict[str, Any]] = {}
+    notes: list[dict[str, Any]] = []
+    speakers: list[str] = []
+    ended: dict[str, Any] | None = None
+    for ev in events:
+        data = ev.data
+        if ev.type == "session.started":
+            speakers = list(data.get("speakers", []))
+        elif ev.type == "segment.final":
+            segments.append(dict(data))
+        elif ev.type in ("tag.proposed", "tag.added"):
+            tag = dict(data)
+            human = ev.type == "tag.added"
+            tag["status"] = "confirmed" if human else "proposed"
+            tag["by"] = tag.get("source", "").removeprefix("human:") if human else tag.get("source", "")
+            tag["seq"] = ev.seq
+            tag["updated_seq"] = ev.seq
+            tag["history"] = []
+            tags[tag["id"]] = tag
+        elif ev.type == "tag.updated":
+            tag = tags.get(data.get("tag_id", ""))
+            if tag is None:
+                continue  # an update of an unknown tag changes nothing
+            tag["status"] = data["status"]
+            tag["by"] = data.get("by", "")
+            for field in ("tag", "evidence", "rationale", "confidence"):
+                if data.get(field) is not None:
+                    tag[field] = data[field]
+            tag["updated_seq"] = ev.seq
+            tag["history"].append({"seq": ev.seq, "ts": ev.ts, **data})
+        elif ev.type == "note.added":
+            notes.append(dict(data))
+        elif ev.type == "session.ended":
+            ended = dict(data)
+    return {
+        "speakers": speakers,
+        "segments": segments,
+        "tags": list(tags.values()),
+        "notes": notes,
+        "ended": ended,
+    }
