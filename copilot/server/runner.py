@@ -26,7 +26,7 @@ def make_server(app: Any, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Ser
         app,
         host=host,
         port=port,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=WS_MAX_SIZE,
         access_log=False,
         log_level="warning",
