@@ -239,3 +239,16 @@ def test_overall_pools_unit_by_tag_items():
     assert cal.overall.pairs[0].kappa.value == pytest.approx(0.0, abs=1e-12)
     assert cal.overall.agreement.value == pytest.approx(0.5)
     assert not math.isnan(cal.overall.alpha.value)
+
+
+def test_llm_dispute_is_not_an_endorsement():
+    # copilot.tagging.hybrid answers every rules tag: confirmed, edited, or back to "proposed"
+    # (disputed). Rules [1,1] ; the LLM confirms unit 1 and disputes unit 2 -> llm [1,0].
+    log = Log(2)
+    log.tag("rules", [1], tag_id="t1")
+    log.tag("rules", [2], tag_id="t2")
+    log.add(TagUpdate(tag_id="t1", status="confirmed", by="llm:m"))
+    log.add(TagUpdate(tag_id="t2", status="proposed", by="llm:m", confidence=0.2))
+    cal = calibrate(log.events)
+    assert [e["segment_ids"] for e in cal.timelines["copilot:llm"]] == [["s1"]]
+    assert [e["segment_ids"] for e in cal.timelines["copilot:rules"]] == [["s1"], ["s2"]]

@@ -11,7 +11,7 @@ Raters (see docs/calibration.md for the full rules):
 - `copilot:rules`: every tag the rules tagger proposed, as proposed (a human rejecting it
   later does not change what the copilot said: that disagreement is what we measure).
 - `copilot:llm`: tags an `llm:<model>` source proposed, plus rules tags the LLM confirmed or
-  edited, minus tags the LLM rejected.
+  edited, minus tags the LLM disputed (an update back to `proposed`) or rejected.
 
 Statistics come from well-kept libraries: scikit-learn's `cohen_kappa_score` per pair and the
 `krippendorff` package's nominal alpha across all raters (it handles missing entries). An
@@ -99,7 +99,8 @@ def _verdicts(state: TagState) -> dict[str, str | None]:
         if upd.tag is not None:
             label = upd.tag
         rater = rater_of_source(upd.by)
-        verdicts[rater] = None if upd.status == "rejected" else label
+        # "proposed" from another rater is a demotion (the LLM disputing a rules tag): not endorsed.
+        verdicts[rater] = None if upd.status in ("rejected", "proposed") else label
     return verdicts
 
 

@@ -1,0 +1,212 @@
+"""A rater's tags as a file: export from one session log, import into another copy of it.
+
+Schema (documented in docs/calibration.md):
+
+    {"format": "interview-copilot.tags", "version": 1, "session_id": "ses_...", "rater": "alice",
+     "rubric": "default", "exported_at": "...", "coverage": {"start_ms": 0, "end_ms": 600000} | null,
+     "tags": [{"id": "tag_...", "tag": "requirement_gathering", "start_ms": 1200, "end_ms": 4800,
+               "segment_ids": ["seg_..."], "speaker": "candidate", "evidence": "...", "note": "..."}]}
+
+Import validates the whole file before writing anything, then appends every tag (as
+`tag.added` with source `human:<rater>`) plus one `status` event that records the import
+(rater, coverage, a digest of the tags) in a single store transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from copilot.errors import CopilotError
+from copilot.events import Event, Status, Tag
+from copilot.review.calibration import COVERAGE_COMPONENT, claims_by_rater, normalize_rater
+from copilot.review.fold import SessionView, fold
+
+TAGS_FORMAT = "interview-copilot.tags"
+TAGS_VERSION = 1
+_RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class TagFileError(CopilotError):
+    """A tag file that cannot be imported (malformed, another session, unknown tag, duplicate)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileTag(_Strict):
+    id: str | None = Field(default=None, max_length=80)
+    tag: str
+    start_ms: int = Field(ge=0)
+    end_ms: int = Field(ge=0)
+    segment_ids: list[str] = Field(default_factory=list)
+    speaker: str = ""
+    evidence: str = Field(default="", max_length=4000)
+    note: str = Field(default="", max_length=4000)
+
+
+class Coverage(_Strict):
+    start_ms: int | None = Field(default=None, ge=0)
+    end_ms: int | None = Field(default=None, ge=0)
+
+
+class TagFile(_Strict):
+    format: str
+    version: int
+    session_id: str
+    rater: str
+    rubric: str = ""
+    exported_at: str = ""
+    coverage: Coverage | None = None
+    tags: list[FileTag]
+
+
+def rater_name(name: str) -> str:
+    """`alice` or `human:alice` -> `alice`; anything else is refused."""
+    bare = name.removeprefix("human:")
+    if not _RATER.match(bare):
+        raise TagFileError(f"bad rater name {name!r} (letters, digits, . _ @ - ; up to 64 characters)")
+    return bare
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def export_tags(view: SessionView, rater: str, rubric_tags: Sequence[str] | None = None) -> dict[str, Any]:
+    """The rater's standing tags in this session (their own, plus copilot tags they confirmed/edited)."""
+    bare = rater_name(rater)
+    rid = normalize_rater(bare)
+    claims = claims_by_rater(view).get(rid, [])
+    segs = view.segment_index()
+    tags_out = []
+    notes = {t.id: t.tag.rationale for t in view.tags}
+    for c in sorted(claims, key=lambda c: (c.start_ms, c.tag_id)):
+        speaker = next((segs[s].speaker for s in c.segment_ids if s in segs), "")
+        tags_out.append({
+            "id": c.tag_id, "tag": c.tag, "start_ms": c.start_ms, "end_ms": c.end_ms,
+            "segment_ids": c.segment_ids, "speaker": speaker, "evidence": c.evidence,
+            "note": notes.get(c.tag_id, "") or "",
+        })
+    coverage = None
+    for st in view.statuses:  # an imported rater keeps the coverage they declared
+        if st.component == COVERAGE_COMPONENT and st.details.get("rater") == rid:
+            coverage = st.details.get("coverage")
+    return {
+        "format": TAGS_FORMAT,
+        "version": TAGS_VERSION,
+        "session_id": view.session_id,
+        "rater": bare,
+        "rubric": view.rubric,
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "coverage": coverage,
+        "tags": tags_out,
+    }
+
+
+# --- import ----------------------------------------------------------------------------------------
+
+
+def parse_tag_file(text: str, source_name: str = "tag file") -> TagFile:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TagFileError(f"{source_name}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise TagFileError(f"{source_name}: not a tag file (expected a JSON object)")
+    if raw.get("format") != TAGS_FORMAT:
+        raise TagFileError(f"{source_name}: not a tag file ('format' must be {TAGS_FORMAT!r})")
+    if raw.get("version") != TAGS_VERSION:
+        raise TagFileError(f"{source_name}: unsupported tag file version {raw.get('version')!r} "
+                           f"(this copilot reads {TAGS_VERSION})")
+    try:
+        return TagFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise TagFileError(f"{source_name}: malformed at {where}: {err['msg']}") from None
+
+
+def digest(tags: Sequence[FileTag]) -> str:
+    """Content identity of a set of tags, independent of order and ids."""
+    items = sorted((t.tag, t.start_ms, t.end_ms, tuple(sorted(t.segment_ids))) for t in tags)
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] | None,
+                rater: str | None = None, source_name: str = "tag file") -> list[Event]:
+    """Validate `tag_file` against the session and return the events to append (nothing written)."""
+    sid = view.session_id
+    if tag_file.session_id != sid:
+        raise TagFileError(f"{source_name} is for session {tag_file.session_id}, not {sid}")
+    bare = rater_name(rater or tag_file.rater)
+    source = f"human:{bare}"
+    seg_ids = {s.id for s in view.segments}
+    existing_ids = {t.id for t in view.tags}
+    seen_ids: set[str] = set()
+    for i, t in enumerate(tag_file.tags):
+        where = f"{source_name}: tag #{i + 1}"
+        if rubric_tag_ids is not None and t.tag not in rubric_tag_ids:
+            raise TagFileError(f"{where}: unknown tag id {t.tag!r} (rubric {view.rubric} has: "
+                               f"{', '.join(sorted(rubric_tag_ids))})")
+        if t.end_ms < t.start_ms:
+            raise TagFileError(f"{where}: end_ms {t.end_ms} is before start_ms {t.start_ms}")
+        missing = [s for s in t.segment_ids if s not in seg_ids]
+        if missing:
+            raise TagFileError(f"{where}: segment {missing[0]} is not in session {sid}")
+        if t.id:
+            if t.id in seen_ids:
+                raise TagFileError(f"{where}: tag id {t.id} appears twice in the file")
+            seen_ids.add(t.id)
+    d = digest(tag_file.tags)
+    for st in view.statuses:
+        if (st.component == COVERAGE_COMPONENT and st.details.get("rater") == source
+                and st.details.get("digest") == d):
+            raise TagFileError(f"{source_name}: these {len(tag_file.tags)} tags of rater {bare} were already "
+                               f"imported into session {sid}")
+    clash = [t.id for t in tag_file.tags if t.id and t.id in existing_ids]
+    if clash:
+        raise TagFileError(f"{source_name}: tag {clash[0]} is already in session {sid} "
+                           f"(duplicate import of {len(clash)} of {len(tag_file.tags)} tags)")
+    out = []
+    for t in tag_file.tags:
+        tag = Tag(tag=t.tag, segment_ids=t.segment_ids, start_ms=t.start_ms, end_ms=t.end_ms, speaker=t.speaker,
+                  evidence=t.evidence, rationale=t.note, confidence=1.0, source=source,
+                  **({"id": t.id} if t.id else {}))
+        out.append(Event.of(sid, tag, type="tag.added"))
+    cov = tag_file.coverage.model_dump() if tag_file.coverage else None
+    out.append(Event.of(sid, Status(
+        level="info", component=COVERAGE_COMPONENT,
+        message=f"imported {len(tag_file.tags)} tags from rater {bare}",
+        details={"rater": source, "digest": d, "count": len(tag_file.tags), "coverage": cov},
+    )))
+    return out
+
+
+def append_all(store: Any, events: list[Event]) -> list[Event]:
+    """Append in one transaction when the store offers it (`append_many`), else one by one.
+
+    Validation already happened, so the one-by-one fallback can only stop part-way on an I/O
+    failure; the store's batch append removes even that window.
+    """
+    many = getattr(store, "append_many", None)
+    if callable(many):
+        return list(many(events))
+    return [store.append(e) for e in events]
+
+
+def import_tags(store: Any, session_id: str, text: str, rubric_tag_ids: set[str] | None,
+                rater: str | None = None, source_name: str = "tag file") -> list[Event]:
+    from copilot.errors import SessionError
+
+    if not store.exists(session_id):
+        raise SessionError(f"no session {session_id}")
+    tag_file = parse_tag_file(text, source_name)
+    view = fold(store.events(session_id), session_id)
+    planned = plan_import(view, tag_file, rubric_tag_ids, rater, source_name)
+    return append_all(store, planned)
