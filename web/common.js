@@ -6,7 +6,7 @@
 //   apiGet(path, token)         -> parsed JSON of GET /api/...; throws ApiError (status + message) on non-2xx
 //   el(tag, attrs, ...children) -> tiny DOM builder (attrs: class, dataset, on<Event>, aria-*, style vars)
 //   fmtTime(ms)                 -> "m:ss" (or "h:mm:ss") of session time
-//   rubricView(rubric)          -> {tags: [{id,label,colour,hotkey,code,ink,definition}], byId: Map, byHotkey: Map}
+//   rubricView(rubric)          -> {tags: [{id,label,short,colour,hotkey,code,ink,definition}], byId, byHotkey}
 //   speakerKind(name)           -> "interviewer" | "candidate" | "other" (for styling)
 //   highlightEvidence(text, ranges) -> DocumentFragment with <mark> around each evidence quote
 //   evidenceRanges(text, quote) -> [[start, end]] where the quote occurs in text (case/space-insensitive)
@@ -109,6 +109,7 @@ export function rubricView(rubric) {
       ink: inkFor(colour),
       hotkey: t.hotkey ? String(t.hotkey) : "",
       code: shortCode(t.label || t.id, taken),
+      short: (t.label || t.id).split(/\s+/)[0],
       definition: t.definition || "",
     };
   });

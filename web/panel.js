@@ -107,11 +107,15 @@ function applyEvent(ev) {
       const tag = state.tags.apply(ev);
       if (!tag) break;
       advanceNow(tag.end_ms);
-      if (ev.type !== "tag.updated" && !isHumanSource(tag.source) && state.followNewest) {
+      const touched = new Set([...oldSegments, ...tag.segment_ids]);
+      const newSelection = (ev.type !== "tag.updated" && !isHumanSource(tag.source) && state.followNewest)
+        || (ev.type === "tag.added" && !state.selectedId);
+      if (newSelection && state.selectedId !== tag.id) {
+        const prev = state.selectedId && state.tags.get(state.selectedId);
+        if (prev) prev.segment_ids.forEach((sid) => touched.add(sid));
         state.selectedId = tag.id;
       }
-      if (ev.type === "tag.added" && isHumanSource(tag.source) && !state.selectedId) state.selectedId = tag.id;
-      for (const sid of new Set([...oldSegments, ...tag.segment_ids])) renderSegmentTags(sid);
+      for (const sid of touched) renderSegmentTags(sid);
       renderTimeline();
       renderFilters();
       renderLatest();
@@ -274,7 +278,8 @@ function chip(tag) {
   },
   el("span", { class: "chip-code", "aria-hidden": "true" }, info.code),
   el("span", { class: "chip-label" }, info.label),
-  el("span", { class: "chip-status", "aria-hidden": "true" }, human ? "✋" : "", tag.status === "proposed" ? "" : st.symbol));
+  human ? el("span", { class: "chip-who" }, sourceLabel(tag.source) === params.rater ? "you" : sourceLabel(tag.source)) : null,
+  tag.status === "proposed" ? null : el("span", { class: "chip-status", "aria-hidden": "true" }, st.symbol));
 }
 
 function renderSegmentTags(segId) {
@@ -287,6 +292,7 @@ function renderSegmentTags(segId) {
     if (tag.status === "rejected") continue;
     const info = tagInfo(state.rubric, tag.tag);
     for (const [start, end] of evidenceRanges(seg.text, tag.evidence)) {
+      if (isHumanSource(tag.source) && start === 0 && end >= seg.text.trim().length) continue;
       ranges.push({ start, end, colour: info.colour, title: info.label, className: "evidence" });
     }
   }
@@ -299,6 +305,7 @@ function renderSegmentTags(segId) {
   const first = tags.find((t) => t.status !== "rejected");
   if (first) node.style.setProperty("--c", tagInfo(state.rubric, first.tag).colour);
   else node.style.removeProperty("--c");
+  if (state.autoScroll) scrollToBottom();
 }
 
 // ---------------------------------------------------------------------------------------------- auto-scroll
@@ -311,23 +318,35 @@ function atBottom() {
 
 function afterGrowth() {
   if (state.autoScroll) {
-    wrap.scrollTop = wrap.scrollHeight;
+    scrollToBottom();
   } else {
     $("jump-live").hidden = false;
   }
 }
 
+// Auto-scroll stops only when the user scrolls up; content growing under a pinned view does not count.
+let lastAutoTop = 0;
+function scrollToBottom() {
+  wrap.scrollTop = wrap.scrollHeight;
+  lastAutoTop = wrap.scrollTop;
+}
+
 let programmaticScroll = false;
 wrap.addEventListener("scroll", () => {
   if (programmaticScroll) return;
-  state.autoScroll = atBottom();
+  if (atBottom()) {
+    state.autoScroll = true;
+    lastAutoTop = wrap.scrollTop;
+  } else if (wrap.scrollTop < lastAutoTop - 4) {
+    state.autoScroll = false;
+  }
   $("jump-live").hidden = state.autoScroll;
 }, { passive: true });
 
 function jumpToLive() {
   state.autoScroll = true;
   $("jump-live").hidden = true;
-  wrap.scrollTop = wrap.scrollHeight;
+  scrollToBottom();
 }
 
 $("jump-live").addEventListener("click", jumpToLive);
@@ -341,6 +360,7 @@ function scrollToSegment(segId) {
   state.autoScroll = false;
   programmaticScroll = true;
   wrap.scrollTop = Math.max(0, top - wrap.clientHeight / 3);
+  lastAutoTop = wrap.scrollTop;
   requestAnimationFrame(() => {
     programmaticScroll = false;
     state.autoScroll = atBottom();
@@ -394,7 +414,7 @@ function renderLatest() {
       el("span", { "aria-hidden": "true" }, "·"),
       el("time", {}, fmtTime(tag.start_ms)),
       el("span", { "aria-hidden": "true" }, "·"),
-      el("span", { class: "latest-source" }, human ? `✋ ${sourceLabel(tag.source)}` : `⚙ ${sourceLabel(tag.source)}`),
+      el("span", { class: "latest-source" }, human ? `tagged by ${sourceLabel(tag.source)}` : `⚙ ${sourceLabel(tag.source)}`),
       tag.confidence !== undefined && !human ? el("span", { class: "latest-conf" }, `${Math.round(tag.confidence * 100)}%`) : null),
     tag.evidence
       ? el("blockquote", { class: "latest-quote" }, `“${tag.evidence}”`)
@@ -471,7 +491,7 @@ function addTagNow(rubricTag) {
   if (seg && state.nowMs - seg.end_ms <= 30000) {
     op.segment_ids = [seg.id];
   }
-  if (send(op)) flash(`Tagging ${rubricTag.label}…`);
+  send(op);
 }
 
 function latestCandidateSegment() {
@@ -543,7 +563,7 @@ function renderFilters() {
       onclick: () => toggleFilter(t.id),
     },
     el("span", { class: "filter-code", "aria-hidden": "true" }, t.code),
-    el("span", { class: "filter-label" }, t.label),
+    el("span", { class: "filter-label" }, t.short),
     el("span", { class: "filter-count" }, String(counts.get(t.id) || 0)));
   }));
 }
@@ -585,7 +605,6 @@ function sendNote() {
   if (!text) return;
   if (send({ op: "note", text, at_ms: Math.round(state.nowMs) })) {
     note.value = "";
-    flash("Note sent");
   }
 }
 
@@ -633,15 +652,16 @@ function showToast(message, level = "info", ms = 5000) {
   if (ms) toastTimer = setTimeout(() => { toast.hidden = true; }, ms);
 }
 
-function flash(message) {
-  showToast(message, "info", 1500);
-}
-
 function setTitle(title) {
   $("title").textContent = title;
   $("title").title = title;
   document.title = `${title} · copilot`;
 }
+
+// Brief messages sit just above the notes box, never over the header's connection state.
+new ResizeObserver(([entry]) => {
+  document.body.style.setProperty("--compose-h", `${Math.ceil(entry.target.getBoundingClientRect().height)}px`);
+}).observe(document.querySelector(".compose"));
 
 // ---------------------------------------------------------------------------------------------- start
 
