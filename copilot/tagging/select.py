@@ -1,0 +1,58 @@
+"""Pick a tagger by name: `rules` (offline default), `llm`, or `hybrid` (rules, then the LLM)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from copilot.errors import CopilotError
+from copilot.tagging.base import Tagger
+
+if TYPE_CHECKING:
+    from copilot.tagging.rubric import Rubric
+
+TAGGER_KINDS = ("rules", "llm", "hybrid")
+
+
+class TaggerConfigError(CopilotError):
+    """A tagger that cannot be built as asked (unknown kind, LLM without a model)."""
+
+
+def build_tagger(
+    kind: str,
+    rubric: "Rubric",
+    llm_model: str | None = None,
+    api_base: str | None = None,
+    *,
+    api_key: str | None = None,
+    **llm_options: Any,
+) -> Tagger:
+    """The tagger for `--tagger KIND`. `llm_options` go to `LLMTagger` (timeout_s, window_turns...).
+
+    The API key defaults to the provider's usual environment variable (litellm reads
+    OPENAI_API_KEY, ANTHROPIC_API_KEY, ...); `COPILOT_LLM_API_KEY` overrides it, which is
+    handy for a local OpenAI-compatible server that wants any non-empty key.
+    """
+    if kind not in TAGGER_KINDS:
+        raise TaggerConfigError(f"unknown tagger {kind!r} (choose from {', '.join(TAGGER_KINDS)})")
+    if kind == "rules":
+        from copilot.tagging.rules import RulesTagger
+
+        return RulesTagger(rubric)
+    if not llm_model or not llm_model.strip():
+        raise TaggerConfigError(
+            f"--tagger {kind} needs an LLM model: pass --llm MODEL (a litellm model string such as "
+            "openai/gpt-4o-mini, ollama/llama3.1, or openai/<name> with --api-base URL)"
+        )
+    from copilot.tagging.llm import LLMTagger
+
+    key = api_key or os.environ.get("COPILOT_LLM_API_KEY") or None
+    if key is None and api_base and llm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+        key = "local"  # OpenAI-compatible local servers (llama.cpp, vLLM) accept any key; the client needs one
+    llm = LLMTagger(rubric, llm_model, api_base=api_base, api_key=key, **llm_options)
+    if kind == "llm":
+        return llm
+    from copilot.tagging.hybrid import HybridTagger
+    from copilot.tagging.rules import RulesTagger
+
+    return HybridTagger(RulesTagger(rubric), llm)
