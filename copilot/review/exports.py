@@ -17,7 +17,7 @@ from typing import Iterable
 
 from copilot.errors import CopilotError
 from copilot.events import SCHEMA_VERSION, Event
-from copilot.review.fold import SessionView, fmt_ms, fold, summarize
+from copilot.review.fold import SessionView, fmt_ms, fold, summarize, tag_segment
 from copilot.review.rubric_info import labels as rubric_labels
 
 FORMATS = ("md", "json", "vtt", "srt")
@@ -214,18 +214,20 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             out.append(f"- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or '?')}**: \"{_md(q.text)}\" "
                        f"({q.source}, {q.status}, confidence {q.confidence:.2f})")
         out.append("")
-    rejected = [t for t in view.tags if t.status == "rejected"]
-    reviewed = [t for t in view.tags if t.status in ("confirmed", "edited") and t.kind == "tag.proposed"]
+    verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human]
+    kept = [(t, v) for t, v in verdicts if v and v[0] in ("confirmed", "edited")]
+    rejected = [(t, v) for t, v in verdicts if v and v[0] == "rejected"]
+    unreviewed = sum(1 for _, v in verdicts if v is None)
     out += ["## Human review of the copilot's tags", ""]
-    if not reviewed and not rejected:
-        out += ["No copilot tags were reviewed.", ""]
-    for t in reviewed:
-        out.append(f"- Kept ({t.status} by {t.by}): {_md(labels.get(t.tag.tag, t.tag.tag))} at "
-                   f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({t.source})")
-    for t in rejected:
-        out.append(f"- Rejected by {t.by}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
-                   f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({t.source})")
-    if reviewed or rejected:
+    out.append(f"{len(kept)} confirmed, {len(rejected)} rejected, {unreviewed} not reviewed by a person.")
+    out.append("")
+    for title, rows in (("Confirmed", kept), ("Rejected", rejected)):
+        for t, (status, who) in rows:
+            verb = "Confirmed" if title == "Confirmed" and status == "confirmed" else (
+                "Edited" if status == "edited" else "Rejected")
+            out.append(f"- {verb} by {_md(who)}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
+                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({t.source})")
+    if kept or rejected:
         out.append("")
     out += ["## Notes", ""]
     if view.notes:
@@ -238,7 +240,8 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     out += ["", "## Transcript", ""]
     by_segment: dict[str, list[str]] = {}
     for t in view.active_tags():
-        for sid in t.tag.segment_ids:
+        seg = tag_segment(view, t.tag)
+        for sid in t.tag.segment_ids or ([seg.id] if seg else []):
             by_segment.setdefault(sid, []).append(labels.get(t.tag.tag, t.tag.tag))
     for seg in view.segments:
         tags = sorted(set(by_segment.get(seg.id, [])))

@@ -35,6 +35,24 @@ class TagState:
     def source(self) -> str:
         return self.tag.source
 
+    @property
+    def human(self) -> bool:
+        """A person's own tag."""
+        return self.kind == "tag.added" or self.tag.source.startswith("human:")
+
+    def human_verdict(self) -> tuple[str, str] | None:
+        """(status, who) of the last verdict a person gave on this tag, if any."""
+        for upd in reversed(self.history):
+            if is_human(upd.by):
+                return upd.status, upd.by.removeprefix("human:")
+        return None
+
+    def human_endorsed(self) -> bool:
+        verdict = self.human_verdict()
+        if verdict is not None:
+            return verdict[0] in ("confirmed", "edited")
+        return self.human
+
     def to_json(self) -> dict[str, Any]:
         out = self.tag.model_dump(mode="json")
         out.update(
@@ -101,6 +119,31 @@ class SessionView:
             "last_seq": self.last_seq,
             "duration_ms": self.duration_ms(),
         }
+
+
+def is_human(who: str) -> bool:
+    """An update's `by` (or a source) names a person unless it is a tagger (`rules`, `llm:*`, `copilot:*`)."""
+    return bool(who) and not (who == "rules" or who.startswith(("llm", "rules:", "copilot:")))
+
+
+def segment_at(segments: list[Segment], ms: int) -> Segment | None:
+    """The segment containing `ms`, else the last one that began before it."""
+    best = None
+    for s in segments:
+        if s.start_ms <= ms < s.end_ms:
+            return s
+        if s.start_ms <= ms:
+            best = s
+    return best
+
+
+def tag_segment(view: "SessionView", t: Tag) -> Segment | None:
+    """The segment a tag points at: its first listed segment, else the one at its start time."""
+    idx = view.segment_index()
+    for sid in t.segment_ids:
+        if sid in idx:
+            return idx[sid]
+    return segment_at(view.segments, t.start_ms)
 
 
 def source_group(source: str) -> str:
@@ -175,7 +218,7 @@ class TagSummary:
     count: int
     first_ms: int | None
     last_ms: int | None
-    confirmed: int
+    confirmed: int  # endorsed by a person: their own tag, or confirmed / edited by them
     rejected: int
     proposed: int
     by_source: dict[str, int]
@@ -188,10 +231,9 @@ class TagSummary:
 
 
 def _strength(t: TagState) -> tuple:
-    # A human's word outranks a machine's: confirmed or human-added first, then edited,
-    # then unreviewed proposals, each ordered by confidence and then by evidence length.
-    human = t.kind == "tag.added" or t.status == "confirmed"
-    rank = 0 if human else (1 if t.status == "edited" else 2)
+    # A person's word outranks a machine's: human-endorsed first, then machine-confirmed or
+    # edited, then unreviewed or disputed proposals; within each, by confidence, then evidence length.
+    rank = 0 if t.human_endorsed() else (1 if t.status in ("confirmed", "edited") else 2)
     return (rank, -t.tag.confidence, -len(t.tag.evidence), t.tag.start_ms)
 
 
@@ -199,7 +241,6 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
     """Per-tag summary: rubric tags first (in rubric order), then any other tag ids seen."""
     labels = labels or {}
     order = list(labels) + sorted({t.tag.tag for t in view.tags} - set(labels))
-    segs = view.segment_index()
     out: list[TagSummary] = []
     for tag_id in order:
         all_tags = [t for t in view.tags if t.tag.tag == tag_id]
@@ -210,18 +251,18 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
             by_source[g] = by_source.get(g, 0) + 1
         quotes = []
         for t in sorted(standing, key=_strength)[:max_quotes]:
-            seg_id = t.tag.segment_ids[0] if t.tag.segment_ids else None
-            text = t.tag.evidence or (segs[seg_id].text if seg_id in segs else "")
-            speaker = t.tag.speaker or (segs[seg_id].speaker if seg_id in segs else "")
+            seg = tag_segment(view, t.tag)
+            text = t.tag.evidence or (seg.text if seg else "")
+            speaker = t.tag.speaker or (seg.speaker if seg else "")
             quotes.append(Quote(t.id, text, t.tag.start_ms, t.tag.end_ms, speaker, t.source, t.status,
-                                t.tag.confidence, seg_id))
+                                t.tag.confidence, seg.id if seg else None))
         out.append(TagSummary(
             tag=tag_id,
             label=labels.get(tag_id, tag_id),
             count=len(standing),
             first_ms=min((t.tag.start_ms for t in standing), default=None),
             last_ms=max((t.tag.start_ms for t in standing), default=None),
-            confirmed=sum(1 for t in all_tags if t.status == "confirmed" or (t.kind == "tag.added" and t.status != "rejected")),
+            confirmed=sum(1 for t in all_tags if t.human_endorsed()),
             rejected=sum(1 for t in all_tags if t.status == "rejected"),
             proposed=sum(1 for t in standing if t.status == "proposed" and t.kind == "tag.proposed"),
             by_source=by_source,
