@@ -54,6 +54,7 @@ function onConnState(s, info) {
     text = "disconnected";
     showToast(`Connection refused: ${why}.`, "error", 0);
   }
+  conn.dataset.ended = String(state.ended);
   $("conn-text").textContent = text;
   conn.setAttribute("aria-label", `Connection: ${text}`);
   updateActionButtons();
@@ -106,6 +107,7 @@ function applyEvent(ev) {
       const oldSegments = before ? [...before.segment_ids] : [];
       const tag = state.tags.apply(ev);
       if (!tag) break;
+      if (ev.type === "tag.updated") settlePending(tag.id);
       advanceNow(tag.end_ms);
       const touched = new Set([...oldSegments, ...tag.segment_ids]);
       const newSelection = (ev.type !== "tag.updated" && !isHumanSource(tag.source) && state.followNewest)
@@ -141,6 +143,10 @@ function applyStatus(d, seq) {
     node.dataset.level = lag > 3 ? "warning" : "ok";
   }
   if (d.tagger) $("tagger-status").textContent = `tagger ${d.tagger}`;
+  if (d.level === "error" && (seq === null || seq === undefined) && pending) {
+    settlePending(pending.tagId);
+    updateActionButtons();
+  }
   if (d.level === "error" || d.level === "warning") {
     // Catch-up replays old errors; show only those arriving live, briefly.
     if (seq === null || seq === undefined || socket.state === "live") {
@@ -445,8 +451,13 @@ function newestAiTag() {
 function updateActionButtons() {
   const tag = selectedTag();
   const live = socket.state === "live" || socket.state === "catching-up";
-  $("btn-confirm").disabled = !tag || !live || tag.status === "confirmed";
-  $("btn-reject").disabled = !tag || !live || tag.status === "rejected";
+  const busy = Boolean(tag && pending && pending.tagId === tag.id);
+  const confirm = $("btn-confirm");
+  const reject = $("btn-reject");
+  confirm.disabled = !tag || !live || busy || tag.status === "confirmed";
+  reject.disabled = !tag || !live || busy || tag.status === "rejected";
+  confirm.setAttribute("aria-busy", String(busy && pending.op === "confirm"));
+  reject.setAttribute("aria-busy", String(busy && pending.op === "reject"));
   const n = navigableTags().length;
   $("btn-prev").disabled = n === 0;
   $("btn-next").disabled = n === 0;
@@ -475,12 +486,32 @@ function move(step) {
   select(all[idx].id);
 }
 
+// A verdict shows as "sending…" on its button until the server echoes the tag.updated (or says why not).
+let pending = null;
 function verdict(op) {
   const tag = selectedTag();
   if (!tag) return;
   if (send({ op, tag_id: tag.id })) {
     // Once judged, the selection goes back to following the newest AI tag as it arrives.
     state.followNewest = true;
+    clearTimeout(pending && pending.timer);
+    pending = {
+      tagId: tag.id,
+      op,
+      timer: setTimeout(() => {
+        pending = null;
+        updateActionButtons();
+        showToast("No answer from the server yet: the action may not have been recorded.", "warning");
+      }, 5000),
+    };
+    updateActionButtons();
+  }
+}
+
+function settlePending(tagId) {
+  if (pending && pending.tagId === tagId) {
+    clearTimeout(pending.timer);
+    pending = null;
   }
 }
 
