@@ -1,0 +1,296 @@
+"""What `copilot live`, `replay` and `serve` do: wire store, bus, pipeline and server in one process.
+
+Printed for people: the panel's URL (with the token) and how to stop. Printed for scripts and
+tests, one per line, flushed: `COPILOT_SESSION=<id>`, `COPILOT_URL=<panel url>`,
+`COPILOT_PORT=<port>`, and `COPILOT_DONE=<id>` when a replay has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any, Callable
+
+from copilot.errors import AudioInputError, CopilotError, SessionError
+from copilot.events import SessionStarted, Status
+
+log = logging.getLogger("copilot.cli.session_run")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _can_open_browser() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_browser(url: str, no_browser: bool) -> None:
+    if no_browser or not _can_open_browser():
+        return
+    try:
+        webbrowser.open(url, new=1)
+    except Exception:  # a missing browser is not an error: the URL is printed
+        pass
+
+
+class _Parts:
+    """Everything a live or replay run needs, built (and validated) before the session starts."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from copilot.session.bus import Bus
+        from copilot.session.log import SessionLog
+        from copilot.session.store import SessionStore, default_store_path
+        from copilot.server.auth import new_token
+
+        self.args = args
+        self.store = SessionStore(default_store_path(args.data_dir))
+        self.bus = Bus()
+        self.log = SessionLog(self.store, self.bus)
+        self.token = new_token()
+        self.rubric: Any = None
+        self.rubric_name = args.rubric
+        self.tagger: Any = None
+        self.tagger_note = ""
+        self.llm_tagger: Any = None
+
+    def load_tagging(self) -> None:
+        from copilot.tagging.rubric import load_rubric
+
+        self.rubric = load_rubric(self.args.rubric)
+        try:
+            from copilot.tagging.rules import RulesTagger
+        except ModuleNotFoundError as exc:
+            if exc.name != "copilot.tagging.rules":
+                raise
+            self.tagger_note = "rules tagger not installed: transcript only"
+        else:
+            self.tagger = RulesTagger(self.rubric)
+        if self.args.llm:
+            from copilot.tagging.select import build_tagger
+
+            self.llm_tagger = build_tagger("llm", self.rubric, self.args.llm, self.args.api_base)
+
+    def refiner_factory(self) -> Callable[[Any], Any] | None:
+        if self.llm_tagger is None:
+            return None
+        from copilot.tagging.hybrid import LLMRefiner
+
+        llm = self.llm_tagger
+        return lambda emit: LLMRefiner(llm, emit)
+
+    def transcriber(self, speakers: list[str]) -> Any:
+        from copilot.asr.engine import load_model
+        from copilot.asr.streaming import StreamingTranscriber
+
+        model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
+        return StreamingTranscriber(model, speakers, realtime=True)
+
+    def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
+        """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
+        cid = getattr(self.args, "continue_id", None)
+        if cid:
+            self.store.continue_session(cid)
+            segs = self.store.segments(cid)
+            offset = max((s["end_ms"] for s in segs), default=0) + 1000
+            self.log.record_payload(cid, Status(
+                component="server", message="session continued after an interruption",
+                details={"offset_ms": offset, "source": source}))
+            return cid, offset
+        config = {
+            "model": self.args.model, "asr_device": self.args.asr_device, "llm": self.args.llm,
+            "keep_audio": bool(self.args.keep_audio),
+        }
+        rubric_id = getattr(self.rubric, "id", None) or self.rubric_name
+        # Store the name the user gave when it is a path, so the server can load the same file.
+        rubric_ref = self.rubric_name if Path(self.rubric_name).suffix in (".yaml", ".yml") else rubric_id
+        sid = self.store.create_session(SessionStarted(
+            title=title, mode=mode, rubric=rubric_ref, speakers=speakers, source=source, config=config))
+        return sid, 0
+
+
+async def _run_session(parts: _Parts, source: Any, *, sid: str, offset_ms: int, live_device: bool,
+                       speed: float, exit_when_done: bool) -> int:
+    from copilot.server import runner
+    from copilot.server.app import create_app
+    from copilot.session.pipeline import Pipeline
+
+    args = parts.args
+    loop = asyncio.get_running_loop()
+    parts.bus.bind(loop)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    keeper = None
+    if args.keep_audio:
+        from copilot.session.audio_keeper import AudioKeeper
+
+        keeper = AudioKeeper(parts.store.audio_path(sid), len(source.speakers))
+    transcriber = await asyncio.to_thread(parts.transcriber, list(source.speakers))
+    if parts.tagger_note:
+        parts.log.record_payload(sid, Status(level="warning", component="tagger", message=parts.tagger_note))
+    elif parts.tagger is not None:
+        parts.log.record_payload(sid, Status(component="tagger", message="tagging with rules",
+                                             tagger=getattr(parts.tagger, "name", "rules")))
+
+    app = create_app(parts.store, parts.bus, parts.token, session_log=parts.log,
+                     extra_hosts=frozenset({args.host}) if args.host not in ("127.0.0.1", "localhost") else frozenset())
+    server, server_task, port = await runner.start(app, args.host, args.port)
+    host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
+    url = f"http://{host}:{port}/panel.html?session={sid}&token={parts.token}"
+    _say(f"COPILOT_SESSION={sid}")
+    _say(f"COPILOT_PORT={port}")
+    _say(f"COPILOT_URL={url}")
+    _say(f"Side panel: {url}")
+    _say("Press Ctrl-C to stop.")
+    _open_browser(url, args.no_browser)
+
+    pipeline = Pipeline(
+        session_id=sid, log=parts.log, source=source, transcriber=transcriber, tagger=parts.tagger,
+        refiner_factory=parts.refiner_factory(), keeper=keeper, live_device=live_device, speed=speed,
+        offset_ms=offset_ms,
+    )
+    pipe_task = asyncio.create_task(pipeline.run())
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({pipe_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not pipe_task.done():
+            _say("Stopping: finishing the transcript...")
+            pipeline.stop()
+            stop.clear()
+            await pipe_task
+        stats = pipe_task.result()
+        _say(f"COPILOT_DONE={sid}")
+        _say(f"Session {sid}: {stats.finals} segments, {stats.tags} tags.")
+        if not exit_when_done and not stop_task.done():
+            _say(f"Still serving the session at {url} - press Ctrl-C to quit.")
+            await stop.wait()
+    finally:
+        stop_task.cancel()
+        server.should_exit = True
+        await server_task
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _speaker_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise AudioInputError("--speakers needs at least one name")
+    return names
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from copilot.audio.file_source import FileSource
+
+    if args.speed <= 0:
+        raise CopilotError(f"--speed must be > 0, not {args.speed}")
+    if args.demo and args.file:
+        raise CopilotError("give either FILE or --demo, not both")
+    if args.demo:
+        try:
+            from copilot.audio.demo import DEMO_AUDIO
+        except ModuleNotFoundError as exc:
+            raise CopilotError("the bundled demo recording is not installed (copilot.audio.demo)") from exc
+        path = Path(DEMO_AUDIO)
+        title = args.title or "Demo interview"
+    elif args.file:
+        path = Path(args.file)
+        title = args.title or path.stem
+    else:
+        raise CopilotError("replay needs a FILE (or --demo)")
+    speakers = _speaker_list(args.speakers)
+    source = FileSource(path, realtime=True, speakers=speakers, speed=args.speed)
+    if speakers is None and len(source.speakers) == 2:
+        source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
+    parts = _Parts(args)
+    parts.load_tagging()
+    sid, offset = parts.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path))
+    try:
+        return asyncio.run(_run_session(parts, source, sid=sid, offset_ms=offset, live_device=False,
+                                        speed=args.speed, exit_when_done=args.exit_when_done))
+    finally:
+        source.close()
+        parts.store.close()
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from copilot.audio.device_source import DeviceSource
+
+    speakers = _speaker_list(args.speakers) or ["interviewer", "candidate"]
+    parts = _Parts(args)
+    parts.load_tagging()
+    source = DeviceSource(args.device, args.system_device, speakers=speakers)
+    title = args.title or "Live interview"
+    desc = args.device or "default input"
+    if args.system_device:
+        desc += f" + {args.system_device}"
+    try:
+        sid, offset = parts.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc)
+        return asyncio.run(_run_session(parts, source, sid=sid, offset_ms=offset, live_device=True,
+                                        speed=1.0, exit_when_done=True))
+    finally:
+        source.close()
+        parts.store.close()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from copilot.server.auth import new_token
+    from copilot.session.bus import Bus
+    from copilot.session.log import SessionLog
+    from copilot.session.store import SessionStore, default_store_path
+
+    store = SessionStore(default_store_path(args.data_dir))
+    bus = Bus()
+    token = new_token()
+
+    async def main() -> int:
+        from copilot.server import runner
+        from copilot.server.app import create_app
+
+        loop = asyncio.get_running_loop()
+        bus.bind(loop)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        app = create_app(store, bus, token, session_log=SessionLog(store, bus))
+        server, task, port = await runner.start(app, args.host, args.port)
+        base = f"http://127.0.0.1:{port}"
+        _say(f"COPILOT_PORT={port}")
+        _say(f"COPILOT_URL={base}/?token={token}")
+        sessions = store.list_sessions()
+        if sessions:
+            _say(f"{len(sessions)} session(s); newest:")
+            for s in sessions[:10]:
+                _say(f"  {s['id']} [{s['status']}] {s['title']}: "
+                     f"{base}/review.html?session={s['id']}&token={token}")
+            _open_browser(f"{base}/review.html?session={sessions[0]['id']}&token={token}", args.no_browser)
+        else:
+            _say("no sessions stored yet")
+        _say("Press Ctrl-C to stop.")
+        try:
+            await stop.wait()
+        finally:
+            server.should_exit = True
+            await task
+        return 0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
+__all__ = ["run_live", "run_replay", "run_serve", "SessionError"]
