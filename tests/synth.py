@@ -71,9 +71,12 @@ def write_audio(x: np.ndarray, path: str | Path, rate: int = RATE) -> Path:
 
 
 def espeak_dialogue(turns: Sequence[tuple[str, str]], path: str | Path, stereo: bool = True,
-                    gap_s: float = 0.8, voices: dict[str, str] | None = None,
-                    tail_s: float = 0.5) -> list[dict]:
-    """Write a dialogue to `path`; return the reference turns with their times (ms)."""
+                    gap_s: float | Sequence[float] = 0.8, voices: dict[str, str] | None = None,
+                    tail_s: float = 0.5, wpm: int = 165) -> list[dict]:
+    """Write a dialogue to `path`; return the reference turns with their times (ms).
+
+    `gap_s` is the silence between turns: one value, or one per gap (cycled if shorter).
+    """
     order: list[str] = []
     for speaker, _ in turns:
         if speaker not in order:
@@ -81,14 +84,15 @@ def espeak_dialogue(turns: Sequence[tuple[str, str]], path: str | Path, stereo: 
     voices = dict(voices or {})
     for i, speaker in enumerate(order):
         voices.setdefault(speaker, VOICES[i % len(VOICES)])
-    pieces = [render(text, voices[speaker]) for speaker, text in turns]
-    gap = int(gap_s * RATE)
-    total = int(LEAD_IN_S * RATE) + sum(len(p) for p in pieces) + gap * max(len(pieces) - 1, 0) + int(tail_s * RATE)
+    pieces = [render(text, voices[speaker], wpm) for speaker, text in turns]
+    gap_list = [gap_s] if isinstance(gap_s, (int, float)) else list(gap_s)
+    gaps = [int(gap_list[i % len(gap_list)] * RATE) for i in range(max(len(pieces) - 1, 0))] + [0]
+    total = int(LEAD_IN_S * RATE) + sum(len(p) for p in pieces) + sum(gaps) + int(tail_s * RATE)
     channels = len(order) if stereo else 1
     out = np.zeros((channels, total), dtype=np.float32)
     ref = []
     pos = int(LEAD_IN_S * RATE)
-    for (speaker, text), piece in zip(turns, pieces):
+    for (speaker, text), piece, gap in zip(turns, pieces, gaps):
         ch = order.index(speaker) if stereo else 0
         out[ch, pos: pos + len(piece)] += piece
         ref.append({"speaker": speaker, "channel": ch, "text": text,
