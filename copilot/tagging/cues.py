@@ -1,0 +1,240 @@
+"""Generic cue families for the rules tagger, written from the tag definitions, not from examples.
+
+A rubric tag names the families it uses (`cues.families`); `cues.phrases` add literal ones.
+Patterns are a tiny language over the *clean* words (see normalize.py), compiled into spaCy
+Matcher token patterns by `compile_pattern`:
+
+    word        the word (LOWER)
+    a/b/c       one of these words
+    @lex        any word of the lexicon `lex` below
+    ~lemma      by lemma (lookup lemmatizer): ~go matches go, goes, going, went
+    ~a/b        one of these lemmas
+    _           any one word;  _{0,3}  zero to three words
+    x?          any token above, optional
+
+Weights: STRONG fires on its own; WEAK only when the classifier agrees (see rules.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRONG = 0.9
+MEDIUM = 0.75
+WEAK = 0.45
+
+LEXICON: dict[str, list[str]] = {
+    # what a requirement question is about
+    "req": """users user customers customer clients client people scale traffic qps rps requests request load latency
+        budget cost costs money spend bill sla slo slas availability uptime nines constraint constraints requirement
+        requirements success succeed goal goals deadline region regions size sizes volume peak concurrent concurrently
+        ratio reads writes read write daily active retention consistency consistent ordering order compliance gdpr
+        devices device platform platforms mobile web browser browsers expected expect target targets need needs must
+        support existing integrate limit acceptable accuracy accurate fresh freshness stale realtime real-time
+        personalized secure security encrypted encryption privacy versions version history storage data files file
+        throughput rate limits growth grow quota concern priority priorities important matter matters care tolerance
+        tolerate okay ok fine offline online sla's scope deletes delete edits ranked ranking done criteria""".split(),
+    "wh": "what who whom which when where why how".split(),
+    "how_q": """many much big large often long fast fresh stale accurate far frequently old quickly soon strict
+        important""".split(),
+    "aux": "is are do does did can could should will would has have was were am".split(),
+    "subj": "we i you it they the this that users there a an our your these those he she people someone".split(),
+    "confirm": "right correct fair ok reasonable true accurate".split(),
+    # words that weigh: what a choice gains or costs
+    "eval": """fast faster fastest slow slower slowest quick quicker quickly instant instantly cheap cheaper cheapest
+        expensive pricey cost costs costly price pay paying paid bill money free simple simpler simplest simplicity
+        complex complicated complexity messy hard harder hardest easy easier easiest difficult painful latency lag
+        lags delay delays stale fresh fresher fresh reliable reliability unreliable safe safer safety unsafe risk
+        risky overhead scale scales scaling scalable memory ram cpu cycles storage disk bandwidth consistent
+        consistency inconsistent available availability throughput lose loses losing lost waste wastes wasted
+        bottleneck fragile flexible flexibility rigid control durability durable accurate accuracy precision
+        precise operational ops maintain maintenance effort work months weeks time quickly lock locks contention
+        collisions friendly friendlier snappy snappier secure isolation noisy hot bad good great nice better worse
+        overkill heavy heavier lightweight robust crude clean ugly harder lower higher more less fewer bigger
+        smaller helps help saves save saving savings gain gains benefit benefits win wins drop drops stall stalls
+        break breaks correctness duplicates duplicate wait waits waiting block blocks slowdown overload load
+        outage outages survive resilient resilience coverage control fairness fair unfair hate offline
+        conflicts conflict overwrite overwrites reconcile isolated isolates annoying appeal upside downside
+        pros cons penalty sacrifice sacrifices tradeoff tradeoffs cons expensive costs cheaper burden late
+        early slowly perfect enormous huge massive tiny simpler shorter longer lighter riskier painless""".split(),
+    "comparative": """faster slower cheaper simpler easier harder safer riskier lower higher better worse bigger smaller
+        fresher friendlier snappier lighter heavier quicker more less fewer longer shorter""".split(),
+    "contrast": "but though although whereas while however yet except".split(),
+    # commitment verbs after I/we will / would / am going to
+    "decide_verb": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make build
+        treat support batch focus prefer avoid replace split partition cache run write do implement rely store
+        ship defer punt limit restrict model index key deploy accept merge revert undo remove rip
+        simplify default lean bet commit standardize design structure represent""".split(),
+    "decide_lemma": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make
+        build treat support batch focus prefer avoid replace split partition cache run write do implement rely
+        ship defer punt limit restrict model index key deploy accept merge revert undo remove rip simplify
+        default lean bet commit standardize design structure represent""".split(),
+    "decide_now": """use pick choose keep put store stick leave cut drop skip switch shard add build treat support batch
+        focus prefer avoid replace split partition cache implement move ship defer punt limit restrict deploy accept
+        merge revert undo remove rip simplify default lean bet commit standardize""".split(),
+    # "let's <verb>" that is logistics, not a decision
+    "lets_logistics": """take get begin see move talk wrap recap continue jump dive look think check pause break
+        chat hear say try_""".split(),
+    # things a logistics sentence is about
+    "logistics": """screen hear audio mic microphone muted mute camera cursor recording break pause
+        water coffee laptop charger window tab zoom whiteboard wifi chat paste froze
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
+    "modal_future": "will would".split(),
+    "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
+        said thought saw""".split(),
+    "plain": """basically simply imagine like think picture means mean analogy everyday""".split(),
+    "flaw": """bug bugs buggy wrong broken breaks break crash crashes race leak leaks overflow off-by-one missing
+        miss misses forgot forgets forgetting skips skip stops stale duplicate duplicates deadlock unsafe null
+        none empty injection escape escaped unescaped infinite hang hangs fails fail failing edge incorrect
+        never twice""".split(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    family: str
+    pattern: str
+    weight: float
+    why: str  # the rationale shown to the interviewer
+
+
+def _c(family: str, weight: float, why: str, *patterns: str) -> list[Cue]:
+    return [Cue(family, p, weight, why) for p in patterns]
+
+
+FAMILIES: dict[str, list[Cue]] = {
+    # ---- requirement gathering
+    "clarifying_question": [
+        *_c("clarifying_question", MEDIUM, "asks how much / how many", "how @how_q"),
+        *_c("clarifying_question", WEAK, "asks a what/who question",
+            "what is the", "what are the", "what kind", "what sort", "what type", "what happens", "what counts",
+            "what does _ look like", "what should", "what would", "who is", "who are", "who will", "who would",
+            "which of", "which one", "what is our", "what is your", "who reads", "who uses", "what regions"),
+        *_c("clarifying_question", MEDIUM, "asks what success looks like",
+            "what does success", "what would make this a success", "what counts as done", "success criteria",
+            "acceptance criteria", "definition of done"),
+        *_c("clarifying_question", WEAK, "asks whether something is needed",
+            "do we need", "do we have to", "does it need", "do they need", "do users need", "does the _ need",
+            "should we care", "should the", "should it", "are we building", "are we optimizing", "are we limited",
+            "is there a limit", "is there an existing", "are there any", "do we care", "is it one", "is it ok if",
+            "is it fine", "is that ok", "is that a", "is that an", "or is that"),
+    ],
+    "assumption_check": [
+        *_c("assumption_check", STRONG, "states an assumption to confirm it",
+            "~assume _{0,12} @confirm ?", "~assume _{0,12} is that @confirm", "~assume _{0,14} does that",
+            "~assume _{0,12} right", "can i assume", "could i assume", "can we assume", "is it safe to assume",
+            "is it fine to assume", "is it ok to assume", "my assumption is", "i am thinking _{0,12} is that",
+            "i would guess _{0,8} is that", "i am guessing", "i would guess", "i guess _{0,10} right"),
+        *_c("assumption_check", MEDIUM, "states an assumption", "i will assume", "i am assuming", "assuming that",
+            "let us assume", "i would assume", "i am going to assume", "we can assume"),
+        *_c("assumption_check", MEDIUM, "checks a figure or fit",
+            "does that match", "in the right ballpark", "does that sound @confirm", "sound @confirm ?",
+            "is that in the right", "does that sound about right"),
+    ],
+    "restating": [
+        *_c("restating", STRONG, "restates the requirements back",
+            "just to restate", "to restate", "restating", "to play it back", "play it back", "play that back",
+            "let me make sure i", "make sure i understand", "make sure i got", "if i understand", "if i understood",
+            "if i heard you right", "if i heard that right", "did i get that right", "did i hear that right",
+            "did i get that", "so the requirement is", "so the requirements are", "just to confirm", "just so i am clear",
+            "so i am clear", "to confirm", "to summarize", "so to summarize", "let me summarize", "so we are saying",
+            "so you are saying", "if i am hearing", "am i right that", "correct ?", "is that correct", "is that right",
+            "so the main constraint", "so the must have", "the must have is", "the must-have is", "so the goal is",
+            "so the priority is", "so the main", "so what you need", "let me recap the requirements"),
+    ],
+    # ---- tradeoff articulation
+    "gain_cost": [
+        *_c("gain_cost", STRONG, "names the downside / upside",
+            "the downside", "the upside", "downside is", "upside is", "the down side", "the up side", "downsides",
+            "the nice thing", "the nice part", "the not so nice", "the annoying thing", "the annoying part",
+            "the appeal of", "the catch is", "the flip side", "the drawback", "drawback is", "the benefit is",
+            "the cost is", "the price is", "the risk is", "the tradeoff is", "the trade off is", "tradeoff here is",
+            "trade off here is", "the tradeoff being", "trade off being", "the tradeoff basically", "the trade off basically",
+            "tradeoff is basically", "trade off is basically"),
+        *_c("gain_cost", STRONG, "weighs a gain against a cost",
+            "at the expense of", "at the cost of", "in exchange for", "comes at the cost", "comes at a cost",
+            "we pay for it", "paying for it", "pay for that", "pay for it with", "the price is", "costs us",
+            "but it costs", "but costs", "but we lose", "but you lose", "we would lose", "we lose the",
+            "lose the ability", "the penalty", "on the other hand", "pros and cons", "whereas"),
+        *_c("gain_cost", WEAK, "weighs options", "it depends", "depends on whether", "depends who", "comes down to"),
+    ],
+    "comparison": [
+        *_c("comparison", WEAK, "compares options", "versus", "compared to", "compared with", "@comparative than",
+            "either _{1,10} or", "instead of _{1,6} we get", "rather than _{1,6} we get"),
+        *_c("comparison", MEDIUM, "compares options on a property", "@comparative than _{1,6} but",
+            "is @comparative than", "are @comparative than", "is more _ than", "much @comparative than"),
+    ],
+    "contrast": [],  # computed in rules.py: a contrast conjunction with weighing words on both sides
+    # ---- steering decision
+    "commitment": [
+        *_c("commitment", STRONG, "commits to a choice",
+            "let us go with", "let us go ahead", "let us use", "let us stick with", "i will go with", "i would go with",
+            "i am going to go with", "going to go with", "we will go with", "we are going with", "i am going with",
+            "i would pick", "i will pick", "i would choose", "i will choose", "i am choosing", "i am picking",
+            "my call is", "my choice is", "the decision is", "decision time", "final answer", "i would rather",
+            "i had rather", "i would prefer", "i would say we", "i would suggest we", "i would recommend",
+            "we should use", "we should go", "i think we should", "i think i will", "i think we will",
+            "i would keep", "we will keep", "i would lean", "the plan is", "so the plan", "let us build that",
+            "first thing i will do", "first thing i would do", "i will start with", "i would start with",
+            "we will start with", "let us start with", "i will begin with", "i would begin with",
+            "i will handle", "i will do _ first", "i will put", "i would put", "we will put", "i will use",
+            "we will use", "we are going to use", "we are going to go", "i am going to use", "we will store",
+            "we are just going to", "we are going to support", "let us make", "let us keep", "let us put",
+            "let us do", "let us shard", "let us switch", "let us build", "let us focus", "let us skip",
+            "let us drop", "let us cut", "let us add", "let us just", "let us not", "let us split", "let us store",
+            "let us batch", "let us cache", "let us buy", "let us pick", "let us choose", "let us treat",
+            "let us partition", "let us have"),
+        *_c("commitment", MEDIUM, "commits to a direction",
+            "i will @decide_verb", "i would @decide_verb", "we will @decide_verb", "we would @decide_verb",
+            "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now", "we should",
+            "we should not", "let us ~@decide_lemma"),
+    ],
+    "scoping": [
+        *_c("scoping", STRONG, "scopes something out",
+            "out of scope", "leave _{1,5} out", "out of this design", "not part of this", "not going to handle",
+            "not going to support", "not going to do", "not going to build", "not going to worry", "let me park",
+            "park _{1,3} for now", "park that", "rabbit hole", "say no to", "separate system", "not in scope",
+            "descope", "de-scope", "scope out", "scope it down", "cut _{1,4} from", "skip _{1,5} for now",
+            "for the mvp", "for the first release", "in v1", "for v1", "in the first version", "come back to it",
+            "worry about _{1,3} afterwards", "worry about _{1,3} later", "handle _{1,4} later", "for this round"),
+        *_c("scoping", WEAK, "defers something", "for now", "later", "first", "afterwards", "to begin with"),
+    ],
+    "pushback": [
+        *_c("pushback", STRONG, "pushes back on a suggestion",
+            "push back", "pushback", "i disagree", "i would disagree", "disagree with", "i do not agree",
+            "i do not think we should", "i would not", "we should not", "do not merge", "not merge that",
+            "revert", "undo", "roll back", "rollback", "not the approach", "not going to accept", "not accept",
+            "do not let", "tell _{1,3} to stop", "i would not use", "not use _{1,3} here", "that is overkill",
+            "is overkill", "premature", "i want to keep", "i want the old", "go back to", "no , do not",
+            "no do not", "no , let us not", "no let us not", "i would not add", "not touch"),
+    ],
+    "course_change": [
+        *_c("course_change", STRONG, "changes course",
+            "scratch that", "take back", "change direction", "change course", "pivot", "on second thought",
+            "switch to", "switching to", "i am switching", "let us switch", "rather than", "instead of", "instead",
+            "you know what , i", "you know what i", "actually no", "actually , no", "no wait", "i changed my mind",
+            "change my mind"),
+    ],
+    # ---- builder track
+    "plain_language": [
+        *_c("plain_language", STRONG, "explains in plain language", "think of it like", "think of it as",
+            "in plain terms", "in plain english", "in plain language", "in simple terms", "put simply",
+            "imagine _{1,4} like", "it is like a", "for you as a", "for you as the", "for your", "what that means for you",
+            "this means for you", "for you it means", "the way to think about it", "like a photocopy", "analogy"),
+    ],
+    "flaw_catch": [
+        *_c("flaw_catch", STRONG, "points out a flaw", "@flaw", "not thread safe", "off by one", "one short",
+            "never gets", "will return", "can both", "there is no check", "no filter", "there is no",
+            "does not handle", "does not check", "forgot to", "edge case", "this will break", "that will break",
+            "this breaks", "that breaks", "wait , this", "wait this", "that is wrong", "this is wrong"),
+    ],
+    "defend_past": [
+        *_c("defend_past", STRONG, "defends a past decision", "~pick/choose/decide/go _{0,8} because",
+            "we picked", "i picked", "i chose", "we chose", "i decided", "we decided", "back then", "at the time",
+            "i would make the same call", "same call today", "the reason i", "the reason we", "reason was",
+            "i went with", "we went with"),
+    ],
+}
+
+# Families whose cues do not count inside a question sentence ("can i use a whiteboard instead?").
+QUESTION_WEAKENS = frozenset({"commitment", "course_change", "scoping"})

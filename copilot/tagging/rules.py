@@ -1,0 +1,588 @@
+"""The offline tagger: spaCy Matcher cues from the rubric, united with a trained `textcat_multilabel`.
+
+How a candidate utterance becomes tags (all in well under a millisecond per utterance):
+1. `normalize.clean_tokens` turns typed or speech-recognizer text into clean words (contractions
+   expanded, fillers and stutters dropped) that remember their original character spans.
+2. A spaCy `Matcher` (blank English + the lookup lemmatizer of `spacy-lookups-data`) runs the
+   cue families the rubric's tags name (`cues.py`); two computed cues add the question form
+   (a question about users, scale, latency, budget ...) and contrast with weighing words on both
+   sides. Each hit is STRONG, MEDIUM or WEAK.
+3. Context vetoes and weakens: interviewer speech is never tagged (for `applies_to: candidate`);
+   questions after "any questions for us?" gather nothing; a bare "yeah let's do that" after the
+   interviewer's suggestion is agreement, not a decision; logistics ("share my screen", "take a
+   break") and past-tense narration ("instead of Slack we used Teams") do not count; commitments
+   inside a question are weak.
+4. The classifier's probability p per tag. A tag fires when a rule is strong enough alone, or
+   p >= its threshold, or a weak rule and p >= a lower threshold. The thresholds are tuned per tag
+   by cross-validation on the training split when the classifier is trained (`textcat.py`).
+The evidence is a verbatim slice of the segment text: the sentence holding the cue, or the whole
+utterance when the classifier alone fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+from spacy.attrs import IDX, ORTH
+
+from copilot.events import Segment, Tag
+from copilot.tagging import cues as C
+from copilot.tagging.normalize import PUNCT_END, Clean, clean_tokens
+from copilot.tagging.rubric import Rubric, is_interviewer
+
+Mode = Literal["combined", "rules-only", "classifier-only"]
+
+# A computed cue family name for the rubric (in addition to cues.FAMILIES).
+COMPUTED = {"clarifying_question": "question", "contrast": "contrast"}
+
+_DISCOURSE = frozenset(
+    "so and ok um uh right well also then yeah hmm oh sorry wait but hey now just actually cool great".split()
+)
+_AGREE = frozenset(
+    """yeah yes yep sure ok sounds good let us do that it your way fine great cool go for right then totally makes
+    sense agree with i to me that is works perfect alright awesome absolutely definitely lets sounds the plan
+    we can can""".split()
+)
+_FUTURE = frozenset("will would going let should want need not must".split())
+_RG_VETO = [
+    "should i", "can i use", "could i use", "do you want me", "would you like me", "do you mind", "mind if i",
+    "ok if i", "could you repeat", "can you repeat", "did that answer", "answer your question", "make sense",
+    "keep going", "looking for", "time do we have", "time left", "how long is this", "can you hear", "can you see",
+    "is that what you", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
+    "could you paste", "can you paste", "was i", "do you need me",
+]
+_ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
+                  "questions for me", "anything to ask", "questions before we"]
+_LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
+                  "let us talk", "let us wrap", "let us get going"]
+
+
+@dataclass
+class Hit:
+    tag: str
+    weight: float
+    why: str
+    sent: tuple[int, int]  # clean-word range of the sentence holding the cue
+    words: str  # the matched clean words (for the rationale)
+
+
+@dataclass
+class Analysis:
+    clean: Clean
+    rules: dict[str, Hit] = field(default_factory=dict)  # best hit per tag, after vetoes
+    gated: frozenset[str] = frozenset()  # tags that do not apply to this speaker / context
+
+
+@dataclass(frozen=True)
+class Decision:
+    tag: str
+    confidence: float
+    evidence: str
+    rationale: str
+
+
+def context_turns(context: Any, speaker: str | None) -> list[tuple[str, str]]:
+    """Normalize an item's context to [(speaker, text)], oldest first.
+
+    A bare string (or list of strings) is the previous turn of the *other* party.
+    """
+    if context is None or context == "":
+        return []
+    other = "candidate" if is_interviewer(speaker) else "interviewer"
+    if isinstance(context, str):
+        return [(other, context)]
+    out: list[tuple[str, str]] = []
+    if isinstance(context, (list, tuple)):
+        for c in context:
+            if isinstance(c, str):
+                out.append((other, c))
+            elif isinstance(c, Segment):
+                out.append((c.speaker, c.text))
+            elif isinstance(c, dict) and isinstance(c.get("text"), str):
+                out.append((str(c.get("speaker") or other), c["text"]))
+    return out
+
+
+class RulesTagger:
+    """`Tagger` (source "rules"). `classifier`: True = load `models/tagger/<rubric>/` if trained,
+    False = rules only, or a `textcat.Classifier` / model directory."""
+
+    name = "rules"
+
+    def __init__(self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False) -> None:
+        import spacy
+        from spacy.matcher import Matcher, PhraseMatcher
+
+        self.rubric = rubric
+        if nlp is None:
+            nlp = spacy.blank("en")
+        self.nlp = nlp
+        self._lemma_table = _lemma_table(nlp)
+        self._lemma_cache: dict[str, str] = {}
+        self.vocab = nlp.vocab
+        self.tokenizer = nlp.tokenizer
+        self._cues: dict[str, tuple[str, C.Cue]] = {}  # match key -> (family, cue)
+        # Literal phrases go to the (hash-based, much faster) PhraseMatcher; patterns with
+        # wildcards, lexicons or lemmas to the Matcher.
+        self.matcher = Matcher(self.vocab)
+        self.phrases = PhraseMatcher(self.vocab)
+        self.veto = PhraseMatcher(self.vocab)
+        self._needs_lemma = False
+        self._anyq_cache: dict[str, bool] = {}
+        self._families_of: dict[str, set[str]] = {}  # family -> tag ids using it
+        self._computed: dict[str, list[str]] = {"question": [], "contrast": []}
+        for t in rubric.tags:
+            fams = list(t.cues.families)
+            for fam in fams:
+                self._families_of.setdefault(fam, set()).add(t.id)
+                if fam in COMPUTED:
+                    self._computed[COMPUTED[fam]].append(t.id)
+            for k, ph in enumerate(t.cues.phrases):
+                fam = f"phrase:{t.id}"
+                self._families_of.setdefault(fam, set()).add(t.id)
+                self._add(f"{fam}:{k}", fam, C.Cue(fam, " ".join(self._words(ph)), C.STRONG, "rubric cue phrase"))
+        for fam in self._families_of:
+            for k, cue in enumerate(C.FAMILIES.get(fam, [])):
+                self._add(f"{fam}:{k}", fam, cue)
+        for key, phrases in (("rg_veto", _RG_VETO), ("anyq", _ANY_QUESTIONS), ("lets_logistic", _LOGISTIC_LETS)):
+            self.veto.add(key, [self._phrase_doc(p.split()) for p in phrases])
+        self._veto_ids = {self.vocab.strings[k]: k for k in ("rg_veto", "anyq", "lets_logistic")}
+        self.syntax = None
+        if syntax:
+            from copilot.tagging.syntax import SyntaxCues
+
+            self.syntax = SyntaxCues.load(rubric, self._families_of)
+        self.classifier = None
+        if classifier is True:
+            from copilot.tagging.textcat import load_classifier
+
+            self.classifier = load_classifier(rubric.id)
+        elif isinstance(classifier, (str, Path)):
+            from copilot.tagging.textcat import load_classifier
+
+            self.classifier = load_classifier(rubric.id, Path(classifier))
+        elif classifier not in (False, None):
+            self.classifier = classifier
+        self.thresholds: dict[str, dict[str, float]] = dict(self.classifier.thresholds) if self.classifier else {}
+
+    # ------------------------------------------------------------ building
+
+    def _words(self, phrase: str) -> list[str]:
+        doc = self.tokenizer(phrase)
+        return clean_tokens([(t.text, t.idx) for t in doc], phrase).words
+
+    def _add(self, key: str, family: str, cue: C.Cue) -> None:
+        self._cues[key] = (family, cue)
+        toks = cue.pattern.split()
+        if all(_is_literal(t) for t in toks):
+            self.phrases.add(key, [self._phrase_doc(toks)])
+            return
+        try:
+            pattern = compile_pattern(cue.pattern)
+        except KeyError as exc:  # unknown @lexicon in a pattern: a bug in cues.py
+            raise ValueError(f"cue {cue.pattern!r}: unknown lexicon {exc}") from None
+        self._needs_lemma = self._needs_lemma or any("LEMMA" in d for d in pattern)
+        self.matcher.add(key, [pattern])
+
+    def _phrase_doc(self, words: list[str]):
+        from spacy.tokens import Doc
+
+        return Doc(self.vocab, words=words)
+
+    # ------------------------------------------------------------ analysis
+
+    def clean(self, text: str) -> Clean:
+        doc = self.tokenizer(text)
+        # to_array avoids building a Token object per token (the hot path of the tagger)
+        arr = doc.to_array([ORTH, IDX])
+        strings = self.vocab.strings
+        return clean_tokens([(strings[int(o)], int(i)) for o, i in arr], text)
+
+    def _lemmas(self, words: list[str]) -> list[str]:
+        cache = self._lemma_cache
+        out = []
+        for w in words:
+            lem = cache.get(w)
+            if lem is None:
+                lem = self._lemma_table.get(w, w) if self._lemma_table is not None else w
+                if len(cache) < 200_000:
+                    cache[w] = lem
+            out.append(lem)
+        return out
+
+    def analyze(self, text: str, speaker: str | None = "candidate", context: Any = None) -> Analysis:
+        clean = self.clean(text)
+        gated = frozenset(t.id for t in self.rubric.tags if not t.applies(speaker))
+        result = Analysis(clean=clean, gated=gated)
+        if len(gated) == len(self.rubric.tags) or not clean.words:
+            return result
+        turns = context_turns(context, speaker)
+        prev = next((tx for sp, tx in reversed(turns) if sp != speaker), turns[-1][1] if turns else "")
+
+        from spacy.tokens import Doc
+
+        words = clean.words
+        doc = Doc(self.vocab, words=words, spaces=[True] * len(words),
+                  lemmas=self._lemmas(words) if self._needs_lemma else None)
+        sents = _sentences(words)
+        sent_of = [0] * len(words)
+        for si, (a, b) in enumerate(sents):
+            for i in range(a, b):
+                sent_of[i] = si
+        question = [_is_question(words, a, b) for a, b in sents]
+        sent_sets = [frozenset(words[a:b]) for a, b in sents]
+        lex = C.LEXICON
+
+        rg_veto_sents: set[int] = set()
+        lets_logistic_sents: set[int] = set()
+        for mid, s, e in self.veto(doc):
+            key = self.vocab.strings[mid]
+            if key == "rg_veto":
+                rg_veto_sents.add(sent_of[s])
+            elif key == "lets_logistic":
+                lets_logistic_sents.add(sent_of[s])
+        after_any_questions = bool(prev) and self._after_any_questions(prev)
+        content = [w for w in words if w not in PUNCT_END and w != ","]
+        agreement_only = bool(prev) and len(content) <= 8 and all(w in _AGREE for w in content)
+
+        def offer(tag: str, weight: float, why: str, si: int, matched: str) -> None:
+            if tag in gated or weight <= 0:
+                return
+            best = result.rules.get(tag)
+            if best is None or weight > best.weight:
+                result.rules[tag] = Hit(tag, weight, why, sents[si], matched)
+
+        def logistic(si: int) -> bool:
+            return bool(sent_sets[si] & _LOGISTICS)
+
+        for mid, s, e in [*self.phrases(doc), *self.matcher(doc)]:
+            family, cue = self._cues[self.vocab.strings[mid]]
+            si = sent_of[s]
+            w = cue.weight
+            if family == "clarifying_question":
+                if not question[si] or si in rg_veto_sents or logistic(si) or after_any_questions:
+                    continue
+            elif family in ("assumption_check", "restating"):
+                if after_any_questions or logistic(si):
+                    continue
+            elif family in ("commitment", "course_change", "scoping", "pushback"):
+                if logistic(si) or si in lets_logistic_sents or agreement_only:
+                    continue
+                if family in C.QUESTION_WEAKENS and question[si]:
+                    w = min(w, C.WEAK)
+                if family == "course_change" and sent_sets[si] & _PAST and not sent_sets[si] & _FUTURE:
+                    continue  # narration of the past: "instead of Slack we used Teams"
+            for tag in self._families_of.get(family, ()):
+                offer(tag, w, cue.why, si, " ".join(words[s:e]))
+
+        if self._computed["question"] and not after_any_questions:
+            req = lex_set("req")
+            for si, (a, b) in enumerate(sents):
+                if not question[si] or si in rg_veto_sents or logistic(si):
+                    continue
+                if sent_sets[si] & req:
+                    w, why = 0.8, "asks about users, scale, constraints or success"
+                else:
+                    w, why = C.WEAK, "asks a question"
+                for tag in self._computed["question"]:
+                    offer(tag, w, why, si, " ".join(words[a:b]))
+
+        if self._computed["contrast"]:
+            ev = lex_set("eval")
+            con = lex_set("contrast")
+            for i, wd in enumerate(words):
+                if wd not in con:
+                    continue
+                left = [x for x in words[max(0, i - 14) : i] if x not in PUNCT_END and x != ","]
+                si = sent_of[i]
+                b = sents[si][1]
+                right = [x for x in words[i + 1 : min(b, i + 15)] if x not in PUNCT_END and x != ","]
+                if len(left) < 3 or len(right) < 2:
+                    continue
+                el = sum(1 for x in left if x in ev)
+                er = sum(1 for x in right if x in ev)
+                if el and er:
+                    w, why = C.MEDIUM + 0.05, f"contrasts what one side gains with what it costs ('{wd}')"
+                elif el + er and len(right) >= 3:
+                    w, why = C.WEAK, f"contrast ('{wd}')"
+                else:
+                    continue
+                if logistic(si):
+                    continue
+                # the evidence spans the clause before the contrast too when it is another sentence
+                a0 = sents[sent_of[max(0, i - 1)]][0] if sents[si][0] == i else sents[si][0]
+                for tag in self._computed["contrast"]:
+                    if tag in gated:
+                        continue
+                    best = result.rules.get(tag)
+                    if best is None or w > best.weight:
+                        result.rules[tag] = Hit(tag, w, why, (a0, b), wd)
+
+        if self.syntax is not None:
+            for tag, w, why, (a, b) in self.syntax.hits(text, clean):
+                if tag not in gated and (tag not in result.rules or w > result.rules[tag].weight):
+                    result.rules[tag] = Hit(tag, w, why, (a, b), "")
+        return result
+
+    def _after_any_questions(self, prev: str) -> bool:
+        hit = self._anyq_cache.get(prev)
+        if hit is None:
+            hit = _contains_any(self._words(prev), _ANY_QUESTIONS_WORDS)
+            if len(self._anyq_cache) > 10_000:
+                self._anyq_cache.clear()
+            self._anyq_cache[prev] = hit
+        return hit
+
+    # ------------------------------------------------------------ decision
+
+    def decide(self, an: Analysis, probs: dict[str, float] | None, mode: Mode = "combined") -> list[Decision]:
+        out: list[Decision] = []
+        for t in self.rubric.tags:
+            if t.id in an.gated:
+                continue
+            hit = an.rules.get(t.id)
+            rw = hit.weight if hit else 0.0
+            p = probs.get(t.id) if probs is not None else None
+            th = self.thresholds.get(t.id, {})
+            fired_rule = fired_cls = False
+            if mode == "classifier-only":
+                fired_cls = p is not None and p >= th.get("p_cls", 0.5)
+            elif mode == "rules-only" or p is None:
+                fired_rule = rw >= th.get("rule_alone", DEFAULT_RULE_ALONE)
+            else:
+                fired_rule = rw >= th.get("rule", DEFAULT_RULE_ALONE) or (
+                    rw >= C.WEAK and p >= th.get("p_weak", 0.35)
+                )
+                fired_cls = p >= th.get("p", 0.6)
+            if not (fired_rule or fired_cls):
+                continue
+            if hit is not None and mode != "classifier-only" and (fired_rule or rw >= C.WEAK):
+                evidence = an.clean.quote(*hit.sent).strip() or an.clean.text.strip()
+                rationale = f"cue: {hit.why}" + (f" ('{hit.words}')" if hit.words and len(hit.words) < 60 else "")
+                if p is not None:
+                    rationale += f"; classifier p={p:.2f}"
+                conf = max(rw, p or 0.0) if fired_rule else max(p or 0.0, rw)
+            else:
+                evidence = an.clean.text.strip()
+                rationale = f"classifier p={p:.2f}"
+                conf = p or 0.0
+            out.append(Decision(t.id, round(min(1.0, conf), 3), evidence, rationale))
+        return out
+
+    # ------------------------------------------------------------ Tagger protocol
+
+    def tag(self, segment: Segment, context: Sequence[Segment] = ()) -> list[Tag]:
+        an = self.analyze(segment.text, segment.speaker, list(context)[-4:] if context else None)
+        probs = None
+        if self.classifier is not None and len(an.gated) < len(self.rubric.tags) and an.clean.words:
+            probs = self.classifier.predict([an.clean.joined()])[0]
+        return [self._to_tag(d, segment) for d in self.decide(an, probs)]
+
+    def tag_many(self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode = "combined",
+                 batch_size: int = 512) -> list[list[Tag]]:
+        """Batch path: the classifier runs once per batch through `nlp.pipe`."""
+        out: list[list[Tag]] = []
+        batch: list[tuple[Segment, Sequence[Segment]]] = []
+
+        def flush() -> None:
+            segs = [s for s, _ in batch]
+            for s, decisions in zip(segs, self.decide_many(
+                    [(s.text, s.speaker, list(c)[-4:] if c else None) for s, c in batch], mode)):
+                out.append([self._to_tag(d, s) for d in decisions])
+            batch.clear()
+
+        for item in items:
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        return out
+
+    def decide_many(self, items: Sequence[tuple[str, str | None, Any]], mode: Mode = "combined") -> list[list[Decision]]:
+        analyses = [self.analyze(text, speaker, ctx) for text, speaker, ctx in items]
+        probs = self.probabilities(analyses) if mode != "rules-only" else [None] * len(analyses)
+        return [self.decide(an, p, mode) for an, p in zip(analyses, probs)]
+
+    def probabilities(self, analyses: Sequence[Analysis]) -> list[dict[str, float] | None]:
+        if self.classifier is None:
+            return [None] * len(analyses)
+        want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.clean.words]
+        res: list[dict[str, float] | None] = [None] * len(analyses)
+        for i, p in zip(want, self.classifier.predict([analyses[i].clean.joined() for i in want])):
+            res[i] = p
+        return res
+
+    def _to_tag(self, d: Decision, segment: Segment) -> Tag:
+        return Tag(
+            tag=d.tag,
+            segment_ids=[segment.id],
+            start_ms=segment.start_ms,
+            end_ms=segment.end_ms,
+            speaker=segment.speaker,
+            evidence=d.evidence,
+            rationale=d.rationale,
+            confidence=d.confidence,
+            source=self.name,
+        )
+
+
+DEFAULT_RULE_ALONE = C.MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
+
+_LOGISTICS = frozenset(C.LEXICON["logistics"])
+_PAST = frozenset(C.LEXICON["past"])
+_ANY_QUESTIONS_WORDS = [p.split() for p in _ANY_QUESTIONS]
+_LEX_SETS: dict[str, frozenset[str]] = {}
+
+
+def lex_set(name: str) -> frozenset[str]:
+    s = _LEX_SETS.get(name)
+    if s is None:
+        s = _LEX_SETS[name] = frozenset(C.LEXICON[name])
+    return s
+
+
+def _contains_any(words: list[str], phrases: list[list[str]]) -> bool:
+    for ph in phrases:
+        n = len(ph)
+        for i in range(len(words) - n + 1):
+            if words[i : i + n] == ph:
+                return True
+    return False
+
+
+def _sentences(words: list[str]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    a = 0
+    for i, w in enumerate(words):
+        if w in PUNCT_END:
+            if i + 1 > a:
+                out.append((a, i + 1))
+            a = i + 1
+    if a < len(words):
+        out.append((a, len(words)))
+    return out or [(0, len(words))]
+
+
+_WH = frozenset(C.LEXICON["wh"])
+_AUX = frozenset(C.LEXICON["aux"])
+_SUBJ = frozenset(C.LEXICON["subj"])
+
+
+def _is_question(words: list[str], a: int, b: int) -> bool:
+    """A question by its mark, or (speech has no marks) by its opening: a wh-word or an inverted auxiliary."""
+    if b > a and words[b - 1] == "?":
+        return True
+    if b - 1 > a and words[b - 1] in PUNCT_END:
+        return False  # typed text that ends with a full stop is a statement
+    i = a
+    while i < b and (words[i] in _DISCOURSE or words[i] == ","):
+        i += 1
+    # "i guess my first question is how big ...": look past a short lead-in
+    for j in range(i, min(b, i + 8)):
+        w = words[j]
+        if w in _WH and (j == i or words[j - 1] in ("is", ",", "like", "question")):
+            if w == "how" and j + 1 < b and words[j + 1] in ("about",):
+                return True
+            return j + 1 < b
+        if j == i and w in _AUX and j + 1 < b and (words[j + 1] in _SUBJ or words[j + 1] == "not"):
+            return True
+    return False
+
+
+def compile_pattern(spec: str) -> list[dict[str, Any]]:
+    """The cue mini-language of cues.py -> one spaCy Matcher token pattern."""
+    out: list[dict[str, Any]] = []
+    for tok in spec.split():
+        op = None
+        if len(tok) > 1 and tok.endswith("?"):
+            tok, op = tok[:-1], "?"
+        if tok == "_":
+            d: dict[str, Any] = {}
+        elif tok.startswith("_{"):
+            d = {"OP": tok[1:]}
+        elif tok.startswith("~@"):
+            d = {"LEMMA": {"IN": C.LEXICON[tok[2:]]}}
+        elif tok.startswith("~"):
+            d = {"LEMMA": {"IN": tok[1:].split("/")}}
+        elif tok.startswith("@"):
+            d = {"LOWER": {"IN": C.LEXICON[tok[1:]]}}
+        elif "/" in tok:
+            d = {"LOWER": {"IN": tok.split("/")}}
+        else:
+            d = {"LOWER": tok}
+        if op:
+            d["OP"] = op
+        out.append(d)
+    return out
+
+
+def _is_literal(tok: str) -> bool:
+    return not (tok.startswith(("_", "~", "@")) or "/" in tok or (len(tok) > 1 and tok.endswith("?")))
+
+
+def _lemma_table(nlp):
+    """The lookup lemmatizer's table (spaCy `lemmatizer` in lookup mode, data from spacy-lookups-data).
+
+    Lemmas are read straight from the table (memoized per word) instead of running the
+    component over a Doc: the same lemmas, a fraction of the cost. None if the data is missing.
+    """
+    try:
+        if "lemmatizer" in nlp.pipe_names and getattr(nlp.get_pipe("lemmatizer"), "mode", "") == "lookup":
+            lem = nlp.get_pipe("lemmatizer")
+        else:
+            import spacy
+
+            blank = spacy.blank("en")
+            lem = blank.add_pipe("lemmatizer", config={"mode": "lookup"})
+            blank.initialize()
+        return lem.lookups.get_table("lemma_lookup")
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------- threshold tuning (training split only)
+
+
+def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], labels: Sequence[str]):
+    """Pick per-tag thresholds that maximize F1 of the combination on out-of-fold probabilities."""
+    analyses = [rules.analyze(it.text, it.speaker, it.context) for it in items]
+    grid_p = [round(0.2 + 0.05 * i, 2) for i in range(15)]  # 0.20 .. 0.90
+    grid_weak = [round(0.1 + 0.05 * i, 2) for i in range(11)]  # 0.10 .. 0.60
+    grid_rule = [DEFAULT_RULE_ALONE, C.STRONG - 0.01, 1.01]
+    thresholds: dict[str, dict[str, float]] = {}
+    report: dict[str, Any] = {}
+    for tag in labels:
+        gold = [tag in it.labels for it in items]
+        rw = [an.rules[tag].weight if tag in an.rules else 0.0 for an in analyses]
+        ps = [p.get(tag, 0.0) for p in oof]
+        best_key: tuple = (-1.0,)
+        best_th: dict[str, float] = {}
+        for r in grid_rule:
+            for pt in grid_p:
+                for pw in grid_weak:
+                    if pw > pt:
+                        continue
+                    pred = [(w >= r) or (w >= C.WEAK and p >= pw) or (p >= pt) for w, p in zip(rw, ps)]
+                    # ties: prefer the stricter setting (fewer false positives on unseen text)
+                    key = (round(_f1(gold, pred), 6), pt, pw, -r)
+                    if key > best_key:
+                        best_key, best_th = key, {"rule": r, "p": pt, "p_weak": pw}
+        cls_best = max(((_f1(gold, [p >= t for p in ps]), t) for t in grid_p), key=lambda x: (round(x[0], 6), x[1]))
+        rules_f1 = _f1(gold, [w >= DEFAULT_RULE_ALONE for w in rw])
+        th = dict(best_th)
+        th["p_cls"] = cls_best[1]
+        th["rule_alone"] = DEFAULT_RULE_ALONE
+        thresholds[tag] = th
+        report[tag] = {"cv_f1_combined": round(best_key[0], 3), "cv_f1_classifier": round(cls_best[0], 3),
+                       "f1_rules": round(rules_f1, 3)}
+    return thresholds, report
+
+
+def _f1(gold: Sequence[bool], pred: Sequence[bool]) -> float:
+    tp = sum(1 for g, p in zip(gold, pred) if g and p)
+    fp = sum(1 for g, p in zip(gold, pred) if p and not g)
+    fn = sum(1 for g, p in zip(gold, pred) if g and not p)
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
