@@ -100,7 +100,7 @@ def rater_file(sid: str, rater: str, marks: dict[str, list[int]], coverage: dict
             s = segment(n - 1)
             tags.append({"id": f"tag_{rater}_{tag[:3]}_{n:02d}", "tag": tag, "start_ms": s.start_ms + 200,
                          "end_ms": s.end_ms - 200, "segment_ids": [s.id], "speaker": s.speaker,
-                         "evidence": s.text[:40], "note": ""})
+                         "evidence": " ".join(s.text.split()[:7]), "note": ""})
     return {"format": "interview-copilot.tags", "version": 1, "session_id": sid, "rater": rater,
             "rubric": "default", "exported_at": "2026-11-25T21:00:00+00:00", "coverage": coverage, "tags": tags}
 

@@ -212,7 +212,8 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             continue
         for q in s.quotes:
             out.append(f"- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or '?')}**: \"{_md(q.text)}\" "
-                       f"({q.source}, {q.status}, confidence {q.confidence:.2f})")
+                       f"({q.source}, {q.status}, confidence {q.confidence:.2f}"
+                       f"{f', {q.support} raters' if q.support > 1 else ''})")
         out.append("")
     verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human]
     kept = [(t, v) for t, v in verdicts if v and v[0] in ("confirmed", "edited")]

@@ -209,6 +209,7 @@ class Quote:
     status: str
     confidence: float
     segment_id: str | None
+    support: int = 1  # distinct raters (taggers and people) behind this moment for this tag
 
 
 @dataclass
@@ -232,9 +233,10 @@ class TagSummary:
 
 def _strength(t: TagState) -> tuple:
     # A person's word outranks a machine's: human-endorsed first, then machine-confirmed or
-    # edited, then unreviewed or disputed proposals; within each, by confidence, then evidence length.
+    # edited, then unreviewed or disputed proposals; within each, the fuller verbatim evidence (it
+    # shows the reader more), then confidence.
     rank = 0 if t.human_endorsed() else (1 if t.status in ("confirmed", "edited") else 2)
-    return (rank, -t.tag.confidence, -len(t.tag.evidence), t.tag.start_ms)
+    return (rank, -len(t.tag.evidence), -t.tag.confidence, t.tag.start_ms)
 
 
 def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quotes: int = 3) -> list[TagSummary]:
@@ -249,13 +251,25 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
         for t in standing:
             g = source_group(t.source)
             by_source[g] = by_source.get(g, 0) + 1
+        # One quote per moment (segment): the moments most raters stand behind come first, each
+        # quoted by its strongest tag (a person's word, then confidence, then the longer evidence).
+        moments: dict[str, list[TagState]] = {}
+        for t in standing:
+            seg = tag_segment(view, t.tag)
+            moments.setdefault(seg.id if seg else t.id, []).append(t)
+        ranked = []
+        for key, group in moments.items():
+            backers = {t.source for t in group} | {u.by for t in group for u in t.history
+                                                   if u.status in ("confirmed", "edited")}
+            best = min(group, key=_strength)
+            ranked.append((-len(backers), _strength(best), key, best, len(backers)))
         quotes = []
-        for t in sorted(standing, key=_strength)[:max_quotes]:
+        for _, _, key, t, support in sorted(ranked)[:max_quotes]:
             seg = tag_segment(view, t.tag)
             text = t.tag.evidence or (seg.text if seg else "")
             speaker = t.tag.speaker or (seg.speaker if seg else "")
             quotes.append(Quote(t.id, text, t.tag.start_ms, t.tag.end_ms, speaker, t.source, t.status,
-                                t.tag.confidence, seg.id if seg else None))
+                                t.tag.confidence, seg.id if seg else None, support))
         out.append(TagSummary(
             tag=tag_id,
             label=labels.get(tag_id, tag_id),
