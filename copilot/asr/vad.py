@@ -63,6 +63,10 @@ class StreamingVad:
         self._start_ms = start_ms
 
     @property
+    def start_ms(self) -> int:
+        return self._start_ms
+
+    @property
     def processed_ms(self) -> int:
         return self._start_ms + self._samples_done * 1000 // SAMPLE_RATE
 
