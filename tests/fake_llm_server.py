@@ -67,7 +67,7 @@ class FakeLLMServer:
         self._holds: list[threading.Event] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-llm", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "FakeLLMServer":

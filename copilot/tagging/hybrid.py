@@ -204,7 +204,7 @@ class LLMRefiner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        warm_litellm()  # seconds of import, off the loop, before the first segment arrives
+        warm_litellm(tagger.model, background=True)  # no-op when build_tagger already warmed it
 
     # -- the live API ----------------------------------------------------------------------
     def submit(self, segment: Segment, context: Sequence[Segment] = (), rules_tags: Sequence[Tag] = ()) -> None:

@@ -65,10 +65,32 @@ def import_litellm() -> Any:
     return _litellm
 
 
-def warm_litellm() -> None:
-    """Start importing litellm in a background thread, so the first live call does not pay for it."""
-    if _litellm is None:
-        threading.Thread(target=import_litellm, name="import-litellm", daemon=True).start()
+_warmed = False
+
+
+def warm_litellm(model: str = "openai/gpt-4o-mini", *, background: bool = False) -> None:
+    """Import litellm and make one offline `mock_response` call (seconds, once per process).
+
+    Without it the first real call stalls its event loop for ~0.5 s while litellm builds
+    its pydantic models; call this before the live session starts (`build_tagger` does).
+    `background=True` does it in a thread (still contends for the GIL: prefer before).
+    """
+    global _warmed
+    if background:
+        if not _warmed:
+            threading.Thread(target=warm_litellm, args=(model,), name="warm-litellm", daemon=True).start()
+        return
+    litellm = import_litellm()
+    with _import_lock:
+        if _warmed:
+            return
+        try:
+            litellm.completion(model=model, messages=[{"role": "user", "content": "ping"}],
+                               mock_response='{"tags": []}', response_format={"type": "json_object"},
+                               drop_params=True)
+        except Exception as exc:  # noqa: BLE001 (warming is best effort)
+            log.debug("litellm warm-up failed: %s", exc)
+        _warmed = True
 
 
 # --------------------------------------------------------------------------- accounting
@@ -399,6 +421,11 @@ class LLMTagger:
         self._usage_lock = threading.Lock()
         self._system = SYSTEM_PROMPT + "\n" + rubric_prompt(rubric)
         self._format_mode: str | None = None
+
+    def prepare(self) -> "LLMTagger":
+        """Import and warm litellm now (seconds, once), not on the first call."""
+        warm_litellm(self.model)
+        return self
 
     # -- what can be tagged ------------------------------------------------------------------
     def taggable(self, segment: Segment) -> bool:

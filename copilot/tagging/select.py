@@ -49,7 +49,8 @@ def build_tagger(
     key = api_key or os.environ.get("COPILOT_LLM_API_KEY") or None
     if key is None and api_base and llm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
         key = "local"  # OpenAI-compatible local servers (llama.cpp, vLLM) accept any key; the client needs one
-    llm = LLMTagger(rubric, llm_model, api_base=api_base, api_key=key, **llm_options)
+    # Import and warm litellm now, before any live session starts, so no event loop pays for it.
+    llm = LLMTagger(rubric, llm_model, api_base=api_base, api_key=key, **llm_options).prepare()
     if kind == "llm":
         return llm
     from copilot.tagging.hybrid import HybridTagger
