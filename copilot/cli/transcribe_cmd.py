@@ -1,9 +1,122 @@
-"""Subcommands of this group (filled in by the owning feature)."""
+"""`copilot transcribe FILE`: stream a recording through the live transcription engine."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, TextIO
+
+from copilot.cli.asr_options import add_asr_arguments
+
+if TYPE_CHECKING:
+    from copilot.events import Segment
+
+FORMATS = ("jsonl", "text", "vtt", "srt")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe an audio file with the streaming engine",
+        description="Transcribe an audio file (any format FFmpeg reads; a stereo file is one speaker per "
+                    "channel). jsonl and text print each segment the moment it commits.",
+    )
+    p.add_argument("file", help="audio file")
+    add_asr_arguments(p)
+    p.add_argument("--realtime", action="store_true", help="replay at real-time pace, as if live")
+    p.add_argument("--speakers", default=None, metavar="A,B",
+                   help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
+    p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
+    p.add_argument("--partials", action="store_true",
+                   help="also print partial hypotheses (jsonl: objects with \"partial\": true; text: to stderr)")
+    p.add_argument("-o", "--output", default=None, metavar="PATH",
+                   help="write to PATH (atomically, when done) instead of stdout")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from copilot.asr.streaming import transcribe_stream
+    from copilot.audio.file_source import FileSource
+    from copilot.cli.asr_options import load_model_from_args
+    from copilot.events import PartialSegment, Segment
+
+    # Input first (decoding fails fast and names the file), then the model.
+    source = FileSource(args.file, realtime=args.realtime, speakers=args.speakers)
+    model = load_model_from_args(args)
+    live = args.output is None and args.format in ("jsonl", "text")
+    segments: list[Segment] = []
+    out = sys.stdout
+    for item in transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime):
+        if isinstance(item, PartialSegment):
+            if live and args.format == "jsonl":
+                _write(out, json.dumps({"partial": True, "speaker": item.speaker, "start_ms": item.start_ms,
+                                        "end_ms": item.end_ms, "text": item.text}))
+            elif live:
+                print(f"  … {item.speaker}: {item.text}", file=sys.stderr, flush=True)
+            continue
+        segments.append(item)
+        if live:
+            _write(out, _format_one(item, args.format))
+    if not live:
+        text = render(segments, args.format)
+        if args.output:
+            _write_atomic(Path(args.output), text)
+        else:
+            out.write(text)
+            out.flush()
+    return 0
+
+
+def _write(out: TextIO, line: str) -> None:
+    out.write(line + "\n")
+    out.flush()
+
+
+def _format_one(segment: "Segment", fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps({"speaker": segment.speaker, "start_ms": segment.start_ms,
+                           "end_ms": segment.end_ms, "text": segment.text})
+    return f"[{_clock(segment.start_ms)}] {segment.speaker}: {segment.text}"
+
+
+def render(segments: Iterable["Segment"], fmt: str) -> str:
+    segments = list(segments)
+    if fmt in ("jsonl", "text"):
+        return "".join(_format_one(s, fmt) + "\n" for s in segments)
+    lines = ["WEBVTT", ""] if fmt == "vtt" else []
+    for i, s in enumerate(segments, 1):
+        if fmt == "srt":
+            lines.append(str(i))
+        sep = "." if fmt == "vtt" else ","
+        lines.append(f"{_stamp(s.start_ms, sep)} --> {_stamp(max(s.end_ms, s.start_ms + 1), sep)}")
+        lines.append(f"<v {s.speaker}>{s.text}" if fmt == "vtt" else f"{s.speaker}: {s.text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _stamp(ms: int, sep: str) -> str:
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _clock(ms: int) -> str:
+    m, rem = divmod(ms, 60_000)
+    return f"{m:02d}:{rem / 1000:04.1f}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
