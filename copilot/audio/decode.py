@@ -117,7 +117,8 @@ def decode_audio(path: str | os.PathLike, *, mono: bool | None = None) -> Decode
         raise _fail(path, f"not an audio file FFmpeg can read ({_reason(exc)})") from None
     with container:
         if not container.streams.audio:
-            raise _fail(path, "has no audio stream")
+            fmt = getattr(container.format, "long_name", None) or container.format.name
+            raise _fail(path, f"has no audio stream, so it is not an audio file (FFmpeg reads it as {fmt})")
         stream = container.streams.audio[0]
         rate = int(stream.rate or stream.codec_context.sample_rate or 0)
         channels = int(stream.codec_context.channels or 0)
