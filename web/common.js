@@ -278,6 +278,7 @@ export class EventSocket {
     this.state = "connecting";
     this.duplicates = 0;
     this.gaps = 0;
+    this.opens = 0;
   }
 
   url() {
@@ -299,7 +300,9 @@ export class EventSocket {
     const ws = new WebSocket(this.url());
     this.ws = ws;
     ws.onopen = () => {
-      if (this.ws === ws) this.setState("catching-up");
+      if (this.ws !== ws) return;
+      this.opens++;
+      this.setState("catching-up");
     };
     ws.onmessage = (msg) => {
       if (this.ws !== ws) return;

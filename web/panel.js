@@ -26,6 +26,7 @@ const state = {
   nowMs: 0, // session time: the latest end_ms seen
   ended: false,
   seqs: [], // every persisted seq applied, in order (test hook)
+  partialCount: 0,
   autoScroll: true,
 };
 
@@ -93,6 +94,7 @@ function applyEvent(ev) {
       if (socket.state === "live") onConnState("live", {});
       break;
     case "segment.partial":
+      state.partialCount++;
       showPartial(d);
       advanceNow(d.end_ms);
       break;
@@ -727,6 +729,8 @@ window.__copilot = {
   get lastSeq() { return socket.lastSeq; },
   get connection() { return socket.state; },
   get duplicates() { return socket.duplicates; },
+  get opens() { return socket.opens; },
+  get partials() { return state.partialCount; },
   get gaps() { return socket.gaps; },
   get selectedId() { return state.selectedId; },
   dropConnection(holdMs = 0) { socket.drop(holdMs); },
