@@ -213,13 +213,23 @@ def test_unreachable_server_is_a_clear_error_on_the_sync_path(rubric):
         tagger.tag(conversation()[4])
 
 
+def test_bad_key_is_not_retried_and_stops_the_sync_path(rubric, server):
+    server.default = Reply(status=401)
+    tagger = make(rubric, server)
+    with pytest.raises(LLMError, match="^LLM openai/fake-model: authentication failed"):
+        tagger.tag(conversation()[4])
+    assert server.calls() == 1
+
+
 def test_interviewer_segment_alone_costs_no_call(rubric, server):
     tagger = make(rubric, server)
     assert tagger.tag(conversation()[0]) == []
     assert server.calls() == 0
 
 
-def test_build_tagger(rubric, server):
+def test_build_tagger(rubric, server, monkeypatch):
+    monkeypatch.delenv("COPILOT_LLM", raising=False)
+    monkeypatch.delenv("COPILOT_LLM_API_BASE", raising=False)
     with pytest.raises(CopilotError, match="--tagger llm needs an LLM model"):
         build_tagger("llm", rubric)
     with pytest.raises(CopilotError, match="--tagger hybrid needs an LLM model"):
@@ -230,6 +240,13 @@ def test_build_tagger(rubric, server):
     assert isinstance(llm, LLMTagger) and llm.name == "llm:openai/fake-model"
     server.script(Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases"))))
     assert [t.tag for t in llm.tag(conversation()[4])] == ["steering_decision"]
+    assert server.requests[-1].body["model"] == "fake-model"
+    # the model and server can come from the environment (COPILOT_LLM, COPILOT_LLM_API_BASE)
+    monkeypatch.setenv("COPILOT_LLM", "openai/env-model")
+    monkeypatch.setenv("COPILOT_LLM_API_BASE", server.api_base)
+    hybrid = build_tagger("hybrid", rubric, timeout_s=2)
+    assert hybrid.name == "rules+llm:openai/env-model"
+    assert build_tagger("rules", rubric).name == "rules"
 
 
 def test_parse_output_and_find_verbatim():

@@ -398,7 +398,7 @@ class LLMTagger:
         stream: bool = False,
         json_mode: Literal["auto", "schema", "object", "none"] = "auto",
         temperature: float | None = 0.0,
-        max_tokens: int | None = 800,
+        max_tokens: int | None = 1200,
         extra_params: dict[str, Any] | None = None,
     ) -> None:
         if not model or not model.strip():

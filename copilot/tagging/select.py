@@ -29,7 +29,7 @@ def build_tagger(
 ) -> Tagger:
     """The tagger for `--tagger KIND`. `llm_options` go to `LLMTagger` (timeout_s, window_turns...).
 
-    The API key defaults to the provider's usual environment variable (litellm reads
+    `llm_model` / `api_base` default to $COPILOT_LLM / $COPILOT_LLM_API_BASE. The API key defaults to the provider's usual environment variable (litellm reads
     OPENAI_API_KEY, ANTHROPIC_API_KEY, ...); `COPILOT_LLM_API_KEY` overrides it, which is
     handy for a local OpenAI-compatible server that wants any non-empty key.
     """
@@ -39,10 +39,12 @@ def build_tagger(
         from copilot.tagging.rules import RulesTagger
 
         return RulesTagger(rubric)
+    llm_model = llm_model or os.environ.get("COPILOT_LLM") or None
+    api_base = api_base or os.environ.get("COPILOT_LLM_API_BASE") or None
     if not llm_model or not llm_model.strip():
         raise TaggerConfigError(
-            f"--tagger {kind} needs an LLM model: pass --llm MODEL (a litellm model string such as "
-            "openai/gpt-4o-mini, ollama/llama3.1, or openai/<name> with --api-base URL)"
+            f"--tagger {kind} needs an LLM model: pass --llm MODEL or set COPILOT_LLM (a litellm model "
+            "string such as openai/gpt-4o-mini, ollama/llama3.1, or openai/<name> with --api-base URL)"
         )
     from copilot.tagging.llm import LLMTagger
 
