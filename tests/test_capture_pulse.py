@@ -173,3 +173,24 @@ def test_unknown_device_is_a_one_line_error_listing_devices(pa):
     message = str(err.value)
     assert "no-such-microphone" in message and "\n" not in message
     assert f"{MIC}_capture" in message and "available" in message
+
+
+def test_devices_command_lists_the_pulse_devices(pa):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # A fresh process sees the server through PULSE_SERVER / ALSA_CONFIG_PATH set by the fixture.
+    proc = subprocess.run([sys.executable, "-m", "copilot", "devices", "--json"], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ), cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 0, proc.stderr
+    devices = [json.loads(line) for line in proc.stdout.splitlines()]
+    names = {d["name"] for d in devices}
+    assert {f"{MIC}_capture", f"{SYSTEM}_capture", "pulse"} <= names
+    assert all(d["input_channels"] > 0 and d["default_samplerate"] > 0 for d in devices)
+
+    from copilot.cli.doctor import OK, check_audio
+
+    backend, inputs = check_audio()
+    assert backend.status == OK and inputs.status == OK and f"{MIC}_capture" in inputs.detail
