@@ -262,3 +262,13 @@ def test_parse_output_and_find_verbatim():
     assert find_verbatim("...", text) is None
     assert find_verbatim("ad hoc queries right", text) == "ad-hoc queries,  right"
     assert json.loads(json.dumps(find_verbatim("WELL", text))) == "Well"
+
+
+def test_window_without_timing_keeps_the_given_order():
+    from copilot.events import Segment
+    from copilot.tagging.llm import build_window
+
+    ctx = [Segment(id=f"c{i}", speaker="interviewer", start_ms=0, end_ms=0, text=f"turn {i}") for i in range(5)]
+    target = Segment(id="t", speaker="candidate", start_ms=0, end_ms=0, text="so what is the read write ratio")
+    assert [s.id for s in build_window([target], ctx, 2)] == ["c3", "c4", "t"]
+    assert [s.id for s in build_window([target], ctx, 0)] == ["t"]

@@ -222,20 +222,19 @@ def build_window(segments: Sequence[Segment], context: Sequence[Segment], window
     """Targets plus up to `window_turns` context turns before the first of them, in time order.
 
     Context turns that fall between targets (an interviewer's reply between two candidate
-    turns) stay in, so the model reads the conversation as it happened.
+    turns) stay in, so the model reads the conversation as it happened. Equal start times
+    (batch items without timing) keep the given order: context first, then targets.
     """
+    if not segments:
+        return []
     target_ids = {s.id for s in segments}
     by_id: dict[str, Segment] = {}
     for seg in list(context) + list(segments):
         by_id.setdefault(seg.id, seg)
-    ordered = sorted(by_id.values(), key=lambda s: (s.start_ms, s.end_ms))
-    if not segments:
-        return []
-    first = min(s.start_ms for s in segments)
-    before = [s for s in ordered if s.id not in target_ids and s.start_ms < first]
-    rest = [s for s in ordered if s.id in target_ids or s.start_ms >= first]
-    keep = before[-window_turns:] if window_turns > 0 else []
-    return keep + rest
+    ordered = sorted(by_id.values(), key=lambda s: s.start_ms)  # stable: ties keep their order
+    first = next(i for i, s in enumerate(ordered) if s.id in target_ids)
+    before = ordered[:first][-window_turns:] if window_turns > 0 else []
+    return before + ordered[first:]
 
 
 # --------------------------------------------------------------------------- parsing
