@@ -174,9 +174,9 @@ def test_calibrate_page(served, browser, artifacts_dir):
     # the matrix: kappa per tag for the hand-worked pair, as text (and a colour band as text too)
     cell = page.locator('td[data-pair="human:alice|human:bob"][data-tag="requirement_gathering"]')
     assert cell.get_attribute("data-kappa") == "0.75"
-    assert "0.75" in cell.inner_text() and "substantial" in cell.inner_text()
+    assert "0.75" in cell.inner_text() and "substantial" in cell.inner_text().lower()
     sd = page.locator('td[data-pair="human:alice|human:bob"][data-tag="steering_decision"]')
-    assert "0.63" in sd.inner_text() and "substantial" in sd.inner_text()
+    assert "0.63" in sd.inner_text() and "substantial" in sd.inner_text().lower()
     assert page.locator('td[data-alpha-tag="requirement_gathering"]').count() == 1
 
     # side-by-side timelines: one column per rater over the transcript
@@ -202,6 +202,7 @@ def test_calibrate_page(served, browser, artifacts_dir):
     page.goto(f"{base}/calibrate.html?session={sid}&token={TOKEN}&raters=alice,bob")
     page.wait_for_selector("body[data-ready=true]")
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(artifacts_dir / "calibrate.png"), full_page=False)
+    page.locator(".cb-disagreement").first.click()
+    page.screenshot(path=str(artifacts_dir / "calibrate.png"), full_page=True)
     assert errors == []
     page.close()
