@@ -194,3 +194,28 @@ def test_devices_command_lists_the_pulse_devices(pa):
 
     backend, inputs = check_audio()
     assert backend.status == OK and inputs.status == OK and f"{MIC}_capture" in inputs.detail
+
+
+def test_slow_consumer_drops_blocks_but_keeps_time(pa):
+    """The callback never waits: a full queue drops blocks (counted), and zeros keep session time."""
+    from copilot.audio.device_source import DeviceSource
+
+    source = DeviceSource(f"{MIC}_capture", speakers=["interviewer"], queue_seconds=0.2)  # 4 blocks
+    chunks = []
+    t0 = None
+    for chunk in source.chunks():
+        if t0 is None:
+            t0 = time.monotonic()
+            time.sleep(1.5)  # a stalled consumer: ~15 blocks arrive, 4 fit in the queue
+        chunks.append(chunk)
+        if time.monotonic() - t0 > 2.5:
+            break
+    wall_ms = (time.monotonic() - t0) * 1000
+    stats = source.stats()
+    source.close()
+    assert stats["dropped_blocks"] >= 5, stats
+    captured_ms = sum(c.duration_ms for c in chunks)
+    # Without the zeros, a second of dropped audio would be missing and later words would shift.
+    assert captured_ms >= wall_ms - 500, (captured_ms, wall_ms, stats)
+    starts = [c.start_ms for c in chunks]
+    assert starts == list(range(0, 100 * len(chunks), 100))

@@ -189,8 +189,13 @@ class DeviceSource:
         if self._started:
             return
         self._started = True
+        sd = _sd()
         for ch in self._channels:
-            ch.stream.start()
+            try:
+                ch.stream.start()
+            except sd.PortAudioError as exc:
+                self.close()
+                raise AudioInputError(f"cannot start input device {ch.info.name!r}: {exc}") from None
 
     def stats(self) -> dict:
         return {

@@ -64,7 +64,10 @@ class FileSource:
         if names is None:
             names = default_speakers(self.audio.channels)
         elif len(names) != self.audio.channels:
-            what = "one channel (mono)" if self.audio.channels == 1 else f"{self.audio.channels} channels"
+            if self.audio.dual_mono:
+                what = "one speaker (its two channels carry the same signal)"
+            else:
+                what = "one channel (mono)" if self.audio.channels == 1 else f"{self.audio.channels} channels"
             raise AudioInputError(f"{self.path}: has {what} but {len(names)} speaker name(s) were given "
                                   f"({','.join(names)}); give one name per channel")
         self.speakers: list[str] = names
