@@ -111,7 +111,8 @@ class RulesTagger:
 
     name = "rules"
 
-    def __init__(self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False) -> None:
+    def __init__(self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False,
+                 mode: Mode = "combined") -> None:
         import spacy
         from spacy.matcher import Matcher, PhraseMatcher
 
@@ -166,6 +167,14 @@ class RulesTagger:
         elif classifier not in (False, None):
             self.classifier = classifier
         self.thresholds: dict[str, dict[str, float]] = dict(self.classifier.thresholds) if self.classifier else {}
+        if mode not in ("combined", "rules-only", "classifier-only"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if mode == "classifier-only" and self.classifier is None:
+            from copilot.errors import ModelError
+
+            raise ModelError(f"no trained classifier for rubric {rubric.id!r}: run `copilot tagger train --rubric "
+                             f"{rubric.id}`")
+        self.mode: Mode = mode
 
     # ------------------------------------------------------------ building
 
@@ -265,7 +274,7 @@ class RulesTagger:
                 if not question[si] or si in rg_veto_sents or logistic(si) or after_any_questions:
                     continue
             elif family in ("assumption_check", "restating"):
-                if after_any_questions or logistic(si):
+                if after_any_questions:
                     continue
             elif family in ("commitment", "course_change", "scoping", "pushback"):
                 if logistic(si) or si in lets_logistic_sents or agreement_only:
@@ -299,10 +308,12 @@ class RulesTagger:
                 si = sent_of[i]
                 b = sents[si][1]
                 right = [x for x in words[i + 1 : min(b, i + 15)] if x not in PUNCT_END and x != ","]
-                if len(left) < 3 or len(right) < 2:
+                if len(left) < 3 or not right:
                     continue
                 el = sum(1 for x in left if x in ev)
                 er = sum(1 for x in right if x in ev)
+                if len(right) < 2 and not (el and er):
+                    continue
                 if el and er:
                     w, why = C.MEDIUM + 0.05, f"contrasts what one side gains with what it costs ('{wd}')"
                 elif el + er and len(right) >= 3:
@@ -337,7 +348,8 @@ class RulesTagger:
 
     # ------------------------------------------------------------ decision
 
-    def decide(self, an: Analysis, probs: dict[str, float] | None, mode: Mode = "combined") -> list[Decision]:
+    def decide(self, an: Analysis, probs: dict[str, float] | None, mode: Mode | None = None) -> list[Decision]:
+        mode = mode or self.mode
         out: list[Decision] = []
         for t in self.rubric.tags:
             if t.id in an.gated:
@@ -376,11 +388,12 @@ class RulesTagger:
     def tag(self, segment: Segment, context: Sequence[Segment] = ()) -> list[Tag]:
         an = self.analyze(segment.text, segment.speaker, list(context)[-4:] if context else None)
         probs = None
-        if self.classifier is not None and len(an.gated) < len(self.rubric.tags) and an.clean.words:
+        if (self.classifier is not None and self.mode != "rules-only" and len(an.gated) < len(self.rubric.tags)
+                and an.clean.words):
             probs = self.classifier.predict([an.clean.joined()])[0]
-        return [self._to_tag(d, segment) for d in self.decide(an, probs)]
+        return [self._to_tag(d, segment) for d in self.decide(an, probs, self.mode)]
 
-    def tag_many(self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode = "combined",
+    def tag_many(self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode | None = None,
                  batch_size: int = 512) -> list[list[Tag]]:
         """Batch path: the classifier runs once per batch through `nlp.pipe`."""
         out: list[list[Tag]] = []
@@ -401,7 +414,9 @@ class RulesTagger:
             flush()
         return out
 
-    def decide_many(self, items: Sequence[tuple[str, str | None, Any]], mode: Mode = "combined") -> list[list[Decision]]:
+    def decide_many(self, items: Sequence[tuple[str, str | None, Any]], mode: Mode | None = None
+                    ) -> list[list[Decision]]:
+        mode = mode or self.mode
         analyses = [self.analyze(text, speaker, ctx) for text, speaker, ctx in items]
         probs = self.probabilities(analyses) if mode != "rules-only" else [None] * len(analyses)
         return [self.decide(an, p, mode) for an, p in zip(analyses, probs)]

@@ -162,6 +162,8 @@ def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, s
     cls_items = classifier_items(items)
     texts = [rules.clean(it.text).joined() for it in cls_items]
     cats = [{l: 1.0 if l in it.labels else 0.0 for l in labels} for it in cls_items]
+    # The rubric's own examples and near misses are labelled data too (never part of the held-out set).
+    extra_texts, extra_cats = rubric_examples(rubric, labels, rules)
 
     # Out-of-fold probabilities for every training item (k-fold; fixed fold assignment).
     oof: list[dict[str, float]] = [{} for _ in cls_items]
@@ -171,14 +173,15 @@ def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, s
         test_idx = order[k::folds]
         test_set = set(test_idx)
         train_idx = [i for i in order if i not in test_set]
-        nlp_k = train_textcat([texts[i] for i in train_idx], [cats[i] for i in train_idx], labels, seed=seed)
+        nlp_k = train_textcat([texts[i] for i in train_idx] + extra_texts,
+                              [cats[i] for i in train_idx] + extra_cats, labels, seed=seed)
         for i, p in zip(test_idx, predict(nlp_k, [texts[i] for i in test_idx], labels)):
             oof[i] = p
         if log:
             log(f"fold {k + 1}/{folds} done")
     thresholds, cv_report = tune_thresholds(rules, cls_items, oof, labels)
 
-    nlp = train_textcat(texts, cats, labels, seed=seed)
+    nlp = train_textcat(texts + extra_texts, cats + extra_cats, labels, seed=seed)
     meta = {
         "rubric": rubric.id,
         "rubric_version": rubric.version,
@@ -188,11 +191,27 @@ def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, s
         "train_data": str(Path(data).name),
         "train_sha": data_digest(Path(data)),
         "train_items": len(cls_items),
+        "rubric_examples": len(extra_texts),
         "thresholds": thresholds,
         "cv": cv_report,
     }
     _write_atomically(out, nlp, meta)
     return out
+
+
+def rubric_examples(rubric, labels: Sequence[str], rules) -> tuple[list[str], list[dict[str, float]]]:
+    texts: list[str] = []
+    cats: list[dict[str, float]] = []
+    for t in rubric.tags:
+        if t.id not in labels:
+            continue
+        for ex in t.examples:
+            texts.append(rules.clean(ex).joined())
+            cats.append({l: 1.0 if l == t.id else 0.0 for l in labels})
+        for ex in t.near_misses:
+            texts.append(rules.clean(ex).joined())
+            cats.append({l: 0.0 for l in labels})
+    return texts, cats
 
 
 def _write_atomically(out: Path, nlp, meta: dict[str, Any]) -> None:
