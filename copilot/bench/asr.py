@@ -1,0 +1,324 @@
+"""`copilot bench asr`: real-time factor, end-of-utterance latency, streaming vs one-shot WER, memory.
+
+- RTF: the files streamed as fast as possible (no partials, as `copilot transcribe`), wall
+  time / audio time; also CPU seconds (all threads) / audio time.
+- Latency: the files replayed at real-time pace by a feeder thread (20 ms chunks, 1.5 s of
+  silence after each file so the last utterance ends the way it would live); a worker thread
+  feeds the engine. For every final segment: wall time when it was emitted minus wall time
+  when the chunk holding its last word's end was fed.
+- WER (jiwer, lowercase, no punctuation) per channel against the reference transcripts, for
+  the engine streaming and for faster-whisper's own one-shot `transcribe` of the whole channel
+  with the same greedy decoding (beam 1, temperature 0, VAD filter).
+- Peak RSS of this process (ru_maxrss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import resource
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from copilot.cli.asr_options import add_asr_arguments
+from copilot.config import REPO_DIR
+
+SHARED_AUDIO = (REPO_DIR / ".." / "shared" / "data" / "audio").resolve()
+TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "rtf": 0.15, "peak_rss_mb": 600}
+
+
+@dataclass
+class Case:
+    name: str
+    path: Path
+    references: list[str] | None  # one reference transcript per channel (None: no WER)
+    mono: bool | None = None  # FileSource's `mono` (None: auto)
+    kind: str = "real"  # real | synthetic
+
+
+@dataclass
+class CaseResult:
+    name: str
+    kind: str
+    audio_s: float
+    channels: int
+    segments: int = 0
+    stream_wer: float | None = None
+    oneshot_wer: float | None = None
+    ref_words: int = 0
+    rtf: float = 0.0  # wall time / audio time
+    cpu_rtf: float = 0.0  # CPU seconds (all threads) / audio time: less sensitive to a busy machine
+    latencies_s: list[float] = field(default_factory=list)
+    stream_text: list[str] = field(default_factory=list)
+
+
+def default_cases() -> list[Case]:
+    cases: list[Case] = []
+    if SHARED_AUDIO.is_dir():
+        cases += [
+            Case("jfk", SHARED_AUDIO / "jfk.flac", [
+                "And so my fellow Americans, ask not what your country can do for you, "
+                "ask what you can do for your country."]),
+            Case("stereo", SHARED_AUDIO / "stereo_diarization.wav", [
+                "He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
+                "The horizon seems extremely distant."], mono=False),
+            Case("ami", SHARED_AUDIO / "ami" / "ES2011a.Headset-0-40s-46s.wav",
+                 ["I'm Abigail Claflin. You can call me Abbie."]),
+        ]
+    try:
+        from copilot.audio.demo import DEMO_AUDIO, DEMO_SCRIPT
+
+        refs = [" ".join(t["text"] for t in DEMO_SCRIPT if t["channel"] == ch) for ch in (0, 1)]
+        cases.append(Case("demo", Path(DEMO_AUDIO), refs, mono=False, kind="synthetic"))
+    except ImportError:
+        pass
+    return cases
+
+
+# ------------------------------------------------------------------ text and WER
+
+_PUNCT = re.compile(r"[^\w' ]+")
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, punctuation removed (apostrophes kept), whitespace collapsed."""
+    return " ".join(_PUNCT.sub(" ", text.lower().replace("-", " ")).split())
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(errors, reference words) after normalisation."""
+    import jiwer
+
+    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    n = len(ref.split())
+    if n == 0:
+        return len(hyp.split()), 0
+    out = jiwer.process_words(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions, n
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    errors, n = word_errors(reference, hypothesis)
+    return errors / max(1, n)
+
+
+# ------------------------------------------------------------------ runs
+
+def stream_fast(model, case: Case, **kwargs) -> tuple[list, float, float, float]:
+    """Stream a file as fast as possible: (segments, wall s, process CPU s, audio s)."""
+    from copilot.asr.streaming import StreamingTranscriber
+    from copilot.audio.file_source import FileSource
+    from copilot.events import Segment
+
+    source = FileSource(case.path, mono=case.mono)
+    transcriber = StreamingTranscriber(model, source.speakers, **kwargs)
+    segments = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for chunk in source.chunks():
+        segments += [s for s in transcriber.feed(chunk) if isinstance(s, Segment)]
+    segments += [s for s in transcriber.flush() if isinstance(s, Segment)]
+    return segments, time.perf_counter() - t0, time.process_time() - c0, source.duration_ms / 1000
+
+
+def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 20, **kwargs) -> tuple[list, list[float]]:
+    """Replay at real-time pace; returns (segments, latency in seconds per final segment)."""
+    import numpy as np
+
+    from copilot.asr.streaming import StreamingTranscriber
+    from copilot.audio.base import SAMPLE_RATE, AudioChunk
+    from copilot.audio.file_source import FileSource
+    from copilot.events import Segment
+
+    source = FileSource(case.path, mono=case.mono)
+    x = source.samples
+    x = np.concatenate([x, np.zeros((x.shape[0], int(tail_s * SAMPLE_RATE)), dtype=np.float32)], axis=1)
+    transcriber = StreamingTranscriber(model, source.speakers, realtime=True, **kwargs)
+    q: queue.Queue = queue.Queue()
+    fed: list[tuple[int, float]] = []  # (chunk end ms, wall time it was handed over)
+    step = SAMPLE_RATE * chunk_ms // 1000
+
+    def feeder() -> None:
+        t0 = time.monotonic()
+        for begin in range(0, x.shape[1], step):
+            end = min(begin + step, x.shape[1])
+            delay = t0 + end / SAMPLE_RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            fed.append((end * 1000 // SAMPLE_RATE, now))
+            for ch, speaker in enumerate(source.speakers):
+                q.put(AudioChunk(x[ch, begin:end].copy(), ch, speaker, begin * 1000 // SAMPLE_RATE))
+        q.put(None)
+
+    thread = threading.Thread(target=feeder, daemon=True)
+    thread.start()
+    segments: list = []
+    latencies: list[float] = []
+    done = False
+    while not done:
+        items = [q.get()]
+        while True:  # drain what queued up while the model ran
+            try:
+                items.append(q.get_nowait())
+            except queue.Empty:
+                break
+        for chunk in items:
+            if chunk is None:
+                done = True
+                break
+            for out in transcriber.feed(chunk):
+                if isinstance(out, Segment):
+                    now = time.monotonic()
+                    segments.append(out)
+                    fed_at = next((t for end_ms, t in list(fed) if end_ms >= out.end_ms), now)
+                    latencies.append(now - fed_at)
+    segments += [s for s in transcriber.flush() if isinstance(s, Segment)]
+    thread.join()
+    return segments, latencies
+
+
+def one_shot(model, case: Case) -> list[str]:
+    """faster-whisper's own transcription of each whole channel (same greedy decoding)."""
+    from copilot.audio.file_source import FileSource
+
+    source = FileSource(case.path, mono=case.mono)
+    texts = []
+    for ch in range(source.samples.shape[0]):
+        segs, _ = model.transcribe(source.samples[ch], beam_size=1, temperature=0.0,
+                                   condition_on_previous_text=False, vad_filter=True)
+        texts.append(" ".join(s.text.strip() for s in segs))
+    return texts
+
+
+def channel_texts(segments: Sequence, channels: int) -> list[str]:
+    return [" ".join(s.text for s in sorted(segments, key=lambda s: s.start_ms) if s.channel == ch)
+            for ch in range(channels)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------ command
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_asr_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--files", nargs="+", default=None, metavar="FILE",
+                   help="audio files to use instead of the default set (no WER without references)")
+    p.add_argument("--no-realtime", action="store_true", help="skip the real-time replay (no latency figures)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from copilot.asr.device import cpu_cores
+    from copilot.audio.file_source import FileSource
+    from copilot.cli.asr_options import load_model_from_args
+
+    if args.files:
+        cases = [Case(Path(f).stem, Path(f), None) for f in args.files]
+        for case in cases:
+            FileSource(case.path)  # fail fast, naming the file
+    else:
+        cases = default_cases()
+    model = load_model_from_args(args)
+    device = getattr(model, "copilot_device", None)
+    results: list[CaseResult] = []
+    for case in cases:
+        segs, wall, cpu, audio_s = stream_fast(model, case, emit_partials=False)
+        channels = FileSource(case.path, mono=case.mono).samples.shape[0]
+        r = CaseResult(case.name, case.kind, round(audio_s, 2), channels, len(segs), rtf=wall / audio_s,
+                       cpu_rtf=cpu / audio_s)
+        r.stream_text = channel_texts(segs, channels)
+        if case.references:
+            errs = n = 0
+            for ref, hyp in zip(case.references, r.stream_text):
+                e, k = word_errors(ref, hyp)
+                errs, n = errs + e, n + k
+            r.stream_wer, r.ref_words = errs / n, n
+            errs = 0
+            for ref, hyp in zip(case.references, one_shot(model, case)):
+                errs += word_errors(ref, hyp)[0]
+            r.oneshot_wer = errs / n
+        if not args.no_realtime:
+            _, r.latencies_s = stream_realtime(model, case)
+        results.append(r)
+    report = summarize(results, args, device, cpu_cores())
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_report(report)
+    return 0
+
+
+def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
+    lat = [x for r in results for x in r.latencies_s]
+    total_audio = sum(r.audio_s for r in results)
+
+    def group_wer(kind: str, attr: str) -> float | None:
+        rs = [r for r in results if r.kind == kind and getattr(r, attr) is not None]
+        n = sum(r.ref_words for r in rs)
+        return round(sum(getattr(r, attr) * r.ref_words for r in rs) / n, 4) if n else None
+
+    report = {
+        "model": args.model,
+        "device": device.describe() if device else args.device,
+        "cpu_cores": cores,
+        "rtf": round(sum(r.rtf * r.audio_s for r in results) / total_audio, 3) if total_audio else None,
+        "cpu_rtf": round(sum(r.cpu_rtf * r.audio_s for r in results) / total_audio, 3) if total_audio else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "latency_median_s": round(statistics.median(lat), 3) if lat else None,
+        "latency_p95_s": round(percentile(lat, 0.95), 3) if lat else None,
+        "latency_max_s": round(max(lat), 3) if lat else None,
+        "latency_segments": len(lat),
+        "wer": {kind: {"streaming": group_wer(kind, "stream_wer"), "one_shot": group_wer(kind, "oneshot_wer")}
+                for kind in ("real", "synthetic")},
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "targets": TARGETS,
+        "files": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()
+                   if k not in ("latencies_s",)} | {"latency_median_s": round(statistics.median(r.latencies_s), 3)
+                                                    if r.latencies_s else None} for r in results],
+    }
+    return report
+
+
+def print_report(rep: dict) -> None:
+    def ok(key: str, value) -> str:
+        if value is None:
+            return ""
+        return "ok" if value <= TARGETS[key] else "MISSED"
+
+    print(f"copilot bench asr: model {rep['model']} on {rep['device']} ({rep['cpu_cores']} cores)")
+    print(f"  (load average {rep['load_average']}: other work on this machine inflates wall-clock figures)")
+    print(f"  real-time factor      {rep['rtf']}   (target <= {TARGETS['rtf']}) {ok('rtf', rep['rtf'])}   "
+          f"CPU-seconds per audio second {rep['cpu_rtf']}")
+    print(f"  latency median        {rep['latency_median_s']} s (target <= {TARGETS['latency_median_s']}) "
+          f"{ok('latency_median_s', rep['latency_median_s'])}")
+    print(f"  latency p95           {rep['latency_p95_s']} s (target <= {TARGETS['latency_p95_s']}) "
+          f"{ok('latency_p95_s', rep['latency_p95_s'])}   max {rep['latency_max_s']} s over "
+          f"{rep['latency_segments']} segments")
+    for kind, w in rep["wer"].items():
+        if w["streaming"] is not None:
+            print(f"  WER {kind:<10}        streaming {w['streaming']:.3f}   one-shot {w['one_shot']:.3f}")
+    print(f"  peak RSS              {rep['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}) "
+          f"{ok('peak_rss_mb', rep['peak_rss_mb'])}")
+    for f in rep["files"]:
+        sw = "-" if f["stream_wer"] is None else f"{f['stream_wer']:.3f}"
+        ow = "-" if f["oneshot_wer"] is None else f"{f['oneshot_wer']:.3f}"
+        print(f"    {f['name']:<8} {f['audio_s']:>6.1f} s  rtf {f['rtf']:.3f} (cpu {f['cpu_rtf']:.3f})  WER stream {sw} one-shot {ow}  "
+              f"latency median {f['latency_median_s']}")
