@@ -215,3 +215,17 @@ def test_malformed_manifest_is_a_model_error(tmp_path):
     bad.write_text('{"models": {"x": {"packages": []}}}')
     with pytest.raises(ModelError, match="malformed"):
         models.load_manifest(bad)
+
+
+def test_a_killed_install_is_cleaned_up_by_the_next(fake):
+    fake["root"].mkdir()
+    stale = fake["root"] / ".fake.partial-killed"
+    stale.mkdir()
+    (stale / "model.bin").write_bytes(b"half")
+    fresh = fake["root"] / ".fake.partial-running"  # another install in progress right now
+    fresh.mkdir()
+    old = time.time() - 2 * models.STALE_AFTER_S
+    os.utime(stale, (old, old))
+    install_fake(fake)
+    assert leftovers(fake["root"]) == [".fake.partial-running", "fake"]
+    assert [r.name for r in models.list_models(fake["root"], fake["manifest"])] == ["fake"]

