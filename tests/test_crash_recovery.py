@@ -16,10 +16,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.session.store import SessionStore
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "copilot" / "audio" / "demo_data" / "demo_interview.flac"
 TOKEN = "crash-test-token"
 
 

@@ -19,7 +19,7 @@ from copilot.session.pipeline import Pipeline
 from copilot.session.store import SessionStore
 from tests.conftest import requires_shared, shared_audio
 
-DEMO = os.path.join(os.path.dirname(__file__), "..", "copilot", "audio", "demo_data", "demo_interview.flac")
+from copilot.audio.demo import DEMO_AUDIO as DEMO
 
 
 @pytest.fixture(scope="module")

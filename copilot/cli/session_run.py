@@ -161,17 +161,24 @@ async def _run_session(parts: _Parts, source: Any, *, sid: str, offset_ms: int, 
     )
     pipe_task = asyncio.create_task(pipeline.run())
     stop_task = asyncio.create_task(stop.wait())
+    user_stopped = False
     try:
         await asyncio.wait({pipe_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if not pipe_task.done():
-            _say("Stopping: finishing the transcript...")
+            user_stopped = True
+            _say("Stopping: finishing the transcript (Ctrl-C again to drop what is still queued)...")
             pipeline.stop()
             stop.clear()
-            await pipe_task
+            again = asyncio.create_task(stop.wait())
+            await asyncio.wait({pipe_task, again}, return_when=asyncio.FIRST_COMPLETED)
+            if not pipe_task.done():
+                pipeline.abort()
+                await pipe_task
+            again.cancel()
         stats = pipe_task.result()
         _say(f"COPILOT_DONE={sid}")
         _say(f"Session {sid}: {stats.finals} segments, {stats.tags} tags.")
-        if not exit_when_done and not stop_task.done():
+        if not exit_when_done and not user_stopped:
             _say(f"Still serving the session at {url} - press Ctrl-C to quit.")
             await stop.wait()
     finally:
@@ -200,12 +207,11 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.demo and args.file:
         raise CopilotError("give either FILE or --demo, not both")
     if args.demo:
-        try:
-            from copilot.audio.demo import DEMO_AUDIO
-        except ModuleNotFoundError as exc:
-            raise CopilotError("the bundled demo recording is not installed (copilot.audio.demo)") from exc
+        from copilot.audio.demo import DEMO_AUDIO, DEMO_SPEAKERS, DEMO_TITLE
+
         path = Path(DEMO_AUDIO)
-        title = args.title or "Demo interview"
+        title = args.title or DEMO_TITLE
+        args.speakers = args.speakers or ",".join(DEMO_SPEAKERS)
     elif args.file:
         path = Path(args.file)
         title = args.title or path.stem

@@ -147,6 +147,7 @@ class AsrStage:
         self.stats = stats
         self.deliver = deliver
         self.error: BaseException | None = None
+        self.skip = False  # set by Pipeline.abort: discard queued audio instead of transcribing it
         self.thread = threading.Thread(target=self._run, name="copilot-asr", daemon=True)
 
     def start(self) -> None:
@@ -161,6 +162,8 @@ class AsrStage:
                     if out:
                         self.deliver(out)
                     break
+                if self.skip:
+                    continue
                 out = self.transcriber.feed(item)
                 self.stats.asr_ms = max(self.stats.asr_ms, item.end_ms)
                 if out:
@@ -276,6 +279,11 @@ class Pipeline:
         self._stopped = True
         self.source.close()
 
+    def abort(self) -> None:
+        """Stop now: audio still queued is discarded, not transcribed (a second Ctrl-C)."""
+        self.asr.skip = True
+        self.stop()
+
     async def run(self) -> PipelineStats:
         self._loop = asyncio.get_running_loop()
         self.log.bus.bind(self._loop)
@@ -359,5 +367,6 @@ class Pipeline:
                     level="error", component="audio", message=f"could not keep the audio: {exc}"))
         if self.end_session:
             failed = self.audio.error is not None or self.asr.error is not None
-            reason = "error" if failed else ("stopped" if self._stopped else "completed")
+            reason = "error" if failed else (
+                "aborted" if self.asr.skip else "stopped" if self._stopped else "completed")
             self.log.record_payload(self.session_id, SessionEnded(reason=reason, duration_ms=self.stats.audio_ms))
