@@ -86,14 +86,24 @@ def _check_riff(path: Path) -> None:
             raise _fail(path, "truncated WAV: ends inside its header")
 
 
+def _energies(x: np.ndarray, window: int = 1 << 20) -> tuple[float, float, float]:
+    """Mean squares of channel 0, channel 1 and their difference, in windows (no file-sized temporaries)."""
+    sums = np.zeros(3)
+    for i in range(0, x.shape[1], window):
+        a = x[0, i: i + window].astype(np.float64)
+        b = x[1, i: i + window].astype(np.float64)
+        sums += (a @ a, b @ b, (a - b) @ (a - b))
+    return tuple(sums / max(x.shape[1], 1))  # type: ignore[return-value]
+
+
 def _fold_channels(x: np.ndarray, mono: bool | None) -> tuple[np.ndarray, bool]:
     if x.shape[0] > 2:
         x = x[:2]
     if x.shape[0] == 2:
         if mono is None:
-            rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1)).max())
-            diff = float(np.sqrt(np.mean((x[0].astype(np.float64) - x[1]) ** 2)))
-            mono = rms > 0 and diff < DUAL_MONO_RATIO * rms
+            e0, e1, ediff = _energies(x)
+            rms = max(e0, e1) ** 0.5
+            mono = rms > 0 and ediff ** 0.5 < DUAL_MONO_RATIO * rms
             dual = mono
         else:
             dual = False
@@ -127,27 +137,55 @@ def decode_audio(path: str | os.PathLike, *, mono: bool | None = None) -> Decode
         declared = _declared_samples(stream, container, rate)
         # Keep the source layout: resampling to "stereo" would make FFmpeg downmix a 5.1 file.
         resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
-        blocks: list[np.ndarray] = []
+        out = _Collector(channels, declared * SAMPLE_RATE // rate if declared else 0)
         decoded = 0
         try:
             for frame in container.decode(stream):
                 decoded += frame.samples
                 frame.pts = None  # resample by sample count; broken timestamps must not drop audio
-                for out in resampler.resample(frame):
-                    blocks.append(out.to_ndarray())
-            for out in resampler.resample(None):
-                blocks.append(out.to_ndarray())
+                for block in resampler.resample(frame):
+                    out.add(block.to_ndarray())
+            for block in resampler.resample(None):
+                out.add(block.to_ndarray())
         except av.error.FFmpegError as exc:
             raise _fail(path, f"corrupt or truncated audio data after {decoded / rate:.2f} s ({_reason(exc)})") from None
-    if not blocks or decoded == 0:
+    if decoded == 0 or out.length == 0:
         raise _fail(path, "contains no audio samples")
     if declared and decoded < declared * 0.98 - rate * 0.05:
         raise _fail(path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares")
-    x = np.concatenate(blocks, axis=1).astype(np.float32, copy=False)
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise _fail(path, "contains no audio samples")
+    x = out.result()
     x, dual = _fold_channels(x, mono)
-    return DecodedAudio(np.ascontiguousarray(x), rate, channels, dual)
+    # Rows are contiguous (what consumers slice); the 2-D view is not copied to save a full-size copy.
+    return DecodedAudio(x, rate, channels, dual)
+
+
+class _Collector:
+    """Decoded blocks into one (channels, n) float32 array.
+
+    When the header says how long the file is, the array is allocated once (an hour of stereo is
+    460 MB; collecting blocks and concatenating would need twice that at the peak).
+    """
+
+    def __init__(self, channels: int, expected: int) -> None:
+        self.buf = np.empty((channels, expected + SAMPLE_RATE), dtype=np.float32) if expected else None
+        self.blocks: list[np.ndarray] = []
+        self.length = 0
+
+    def add(self, block: np.ndarray) -> None:
+        n = block.shape[1]
+        if self.buf is not None and self.length + n <= self.buf.shape[1]:
+            self.buf[:, self.length: self.length + n] = block
+        else:
+            if self.buf is not None:  # the header under-declared: fall back to a list
+                self.blocks.append(self.buf[:, : self.length])
+                self.buf = None
+            self.blocks.append(block.astype(np.float32, copy=False))
+        self.length += n
+
+    def result(self) -> np.ndarray:
+        if self.buf is not None:
+            return self.buf[:, : self.length]
+        return np.concatenate(self.blocks, axis=1) if len(self.blocks) > 1 else self.blocks[0]
 
 
 def _declared_samples(stream, container, rate: int) -> int:
