@@ -154,7 +154,7 @@ def test_timeout_bounds_the_whole_attempt(rubric, server):
     elapsed = time.monotonic() - started
     assert not result.ok and result.error_kind == "timeout"
     assert result.error == "LLM timeout after 0.5 s"
-    assert elapsed < 1.2
+    assert elapsed < 1.5
 
 
 def test_streaming_sse_is_parsed_with_usage(rubric, server):

@@ -1,0 +1,113 @@
+"""The bundled demo interview through the real live pipeline with rules tags refined by an LLM.
+
+Real audio -> StreamingTranscriber -> RulesTagger -> LLMRefiner -> SQLite log, with the LLM
+being the fake OpenAI-compatible server on 127.0.0.1 (slow on purpose, so calls coalesce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from copilot.audio.demo import DEMO_AUDIO
+from copilot.audio.file_source import FileSource
+from copilot.events import SessionStarted
+from copilot.session.bus import Bus
+from copilot.session.log import SessionLog
+from copilot.session.pipeline import Pipeline
+from copilot.session.store import SessionStore
+from tests.fake_llm_server import FakeLLMServer, Reply
+from tests.llm_fixtures import tags_json
+
+TARGET = re.compile(r"^>> \[(?P<id>[^\]]+)\] CANDIDATE: (?P<text>.*)$", re.M)
+BY = "llm:openai/fake-model"
+
+
+def keyword_model(body: dict) -> str:
+    """A crude 'model': tags each target by keywords, quoting it verbatim, plus one invented quote."""
+    prompt = body["messages"][-1]["content"]
+    tags = []
+    for m in TARGET.finditer(prompt):
+        text = m["text"].lower()
+        if "?" in text or text.startswith(("who ", "what ", "how ", "do ", "does ")):
+            tags.append((m["id"], "requirement_gathering", m["text"]))
+        elif " but " in text or "cost" in text:
+            tags.append((m["id"], "tradeoff_articulation", m["text"]))
+        elif "let's" in text or "go with" in text:
+            tags.append((m["id"], "steering_decision", m["text"]))
+        tags.append((m["id"], "steering_decision", "we will rewrite everything in Rust"))  # never said
+    return tags_json(*tags, confidence=0.85)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from copilot.asr.engine import load_model
+
+    return load_model("tiny.en", "cpu")
+
+
+def test_demo_interview_with_llm_refinement(tmp_path, model):
+    from copilot.asr.streaming import StreamingTranscriber
+    from copilot.tagging.hybrid import LLMRefiner
+    from copilot.tagging.rubric import load_rubric
+    from copilot.tagging.rules import RulesTagger
+    from copilot.tagging.select import build_tagger
+
+    rubric = load_rubric("default")
+    store = SessionStore(tmp_path / "data")
+    with FakeLLMServer() as server:
+        server.default = Reply(content_fn=keyword_model, delay_s=0.6)
+        llm = build_tagger("llm", rubric, "openai/fake-model", server.api_base, timeout_s=5)
+        refiners: list[LLMRefiner] = []
+
+        def factory(emit):
+            refiners.append(LLMRefiner(llm, emit))
+            return refiners[-1]
+
+        source = FileSource(DEMO_AUDIO, realtime=True, speakers=["interviewer", "candidate"], speed=4.0)
+        sid = store.create_session(SessionStarted(title="llm e2e", mode="replay", speakers=source.speakers))
+
+        async def main():
+            pipe = Pipeline(session_id=sid, log=SessionLog(store, Bus()), source=source,
+                            transcriber=StreamingTranscriber(model, source.speakers, realtime=True),
+                            tagger=RulesTagger(rubric), refiner_factory=factory, speed=4.0)
+            return await pipe.run()
+
+        stats = asyncio.run(main())
+        calls = server.calls()
+
+    events = store.events(sid)
+    segs = {e.data["id"]: e.data for e in events if e.type == "segment.final"}
+    candidate = [s for s in segs.values() if s["speaker"] == "candidate"]
+    proposed = {e.data["id"]: e for e in events if e.type == "tag.proposed"}
+    rules = {i: e for i, e in proposed.items() if e.data["source"] == "rules"}
+    llm_new = {i: e for i, e in proposed.items() if e.data["source"] == BY}
+    updates = [e for e in events if e.type == "tag.updated"]
+    warnings = [e for e in events if e.type == "status" and e.data.get("component") == "llm"]
+
+    assert len(candidate) >= 4 and rules, "the demo should give candidate turns and rules tags"
+    assert warnings == [], [w.data["message"] for w in warnings]
+    # Coalescing: fewer calls than candidate turns (each call took 0.6 s, turns came every ~2 s at 4x).
+    stats_r = refiners[0].stats
+    assert calls == stats_r.calls < len(candidate) and stats_r.segments == len(candidate)
+    assert stats_r.coalesced > 0
+    # Every update refines a rules tag that was proposed before it, by the LLM, at most once per tag.
+    assert updates and all(u.data["by"] == BY for u in updates)
+    assert all(u.data["tag_id"] in rules and rules[u.data["tag_id"]].seq < u.seq for u in updates)
+    assert len({u.data["tag_id"] for u in updates}) == len(updates)
+    # Every rules tag on a candidate turn got the LLM's verdict (confirmed, edited or disputed).
+    assert {u.data["tag_id"] for u in updates} == set(rules)
+    # New LLM tags: verbatim evidence from a candidate turn, after that turn; invented quotes never shown.
+    for e in llm_new.values():
+        seg = segs[e.data["segment_ids"][0]]
+        assert seg["speaker"] == "candidate" and e.data["evidence"] in seg["text"]
+        assert e.data["evidence"] == seg["text"]
+    assert not any("Rust" in e.data["evidence"] for e in proposed.values())
+    assert not any("Rust" in (u.data.get("evidence") or "") for u in updates)
+    assert stats_r.usage.dropped_tags >= len(candidate)
+    # The segment never waits for the LLM: rules tags + submit stay in milliseconds.
+    assert max(stats.tag_ms) < 100
+    assert events[-1].type == "session.ended"
+    print("LLM e2e:", stats_r.to_json(), sorted(u.data["status"] for u in updates))
