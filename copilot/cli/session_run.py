@@ -117,8 +117,8 @@ class _Parts:
         return sid, 0
 
 
-async def _run_session(parts: _Parts, source: Any, *, sid: str, offset_ms: int, live_device: bool,
-                       speed: float, exit_when_done: bool) -> int:
+async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str, offset_ms: int,
+                       live_device: bool, speed: float, exit_when_done: bool) -> int:
     from copilot.server import runner
     from copilot.server.app import create_app
     from copilot.session.pipeline import Pipeline
@@ -135,7 +135,6 @@ async def _run_session(parts: _Parts, source: Any, *, sid: str, offset_ms: int, 
         from copilot.session.audio_keeper import AudioKeeper
 
         keeper = AudioKeeper(parts.store.audio_path(sid), len(source.speakers))
-    transcriber = await asyncio.to_thread(parts.transcriber, list(source.speakers))
     if parts.tagger_note:
         parts.log.record_payload(sid, Status(level="warning", component="tagger", message=parts.tagger_note))
     elif parts.tagger is not None:
@@ -223,9 +222,11 @@ def run_replay(args: argparse.Namespace) -> int:
         source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
     parts = _Parts(args)
     parts.load_tagging()
+    # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
+    transcriber = parts.transcriber(list(source.speakers))
     sid, offset = parts.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path))
     try:
-        return asyncio.run(_run_session(parts, source, sid=sid, offset_ms=offset, live_device=False,
+        return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=False,
                                         speed=args.speed, exit_when_done=args.exit_when_done))
     finally:
         source.close()
@@ -238,6 +239,7 @@ def run_live(args: argparse.Namespace) -> int:
     speakers = _speaker_list(args.speakers) or ["interviewer", "candidate"]
     parts = _Parts(args)
     parts.load_tagging()
+    transcriber = parts.transcriber(speakers)
     source = DeviceSource(args.device, args.system_device, speakers=speakers)
     title = args.title or "Live interview"
     desc = args.device or "default input"
@@ -245,7 +247,7 @@ def run_live(args: argparse.Namespace) -> int:
         desc += f" + {args.system_device}"
     try:
         sid, offset = parts.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc)
-        return asyncio.run(_run_session(parts, source, sid=sid, offset_ms=offset, live_device=True,
+        return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
                                         speed=1.0, exit_when_done=True))
     finally:
         source.close()
