@@ -119,7 +119,8 @@ def test_capture_from_null_sink_has_speech_where_it_was_played(pa, tmp_path):
     x = channel_audio(chunks, 0)
     captured_ms = len(x) * 1000 // SAMPLE_RATE
     # Real time: chunks arrive as fast as the audio they carry, no faster, no slower.
-    assert abs(captured_ms - wall_ms) < 300, (captured_ms, wall_ms)
+    # (600 ms of slack: on a loaded machine the consumer thread may start late, then catch up.)
+    assert abs(captured_ms - wall_ms) < 600, (captured_ms, wall_ms)
     first, last, total = voiced_ms(x)
     assert first >= 300, "energy before anything was played"
     assert abs((last - first) - speech_ms) < 600, (first, last, speech_ms)
