@@ -187,11 +187,11 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.goto(url)
 
     # The transcript appears, with speakers told apart.
-    page.wait_for_selector(".seg .seg-text:not(:empty)", timeout=40_000)
+    page.wait_for_selector(".turn .seg:not(:empty)", timeout=40_000)
     page.wait_for_function("window.__copilot.connection === 'live'", timeout=10_000)
     # The utterance in progress shows as a greyed partial line until its final segment replaces it.
     page.wait_for_function("""() => {
-        const p = document.querySelector("li.partial .partial-text"), f = document.querySelector(".seg .seg-text");
+        const p = document.querySelector("li.partial .partial-text"), f = document.querySelector(".turn--candidate .seg");
         return p && f && p.textContent && getComputedStyle(p).color !== getComputedStyle(f).color
             && getComputedStyle(p).fontStyle === "italic";
     }""", timeout=20_000)
@@ -211,8 +211,8 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     assert page.locator("#latest-heading").text_content() == "Latest tag"
     assert page.locator("#latest .latest-label").inner_text() != ""
     # Speakers are told apart (the candidate's words are what gets tagged).
-    page.wait_for_selector(".seg--interviewer")
-    page.wait_for_selector(".seg--candidate")
+    page.wait_for_selector(".turn--interviewer .seg")
+    page.wait_for_selector(".turn--candidate .seg")
 
     # A hotkey tags the current moment; it shows once the server echoes it, and it is in the store.
     page.locator("#title").click()  # focus on the page, not in the notes box

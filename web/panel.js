@@ -16,7 +16,9 @@ const state = {
   rubric: rubricView(null),
   speakers: [],
   segments: new Map(), // id -> segment payload
-  segmentNodes: new Map(), // id -> <li>
+  items: [], // segments and notes in session-time order: {kind: "seg", seg} | {kind: "note", note, at}
+  turnOf: new Map(), // segment id -> its turn {node, text, chips, speaker, startMs, endMs, segIds}
+  lastTurn: null, // the turn a new segment may join
   partials: new Map(), // channel -> <li>
   tags: new TagBook(),
   notes: new Map(),
@@ -173,53 +175,90 @@ function speakerName(name) {
   return name ? name.charAt(0).toUpperCase() + name.slice(1) : "Speaker";
 }
 
-// Insert a transcript item in session-time order (two channels commit out of order).
-function insertOrdered(node, atMs) {
-  node.dataset.at = String(atMs);
-  let before = null;
-  for (let child = transcript.lastElementChild; child; child = child.previousElementSibling) {
-    if (child.classList.contains("partial")) { before = child; continue; }
-    if (Number(child.dataset.at) <= atMs) break;
-    before = child;
-  }
-  transcript.insertBefore(node, before);
-  refreshSpeakerRuns();
+// The transcript is a list of turns: consecutive segments of one speaker flow as one paragraph (the ASR commits
+// a long answer in many short segments), each segment an inline <span> that its tags tint and mark.
+// state.items holds segments and notes in session-time order; appending is the common case, and an item that
+// belongs earlier (two channels commit out of order) rebuilds the list.
+const TURN_GAP_MS = 8000; // a pause this long starts a new paragraph
+const TURN_MAX_MS = 45000; // and so does a very long answer, so that times stay close to the words
+
+function itemAt(item) {
+  return item.kind === "seg" ? item.seg.start_ms : item.at;
 }
 
-// Show the speaker's name only where the speaker changes, so the column stays compact.
-function refreshSpeakerRuns() {
-  let prev = null;
-  for (const child of transcript.children) {
-    if (!child.classList.contains("seg")) { prev = null; continue; }
-    child.classList.toggle("seg--cont", prev !== null && prev === child.dataset.speaker);
-    prev = child.dataset.speaker;
+function placeItem(item) {
+  const items = state.items;
+  const at = itemAt(item);
+  if (!items.length || itemAt(items[items.length - 1]) <= at) {
+    items.push(item);
+    appendItem(item);
+    return;
   }
+  let i = items.length;
+  while (i > 0 && itemAt(items[i - 1]) > at) i--;
+  items.splice(i, 0, item);
+  rebuildTranscript();
 }
 
-function segmentNode(seg) {
+function rebuildTranscript() {
+  const partials = [...state.partials.values()];
+  transcript.replaceChildren();
+  state.turnOf.clear();
+  state.lastTurn = null;
+  for (const item of state.items) appendItem(item, { render: false });
+  transcript.append(...partials);
+  renderAllTags();
+}
+
+function appendItem(item, { render = true } = {}) {
+  const before = firstPartial();
+  if (item.kind === "note") {
+    transcript.insertBefore(noteNode(item.note, item.at), before);
+    state.lastTurn = null;
+    return;
+  }
+  const seg = item.seg;
+  let turn = state.lastTurn;
+  const joins = turn && turn.speaker === seg.speaker && seg.start_ms - turn.endMs <= TURN_GAP_MS
+    && seg.end_ms - turn.startMs <= TURN_MAX_MS;
+  if (!joins) {
+    turn = newTurn(seg);
+    transcript.insertBefore(turn.node, before);
+    state.lastTurn = turn;
+  }
+  turn.segIds.push(seg.id);
+  turn.endMs = Math.max(turn.endMs, seg.end_ms);
+  const span = el("span", { class: "seg", id: `seg-${seg.id}`, dataset: { segId: seg.id } });
+  turn.text.append(span, " ");
+  state.turnOf.set(seg.id, turn);
+  if (render) renderSegmentTags(seg.id);
+}
+
+function firstPartial() {
+  for (const node of state.partials.values()) if (node.parentNode === transcript) return node;
+  return null;
+}
+
+function newTurn(seg) {
   const kind = speakerKind(seg.speaker);
-  return el("li", {
-    class: `seg seg--${kind}`,
-    id: `seg-${seg.id}`,
-    dataset: { speaker: seg.speaker, segId: seg.id },
-  },
-  el("div", { class: "seg-meta" },
-    el("span", { class: "seg-speaker" },
-      el("span", { class: "speaker-badge", "aria-hidden": "true" }, kind === "interviewer" ? "I" : kind === "candidate" ? "C" : "?"),
-      speakerName(seg.speaker)),
-    el("time", { class: "seg-time", datetime: `PT${Math.floor(seg.start_ms / 1000)}S` }, fmtTime(seg.start_ms))),
-  el("p", { class: "seg-text" }),
-  el("div", { class: "seg-tags" }));
+  const text = el("p", { class: "turn-text" });
+  const chips = el("div", { class: "seg-tags" });
+  const node = el("li", { class: `turn turn--${kind}`, dataset: { speaker: seg.speaker } },
+    el("div", { class: "seg-meta" },
+      el("span", { class: "seg-speaker" },
+        el("span", { class: "speaker-badge", "aria-hidden": "true" },
+          kind === "interviewer" ? "I" : kind === "candidate" ? "C" : "?"),
+        speakerName(seg.speaker)),
+      el("time", { class: "seg-time", datetime: `PT${Math.floor(seg.start_ms / 1000)}S` }, fmtTime(seg.start_ms))),
+    text, chips);
+  return { node, text, chips, speaker: seg.speaker, startMs: seg.start_ms, endMs: seg.end_ms, segIds: [] };
 }
 
 function addSegment(seg) {
   if (state.segments.has(seg.id)) return;
   state.segments.set(seg.id, seg);
   removePartial(seg.channel ?? 0);
-  const node = segmentNode(seg);
-  state.segmentNodes.set(seg.id, node);
-  insertOrdered(node, seg.start_ms);
-  renderSegmentTags(seg.id);
+  placeItem({ kind: "seg", seg });
   afterGrowth();
 }
 
@@ -228,7 +267,7 @@ function showPartial(p) {
   let node = state.partials.get(channel);
   const kind = speakerKind(p.speaker);
   if (!node) {
-    node = el("li", { class: `partial seg--${kind}`, "aria-hidden": "true" },
+    node = el("li", { class: `partial turn--${kind}`, "aria-hidden": "true" },
       el("span", { class: "seg-speaker" }, speakerName(p.speaker)), " ",
       el("span", { class: "partial-text" }));
     state.partials.set(channel, node);
@@ -251,14 +290,16 @@ function clearPartials() {
 function addNote(note) {
   if (state.notes.has(note.id)) return;
   state.notes.set(note.id, note);
-  const at = note.at_ms ?? state.nowMs;
-  const node = el("li", { class: "note", id: `note-${note.id}` },
+  placeItem({ kind: "note", note, at: note.at_ms ?? state.nowMs });
+  afterGrowth();
+}
+
+function noteNode(note, at) {
+  return el("li", { class: "note", id: `note-${note.id}` },
     el("div", { class: "seg-meta" },
       el("span", { class: "note-kicker" }, "✎ Note", note.by ? ` · ${note.by}` : ""),
       el("time", { class: "seg-time" }, fmtTime(at))),
     el("p", { class: "note-text" }, note.text));
-  insertOrdered(node, at);
-  afterGrowth();
 }
 
 function visibleTag(tag) {
@@ -290,29 +331,50 @@ function chip(tag) {
   tag.status === "proposed" ? null : el("span", { class: "chip-status", "aria-hidden": "true" }, st.symbol));
 }
 
-function renderSegmentTags(segId) {
-  const node = state.segmentNodes.get(segId);
+// One segment's text with its tags' evidence marked, its tint, and a small code per tag at its end;
+// then (unless told not to) the chips of its turn.
+function renderSegmentTags(segId, { chips = true } = {}) {
+  const turn = state.turnOf.get(segId);
   const seg = state.segments.get(segId);
-  if (!node || !seg) return;
+  const span = document.getElementById(`seg-${segId}`);
+  if (!turn || !seg || !span) return;
   const tags = tagsOfSegment(segId).filter(visibleTag);
+  const live = tags.filter((t) => t.status !== "rejected");
   const ranges = [];
-  for (const tag of tags) {
-    if (tag.status === "rejected") continue;
+  for (const tag of live) {
     const info = tagInfo(state.rubric, tag.tag);
     for (const [start, end] of evidenceRanges(seg.text, tag.evidence)) {
+      // A human tag's evidence is its whole segment: the tint already says so.
       if (isHumanSource(tag.source) && start === 0 && end >= seg.text.trim().length) continue;
       ranges.push({ start, end, colour: info.colour, title: info.label, className: "evidence" });
     }
   }
-  const text = node.querySelector(".seg-text");
-  text.replaceChildren(highlightEvidence(seg.text, ranges));
-  const box = node.querySelector(".seg-tags");
-  box.replaceChildren(...tags.map(chip));
-  node.classList.toggle("seg--tagged", tags.some((t) => t.status !== "rejected"));
-  node.classList.toggle("seg--selected", tags.some((t) => t.id === state.selectedId));
+  span.replaceChildren(highlightEvidence(seg.text, ranges),
+    ...[...new Set(live.map((t) => t.tag))].map((id) => {
+      const info = tagInfo(state.rubric, id);
+      return el("sup", { class: "seg-code", style: { "--c": info.colour, "--ink": info.ink }, "aria-hidden": "true" }, info.code);
+    }));
+  span.classList.toggle("seg--tagged", live.length > 0);
+  span.classList.toggle("seg--selected", tags.some((t) => t.id === state.selectedId));
+  if (live.length) span.style.setProperty("--c", tagInfo(state.rubric, live[0].tag).colour);
+  else span.style.removeProperty("--c");
+  if (chips) renderTurnChips(turn);
+}
+
+function renderAllTags() {
+  for (const segId of state.segments.keys()) renderSegmentTags(segId, { chips: false });
+  for (const turn of new Set(state.turnOf.values())) renderTurnChips(turn);
+}
+
+function renderTurnChips(turn) {
+  const ids = new Set(turn.segIds);
+  const tags = state.tags.ordered().filter((t) => visibleTag(t) && t.segment_ids.some((id) => ids.has(id)));
+  turn.chips.replaceChildren(...tags.map(chip));
   const first = tags.find((t) => t.status !== "rejected");
-  if (first) node.style.setProperty("--c", tagInfo(state.rubric, first.tag).colour);
-  else node.style.removeProperty("--c");
+  turn.node.classList.toggle("turn--tagged", Boolean(first));
+  turn.node.classList.toggle("turn--selected", tags.some((t) => t.id === state.selectedId));
+  if (first) turn.node.style.setProperty("--c", tagInfo(state.rubric, first.tag).colour);
+  else turn.node.style.removeProperty("--c");
   if (state.autoScroll) scrollToBottom();
 }
 
@@ -360,10 +422,10 @@ function jumpToLive() {
 $("jump-live").addEventListener("click", jumpToLive);
 
 function scrollToSegment(segId) {
-  const node = state.segmentNodes.get(segId);
+  const node = document.getElementById(`seg-${segId}`);
   if (!node) return;
-  const top = node.offsetTop - wrap.offsetTop;
-  const visible = top >= wrap.scrollTop && top + node.offsetHeight <= wrap.scrollTop + wrap.clientHeight;
+  const top = node.getBoundingClientRect().top - wrap.getBoundingClientRect().top + wrap.scrollTop;
+  const visible = top >= wrap.scrollTop && top + node.getBoundingClientRect().height <= wrap.scrollTop + wrap.clientHeight;
   if (visible) return;
   state.autoScroll = false;
   programmaticScroll = true;
@@ -604,7 +666,7 @@ function renderFilters() {
 function toggleFilter(id) {
   if (state.hidden.has(id)) state.hidden.delete(id);
   else state.hidden.add(id);
-  for (const segId of state.segments.keys()) renderSegmentTags(segId);
+  renderAllTags();
   renderFilters();
   renderTimeline();
   const tag = selectedTag();
