@@ -272,3 +272,17 @@ def test_window_without_timing_keeps_the_given_order():
     target = Segment(id="t", speaker="candidate", start_ms=0, end_ms=0, text="so what is the read write ratio")
     assert [s.id for s in build_window([target], ctx, 2)] == ["c3", "c4", "t"]
     assert [s.id for s in build_window([target], ctx, 0)] == ["t"]
+
+
+def test_server_that_refuses_json_mode_is_asked_again_without_it(rubric, server):
+    refusal = json.dumps({"error": {"message": "response_format json_object is not supported by this server",
+                                    "type": "invalid_request_error"}})
+    server.script(Reply(status=400, raw_body=refusal),
+                  Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
+    tagger = make(rubric, server)
+    assert [t.tag for t in tagger.tag(conversation()[4])] == ["steering_decision"]
+    assert server.calls() == 2
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+    assert "response_format" not in server.requests[1].body
+    tagger.tag(conversation()[5])
+    assert "response_format" not in server.requests[2].body  # remembered for the session

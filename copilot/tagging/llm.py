@@ -573,6 +573,8 @@ class LLMTagger:
                     response = litellm.stream_chunk_builder(list(response), messages=messages)
                 return self._account(response, usage)
             except Exception as exc:  # noqa: BLE001 (classified below; never escapes as a crash)
+                if self._drop_response_format(exc):
+                    continue  # the server refused JSON mode: ask again without it, at once
                 kind, message = self._classify(exc)
                 wait = self._backoff(attempt)
                 if kind in ("config", "output") or attempt >= self.max_retries or time.monotonic() + wait >= deadline:
@@ -597,6 +599,8 @@ class LLMTagger:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
+                if self._drop_response_format(exc):
+                    continue  # the server refused JSON mode: ask again without it, at once
                 kind, message = self._classify(exc)
                 wait = self._backoff(attempt)
                 if kind in ("config", "output") or attempt >= self.max_retries or time.monotonic() + wait >= deadline:
@@ -611,6 +615,20 @@ class LLMTagger:
             chunks = [chunk async for chunk in response]
             response = litellm.stream_chunk_builder(chunks, messages=messages)
         return response
+
+    def _drop_response_format(self, exc: BaseException) -> bool:
+        """Some OpenAI-compatible servers reject `response_format`: fall back to the prompt alone.
+
+        The prompt already asks for JSON and the parser is lenient, so this costs little.
+        """
+        status = getattr(exc, "status_code", None)
+        if status not in (400, 422) or self._format_mode in (None, "none"):
+            return False
+        if "response_format" not in str(exc) and "json_schema" not in str(exc):
+            return False
+        log.info("%s: server refused response_format; retrying without it", self.name)
+        self._format_mode = "none"
+        return True
 
     def _backoff(self, attempt: int) -> float:
         # exponential with jitter so two sessions hitting a 429 don't retry in lockstep
