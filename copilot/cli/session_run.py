@@ -277,14 +277,15 @@ def run_serve(args: argparse.Namespace) -> int:
         server, task, port = await runner.start(app, args.host, args.port)
         base = f"http://127.0.0.1:{port}"
         _say(f"COPILOT_PORT={port}")
-        _say(f"COPILOT_URL={base}/?token={token}")
         sessions = store.list_sessions()
+        newest = f"{base}/review.html?session={sessions[0]['id']}&token={token}" if sessions else None
+        _say(f"COPILOT_URL={newest or f'{base}/api/sessions?token={token}'}")
         if sessions:
             _say(f"{len(sessions)} session(s); newest:")
             for s in sessions[:10]:
                 _say(f"  {s['id']} [{s['status']}] {s['title']}: "
                      f"{base}/review.html?session={s['id']}&token={token}")
-            _open_browser(f"{base}/review.html?session={sessions[0]['id']}&token={token}", args.no_browser)
+            _open_browser(newest or base, args.no_browser)
         else:
             _say("no sessions stored yet")
         _say("Press Ctrl-C to stop.")
