@@ -155,3 +155,15 @@ def test_export_refuses_unknown_session_and_bad_rater(session):
     refused(copilot("tags", "export", "ses_nope", "--rater", "alice", "--data-dir", str(data)), "no session ses_nope")
     refused(copilot("tags", "export", sid, "--rater", "<script>", "--data-dir", str(data)), "bad rater name")
     refused(copilot("calibrate", "ses_nope", "--data-dir", str(data)), "no session ses_nope")
+
+
+def test_reserved_rater_names_are_refused_on_import(session, tmp_path):
+    data, sid, _ = session
+    before = count(data, sid)
+    f = write(tmp_path, "r.json", rater_file(sid, "alice", ALICE))
+    refused(copilot("tags", "import", sid, str(f), "--rater", "rules", "--data-dir", str(data)), "reserved")
+    assert count(data, sid) == before
+    # ...but exporting the copilot's own tags works
+    r = copilot("tags", "export", sid, "--rater", "rules", "--data-dir", str(data))
+    assert r.returncode == 0, r.stderr
+    assert {t["id"] for t in json.loads(r.stdout)["tags"]} == {f"tag_r{n:02d}" for n in (1, 3, 5, 6, 8, 9, 11)}

@@ -29,6 +29,7 @@ from copilot.review.fold import SessionView, fold
 
 TAGS_FORMAT = "interview-copilot.tags"
 TAGS_VERSION = 1
+RESERVED_RATERS = frozenset({"rules", "llm", "copilot"})  # `tags export --rater rules` exports the copilot's tags
 _RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
@@ -78,8 +79,11 @@ def rater_name(name: str) -> str:
 # --- export ----------------------------------------------------------------------------------------
 
 
-def export_tags(view: SessionView, rater: str, rubric_tags: Sequence[str] | None = None) -> dict[str, Any]:
-    """The rater's standing tags in this session (their own, plus copilot tags they confirmed/edited)."""
+def export_tags(view: SessionView, rater: str) -> dict[str, Any]:
+    """The rater's standing tags in this session (their own, plus copilot tags they confirmed/edited).
+
+    `rules` / `llm` export the copilot's own tags as rater copilot:rules / copilot:llm would count them
+    (to be imported elsewhere under a person's name, e.g. as a baseline)."""
     bare = rater_name(rater)
     rid = normalize_rater(bare)
     claims = claims_by_rater(view).get(rid, [])
@@ -145,6 +149,9 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     if tag_file.session_id != sid:
         raise TagFileError(f"{source_name} is for session {tag_file.session_id}, not {sid}")
     bare = rater_name(rater or tag_file.rater)
+    if bare in RESERVED_RATERS:
+        raise TagFileError(f"{source_name}: rater name {bare!r} is reserved for the copilot's own tags; "
+                           f"import under a person's name with --rater NAME")
     source = f"human:{bare}"
     seg_ids = {s.id for s in view.segments}
     existing_ids = {t.id for t in view.tags}
