@@ -33,7 +33,8 @@ LEXICON: dict[str, list[str]] = {
         support existing integrate limit acceptable accuracy accurate fresh freshness stale realtime real-time
         personalized secure security encrypted encryption privacy versions version history storage data files file
         throughput rate limits growth grow quota concern priority priorities important matter matters care tolerance
-        tolerate okay ok fine offline online sla's scope deletes delete edits ranked ranking done criteria""".split(),
+        tolerate okay ok fine offline online allowed permitted legal regulation regulations regulated scope deletes delete edits ranked ranking done criteria spike spikes
+        burst bursts seasonal peaks metric metrics kpi""".split(),
     "wh": "what who whom which when where why how".split(),
     "how_q": """many much big large often long fast fresh stale accurate far frequently old quickly soon strict
         important""".split(),
@@ -56,27 +57,54 @@ LEXICON: dict[str, list[str]] = {
         outage outages survive resilient resilience coverage control fairness fair unfair hate offline
         conflicts conflict overwrite overwrites reconcile isolated isolates annoying appeal upside downside
         pros cons penalty sacrifice sacrifices tradeoff tradeoffs cons expensive costs cheaper burden late
-        early slowly perfect enormous huge massive tiny simpler shorter longer lighter riskier painless""".split(),
+        early slowly perfect enormous huge massive tiny simpler shorter longer lighter riskier painless speed speeds
+        speedup hours minutes trivial struggle struggles downtime poisoned corrupt exact approximate approximately
+        persistence complexity cheaply expensively""".split(),
+    # a gain and a cost named in one sentence: "would speed up the lookups and slow down the inserts"
+    "gain": """faster fast quick quicker instant instantly cheap cheaper cheaply simple simpler simplest easy easier
+        trivial better improve improves improved saves save helps help gain gains benefit benefits win wins speeds
+        speed speedup safe safer reliable robust flexible flexibility lighter smaller fresher snappier snappy
+        scales scalable decouples decouple isolates resilient durable accurate exact free""".split(),
+    "cost": """slow slower slows costs cost costly expensive harder hard worse lose loses losing lost risk risky
+        overhead burden drawback struggle struggles break breaks stale lag lags delay delays waste wastes complex
+        complicated complexity messy painful pay paying price penalty downtime bottleneck contention fragile
+        heavier bigger duplicates conflicts inconsistent later""".split(),
     "comparative": """faster slower cheaper simpler easier harder safer riskier lower higher better worse bigger smaller
         fresher friendlier snappier lighter heavier quicker more less fewer longer shorter""".split(),
     "contrast": "but though although whereas while however yet except".split(),
     # commitment verbs after I/we will / would / am going to
     "decide_verb": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make build
         treat support batch focus prefer avoid replace split partition cache run write do implement rely store
+        size scale autoscale replicate index queue stream denormalize normalize encrypt compress throttle retry
+        dedupe buffer precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite
+        refactor reuse adopt swap optimize persist reject approve launch target combine serve pin freeze commit
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip
         simplify default lean bet commit standardize design structure represent""".split(),
     "decide_lemma": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make
+        size scale autoscale replicate index queue stream denormalize encrypt compress throttle retry dedupe buffer
+        precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite refactor reuse
+        adopt swap optimize persist reject approve launch target combine serve pin freeze
         build treat support batch focus prefer avoid replace split partition cache run write do implement rely
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip simplify
         default lean bet commit standardize design structure represent""".split(),
     "decide_now": """use pick choose keep put store stick leave cut drop skip switch shard add build treat support batch
         focus prefer avoid replace split partition cache implement move ship defer punt limit restrict deploy accept
-        merge revert undo remove rip simplify default lean bet commit standardize""".split(),
+        merge revert undo remove rip simplify default lean bet commit standardize size scale autoscale replicate
+        index queue stream denormalize normalize encrypt hash compress throttle retry dedupe buffer precompute poll
+        push prioritize tackle postpone table introduce route separate isolate cap set host migrate rewrite refactor
+        reuse adopt swap sacrifice optimize assign allocate persist fan reject approve release launch target aim
+        combine serve pin freeze trade ignore""" .split(),
+    "adv": """actually just probably definitely rather still also really instead then first honestly personally
+        simply only initially""".split(),
+    "abandon": "scrap ditch kill forget drop abandon nix shelve skip".split(),
+    "plan_noun": """idea approach plan part feature piece thing service suggestion design option proposal change
+        version""".split(),
+    "uneasy": "comfortable happy convinced sure keen".split(),
     # "let's <verb>" that is logistics, not a decision
     "lets_logistics": """take get begin see move talk wrap recap continue jump dive look think check pause break
         chat hear say try_""".split(),
     # things a logistics sentence is about
-    "logistics": """screen hear audio mic microphone muted mute camera cursor recording break pause
+    "logistics": """screen hear audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi chat paste froze
         frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
     "modal_future": "will would".split(),
@@ -88,6 +116,9 @@ LEXICON: dict[str, list[str]] = {
         none empty injection escape escaped unescaped infinite hang hangs fails fail failing edge incorrect
         never twice""".split(),
 }
+
+
+LEXICON["eval"] = sorted(set(LEXICON["eval"]) | set(LEXICON["gain"]) | set(LEXICON["cost"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +141,11 @@ FAMILIES: dict[str, list[Cue]] = {
             "what is the", "what are the", "what kind", "what sort", "what type", "what happens", "what counts",
             "what does _ look like", "what should", "what would", "who is", "who are", "who will", "who would",
             "which of", "which one", "what is our", "what is your", "who reads", "who uses", "what regions"),
+        *_c("clarifying_question", STRONG, "pins down what the interviewer meant", "when you say", "when you said",
+            "by _{1,3} do you mean", "what do you mean by", "do you mean", "you mean like"),
+        *_c("clarifying_question", MEDIUM, "asks to learn more about the problem", "tell me more about",
+            "help me understand", "could you explain", "can you explain", "can you walk me through",
+            "could you walk me through", "can you say more about", "what is the context", "more context on"),
         *_c("clarifying_question", MEDIUM, "asks what success looks like",
             "what does success", "what would make this a success", "what counts as done", "success criteria",
             "acceptance criteria", "definition of done"),
@@ -126,12 +162,18 @@ FAMILIES: dict[str, list[Cue]] = {
             "is it fine to assume", "is it ok to assume", "my assumption is", "i am thinking _{0,12} is that",
             "i would guess _{0,8} is that", "i am guessing", "i would guess", "i guess _{0,10} right"),
         *_c("assumption_check", MEDIUM, "states an assumption", "i will assume", "i am assuming", "assuming that",
-            "let us assume", "i would assume", "i am going to assume", "we can assume"),
+            "let us assume", "i would assume", "i am going to assume", "we can assume", "take it that",
+            "unless you tell me otherwise", "unless you say otherwise", "stop me if", "i will take it",
+            "i am taking it", "i am presuming", "presumably"),
         *_c("assumption_check", MEDIUM, "checks a figure or fit",
             "does that match", "in the right ballpark", "does that sound @confirm", "sound @confirm ?",
             "is that in the right", "does that sound about right"),
     ],
     "restating": [
+        *_c("restating", STRONG, "checks its understanding", "correct me if", "is that the gist", "is that the idea",
+            "is that fair", "is that accurate", "is that what you mean", "is that what you want", "sound right",
+            "am i understanding", "am i reading", "check my understanding", "my understanding is",
+            "check i understand", "check that i understand", "understand correctly", "tell me if i am wrong", "is that the goal", "is that the main"),
         *_c("restating", STRONG, "restates the requirements back",
             "just to restate", "to restate", "restating", "to play it back", "play it back", "play that back",
             "let me make sure i", "make sure i understand", "make sure i got", "if i understand", "if i understood",
@@ -156,6 +198,10 @@ FAMILIES: dict[str, list[Cue]] = {
             "we pay for it", "paying for it", "pay for that", "pay for it with", "the price is", "costs us",
             "but it costs", "but costs", "but we lose", "but you lose", "we would lose", "we lose the",
             "lose the ability", "the penalty", "on the other hand", "pros and cons", "whereas"),
+        *_c("gain_cost", STRONG, "names the price of a choice", "the price we pay", "price we pay", "the cost we pay",
+            "what we give up", "we give up", "at the risk of", "is the cost", "are the cost", "is the price",
+            "not both", "not really both", "can not have both", "can not do both", "have both", "get both", "we trade", "trading off", "trade _{1,4} for", "@eval versus @eval",
+            "@eval or @eval", "@eval vs @eval", "question of _{1,3} versus"),
         *_c("gain_cost", WEAK, "weighs options", "it depends", "depends on whether", "depends who", "comes down to"),
     ],
     "comparison": [
@@ -183,10 +229,14 @@ FAMILIES: dict[str, list[Cue]] = {
             "let us do", "let us shard", "let us switch", "let us build", "let us focus", "let us skip",
             "let us drop", "let us cut", "let us add", "let us just", "let us not", "let us split", "let us store",
             "let us batch", "let us cache", "let us buy", "let us pick", "let us choose", "let us treat",
-            "let us partition", "let us have"),
+            "let us partition", "let us have", "my decision is", "our decision is", "i have decided",
+            "i am deciding", "i will decide", "different route", "different path", "different tack", "go a different way", "a different direction", "different approach",
+            "_ it is ."),
         *_c("commitment", MEDIUM, "commits to a direction",
             "i will @decide_verb", "i would @decide_verb", "we will @decide_verb", "we would @decide_verb",
-            "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now", "we should",
+            "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now",
+            "i would @adv @decide_verb", "i will @adv @decide_verb", "we will @adv @decide_verb",
+            "we would @adv @decide_verb", "make/have/tell/ask the agent", "i want the agent", "we should",
             "we should not", "let us ~@decide_lemma"),
     ],
     "scoping": [
@@ -196,7 +246,12 @@ FAMILIES: dict[str, list[Cue]] = {
             "park _{1,3} for now", "park that", "rabbit hole", "say no to", "separate system", "not in scope",
             "descope", "de-scope", "scope out", "scope it down", "cut _{1,4} from", "skip _{1,5} for now",
             "for the mvp", "for the first release", "in v1", "for v1", "in the first version", "come back to it",
-            "worry about _{1,3} afterwards", "worry about _{1,3} later", "handle _{1,4} later", "for this round"),
+            "worry about _{1,3} afterwards", "worry about _{1,3} later", "handle _{1,4} later", "for this round",
+            "hold off", "let us table", "table that", "table the", "we are not ~@decide_now", "we are not doing",
+            "i will ignore", "we will ignore", "ignore _{1,3} for now", "phase two", "phase 2", "v2", "version two", "next phase", "nice to have", "leave _{1,4} for later",
+            "i do not want to @decide_verb", "we do not need to @decide_verb", "not going to @decide_verb",
+            "@abandon the/that/this _{0,2} @plan_noun"),
+        *_c("scoping", MEDIUM, "leaves something for later", "for later"),
         *_c("scoping", WEAK, "defers something", "for now", "later", "first", "afterwards", "to begin with"),
     ],
     "pushback": [
@@ -205,7 +260,8 @@ FAMILIES: dict[str, list[Cue]] = {
             "i do not think we should", "i would not", "we should not", "do not merge", "not merge that",
             "revert", "undo", "roll back", "rollback", "not the approach", "not going to accept", "not accept",
             "do not let", "tell _{1,3} to stop", "i would not use", "not use _{1,3} here", "that is overkill",
-            "is overkill", "premature", "i want to keep", "i want the old", "go back to", "no , do not",
+            "is overkill", "premature", "i want to keep", "i want the old", "i am not @uneasy", "i do not like",
+            "not comfortable", "i would not do that", "i would not merge", "go back to", "no , do not",
             "no do not", "no , let us not", "no let us not", "i would not add", "not touch"),
     ],
     "course_change": [
@@ -213,7 +269,7 @@ FAMILIES: dict[str, list[Cue]] = {
             "scratch that", "take back", "change direction", "change course", "pivot", "on second thought",
             "switch to", "switching to", "i am switching", "let us switch", "rather than", "instead of", "instead",
             "you know what , i", "you know what i", "actually no", "actually , no", "no wait", "i changed my mind",
-            "change my mind"),
+            "change my mind", "changing my mind", "change of plan", "change of plans", "new plan", "i take that back"),
     ],
     # ---- builder track
     "plain_language": [

@@ -73,6 +73,7 @@ class Analysis:
     clean: Clean
     rules: dict[str, Hit] = field(default_factory=dict)  # best hit per tag, after vetoes
     gated: frozenset[str] = frozenset()  # tags that do not apply to this speaker / context
+    n_content: int = 0  # words, punctuation aside
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ class RulesTagger:
     def analyze(self, text: str, speaker: str | None = "candidate", context: Any = None) -> Analysis:
         clean = self.clean(text)
         gated = frozenset(t.id for t in self.rubric.tags if not t.applies(speaker))
-        result = Analysis(clean=clean, gated=gated)
+        result = Analysis(clean=clean, gated=gated,
+                          n_content=sum(1 for w in clean.words if w not in PUNCT_END and w != ","))
         if len(gated) == len(self.rubric.tags) or not clean.words:
             return result
         turns = context_turns(context, speaker)
@@ -283,8 +285,20 @@ class RulesTagger:
                     w = min(w, C.WEAK)
                 if family == "course_change" and sent_sets[si] & _PAST and not sent_sets[si] & _FUTURE:
                     continue  # narration of the past: "instead of Slack we used Teams"
+                if family == "course_change" and words[s] in ("instead", "rather") and not (
+                        sent_sets[si] & _AGENT and sent_sets[si] & _FUTURE):
+                    continue  # "entries instead of edits" describes, it does not decide
             for tag in self._families_of.get(family, ()):
                 offer(tag, w, cue.why, si, " ".join(words[s:e]))
+
+        rg_tags = self._families_of.get("restating", set()) | self._families_of.get("assumption_check", set())
+        if rg_tags and not after_any_questions:
+            for si, (a, b) in enumerate(sents):
+                end = b - 1 if words[b - 1] in PUNCT_END else b
+                if end - a >= 6 and words[end - 1] in ("right", "correct") and words[end - 2] not in ("all", "that",
+                                                                                                       "is", "right"):
+                    for tag in rg_tags:
+                        offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
 
         if self._computed["question"] and not after_any_questions:
             req = lex_set("req")
@@ -299,6 +313,13 @@ class RulesTagger:
                     offer(tag, w, why, si, " ".join(words[a:b]))
 
         if self._computed["contrast"]:
+            gain, cost = lex_set("gain"), lex_set("cost")
+            for si, (a, b) in enumerate(sents):
+                g = sent_sets[si] & gain
+                c = sent_sets[si] & cost
+                if g and c and (g | c) - (g & c) and b - a >= 6 and not logistic(si):
+                    for tag in self._computed["contrast"]:
+                        offer(tag, 0.6, "names a gain and a cost", si, f"{sorted(g)[0]} / {sorted(c)[0]}")
             ev = lex_set("eval")
             con = lex_set("contrast")
             for i, wd in enumerate(words):
@@ -317,7 +338,7 @@ class RulesTagger:
                 if el and er:
                     w, why = C.MEDIUM + 0.05, f"contrasts what one side gains with what it costs ('{wd}')"
                 elif el + er and len(right) >= 3:
-                    w, why = C.WEAK, f"contrast ('{wd}')"
+                    w, why = 0.6 if len(left) >= 4 and set(right) & _CONSEQUENCE else C.WEAK, f"contrast ('{wd}')"
                 else:
                     continue
                 if logistic(si):
@@ -359,15 +380,19 @@ class RulesTagger:
             p = probs.get(t.id) if probs is not None else None
             th = self.thresholds.get(t.id, {})
             fired_rule = fired_cls = False
+            if p is not None and an.n_content < MIN_WORDS_CLASSIFIER_ALONE:
+                p_alone = None  # "okay okay", "but I digress": too little text for the classifier alone
+            else:
+                p_alone = p
             if mode == "classifier-only":
-                fired_cls = p is not None and p >= th.get("p_cls", 0.5)
+                fired_cls = p_alone is not None and p_alone >= th.get("p_cls", 0.5)
             elif mode == "rules-only" or p is None:
                 fired_rule = rw >= th.get("rule_alone", DEFAULT_RULE_ALONE)
             else:
                 fired_rule = rw >= th.get("rule", DEFAULT_RULE_ALONE) or (
                     rw >= C.WEAK and p >= th.get("p_weak", 0.35)
                 )
-                fired_cls = p >= th.get("p", 0.6)
+                fired_cls = p_alone is not None and p_alone >= th.get("p", 0.6)
             if not (fired_rule or fired_cls):
                 continue
             if hit is not None and mode != "classifier-only" and (fired_rule or rw >= C.WEAK):
@@ -444,9 +469,12 @@ class RulesTagger:
         )
 
 
+MIN_WORDS_CLASSIFIER_ALONE = 4
 DEFAULT_RULE_ALONE = C.MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
 
 _LOGISTICS = frozenset(C.LEXICON["logistics"])
+_AGENT = frozenset("i we us".split())
+_CONSEQUENCE = frozenset("would might could will need needs means mean have has lose get".split())
 _PAST = frozenset(C.LEXICON["past"])
 _ANY_QUESTIONS_WORDS = [p.split() for p in _ANY_QUESTIONS]
 _LEX_SETS: dict[str, frozenset[str]] = {}
@@ -498,13 +526,26 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
     # "i guess my first question is how big ...": look past a short lead-in
     for j in range(i, min(b, i + 8)):
         w = words[j]
-        if w in _WH and (j == i or words[j - 1] in ("is", ",", "like", "question")):
-            if w == "how" and j + 1 < b and words[j + 1] in ("about",):
-                return True
+        if w in _WH and (j == i or words[j - 1] in ("is", ",", "question") or (
+                words[j - 1] == "like" and (j < 2 or words[j - 2] not in _NOT_LIKE))):
             return j + 1 < b
-        if j == i and w in _AUX and j + 1 < b and (words[j + 1] in _SUBJ or words[j + 1] == "not"):
+        if j == i and w in _AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
+                w in ("do", "does", "did") or words[j + 1] in _SUBJ or words[j + 1] == "not"):
+            return True
+    # speech: "quick question on scale are we talking ...": an inverted auxiliary + pronoun mid-sentence
+    for j in range(i + 1, b - 1):
+        if words[j] in _INV_AUX and words[j + 1] in _INV_SUBJ and words[j - 1] not in _NO_INV_BEFORE:
             return True
     return False
+
+
+_NOT_LIKE = frozenset("not i you we they would do did".split())
+_INV_AUX = frozenset("are is do does will can should would could".split())
+_INV_SUBJ = frozenset("we you they users it".split())
+_NO_INV_BEFORE = frozenset(
+    """i we you they it that this there he she which what who how where when why so and if than whether as
+    what is not""".split()
+) | _INV_AUX
 
 
 def compile_pattern(spec: str) -> list[dict[str, Any]]:
@@ -564,7 +605,9 @@ def _lemma_table(nlp):
 def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], labels: Sequence[str]):
     """Pick per-tag thresholds that maximize F1 of the combination on out-of-fold probabilities."""
     analyses = [rules.analyze(it.text, it.speaker, it.context) for it in items]
-    grid_p = [round(0.2 + 0.05 * i, 2) for i in range(15)]  # 0.20 .. 0.90
+    # The rules were written with this split in view, so on it they look better than on unseen text;
+    # capping the classifier's threshold keeps it able to fire on its own (see docs/tagger.md).
+    grid_p = [round(0.3 + 0.05 * i, 2) for i in range(9)]  # 0.30 .. 0.70
     grid_weak = [round(0.1 + 0.05 * i, 2) for i in range(11)]  # 0.10 .. 0.60
     grid_rule = [DEFAULT_RULE_ALONE, C.STRONG - 0.01, 1.01]
     thresholds: dict[str, dict[str, float]] = {}
@@ -573,6 +616,7 @@ def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], 
         gold = [tag in it.labels for it in items]
         rw = [an.rules[tag].weight if tag in an.rules else 0.0 for an in analyses]
         ps = [p.get(tag, 0.0) for p in oof]
+        ps_alone = [p if an.n_content >= MIN_WORDS_CLASSIFIER_ALONE else 0.0 for p, an in zip(ps, analyses)]
         best_key: tuple = (-1.0,)
         best_th: dict[str, float] = {}
         for r in grid_rule:
@@ -580,12 +624,13 @@ def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], 
                 for pw in grid_weak:
                     if pw > pt:
                         continue
-                    pred = [(w >= r) or (w >= C.WEAK and p >= pw) or (p >= pt) for w, p in zip(rw, ps)]
+                    pred = [(w >= r) or (w >= C.WEAK and p >= pw) or (pa >= pt) for w, p, pa in zip(rw, ps, ps_alone)]
                     # ties: prefer the stricter setting (fewer false positives on unseen text)
                     key = (round(_f1(gold, pred), 6), pt, pw, -r)
                     if key > best_key:
                         best_key, best_th = key, {"rule": r, "p": pt, "p_weak": pw}
-        cls_best = max(((_f1(gold, [p >= t for p in ps]), t) for t in grid_p), key=lambda x: (round(x[0], 6), x[1]))
+        cls_best = max(((_f1(gold, [p >= t for p in ps_alone]), t) for t in grid_p),
+                       key=lambda x: (round(x[0], 6), x[1]))
         rules_f1 = _f1(gold, [w >= DEFAULT_RULE_ALONE for w in rw])
         th = dict(best_th)
         th["p_cls"] = cls_best[1]
