@@ -90,6 +90,10 @@ def test_merge_confirms_corrects_disputes_and_adds():
     new = [t for t in out if isinstance(t, Tag)]
     assert [(t.tag, t.segment_ids) for t in new] == [("steering_decision", ["seg_c3"])]
 
+    # A claim without evidence neither confirms nor disputes: the rules tag is left as it is.
+    quiet = merge([r_spurious], [], [segs[5].id], BY, unverified={(segs[5].id, "steering_decision")})
+    assert quiet == []
+
     batch = apply([r_ok, r_wrong, r_spurious, r_unjudged], out, keep_disputed=False)
     assert {t.id for t in batch} == {r_ok.id, r_wrong.id, r_unjudged.id, new[0].id}
     edited = next(t for t in batch if t.id == r_wrong.id)

@@ -95,6 +95,7 @@ def test_invented_quote_unknown_tag_wrong_segment_and_interviewer_speech_are_dro
     assert [(t.segment_ids[0], t.tag) for t in result.tags] == [("seg_c2", "tradeoff_articulation")]
     assert result.tags[0].evidence == "scales the writes well but we lose ad hoc queries"
     assert result.usage.dropped_tags == 5
+    assert result.unverified == {("seg_c2", "steering_decision")}  # claimed, but not with the transcript's words
     # The interviewer's turn is shown as context only, never as a target.
     assert "   [seg_i2] INTERVIEWER" in server.requests[0].prompt
 

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence, Union
+from typing import Any, Awaitable, Callable, Collection, Sequence, Union
 
 from copilot.events import Segment, Status, Tag, TagUpdate
 from copilot.tagging.base import Tagger
@@ -42,12 +42,16 @@ Emit = Callable[[Payload], Awaitable[None]]
 
 
 def merge(
-    rules_tags: Sequence[Tag], llm_tags: Sequence[Tag], judged: Sequence[str], by: str
+    rules_tags: Sequence[Tag], llm_tags: Sequence[Tag], judged: Sequence[str], by: str,
+    unverified: Collection[tuple[str, str]] = (),
 ) -> list[Tag | TagUpdate]:
     """The LLM's verdict on the `judged` segment ids, as updates of the rules tags plus new tags.
 
-    Rules tags on segments the LLM did not judge are left alone.
+    Rules tags on segments the LLM did not judge are left alone, and so is a rules tag the
+    LLM claimed too but with a quote that is not in the transcript (`unverified`): an answer
+    without evidence neither confirms nor disputes.
     """
+    unverified = set(unverified)
     judged_set = set(judged)
     out: list[Tag | TagUpdate] = []
     for seg_id in judged:
@@ -64,6 +68,8 @@ def merge(
             out.append(TagUpdate(tag_id=r.id, status="confirmed", by=by, confidence=llm_here[i].confidence,
                                  rationale=llm_here[i].rationale or None))
         for r in unmatched:
+            if (seg_id, r.tag) in unverified:
+                continue
             i = next((i for i in range(len(llm_here)) if i not in used), None)
             if i is None:
                 reason = f"{by} found no {r.tag} here"
@@ -132,7 +138,7 @@ class HybridTagger:
         if not result.ok:
             log.warning("%s: %s; rules tags stand", self.llm.name, result.error)
             return rules_tags
-        changes = merge(rules_tags, result.tags, [segment.id], self.llm.name)
+        changes = merge(rules_tags, result.tags, [segment.id], self.llm.name, result.unverified)
         return apply(rules_tags, changes, keep_disputed=self.keep_disputed)
 
 
@@ -315,7 +321,8 @@ class LLMRefiner:
             await self._failed(result, segments)
             return
         rules_tags = [t for p in batch for t in p.rules_tags]
-        for change in merge(rules_tags, result.tags, [s.id for s in segments], self.tagger.name):
+        judged = [s.id for s in segments if self.tagger.taggable(s)]
+        for change in merge(rules_tags, result.tags, judged, self.tagger.name, result.unverified):
             if isinstance(change, Tag):
                 self.stats.added += 1
             elif change.status == "confirmed":

@@ -140,6 +140,7 @@ class LLMResult:
     error_kind: ErrorKind | None = None
     usage: LLMUsage = field(default_factory=LLMUsage)
     raw: str = ""  # the model's text, for debugging
+    unverified: set[tuple[str, str]] = field(default_factory=set)  # (segment, tag) claimed without evidence
 
     @property
     def ok(self) -> bool:
@@ -326,14 +327,16 @@ def _confidence(value: Any) -> float:
 
 def validate_tags(
     items: Sequence[dict[str, Any]], rubric: "Rubric", targets: Sequence[Segment], source: str
-) -> tuple[list[Tag], int]:
+) -> tuple[list[Tag], int, set[tuple[str, str]]]:
     """Turn the model's tag objects into `Tag`s, dropping any that cannot be shown as evidence.
 
-    Returns the tags and how many were dropped.
+    Returns the tags, how many were dropped, and the (segment id, tag id) pairs the model
+    claimed with a quote that is not in the segment: not shown, but not "nothing here" either.
     """
     by_id = {s.id: s for s in targets}
     tags: list[Tag] = []
     seen: set[tuple[str, str]] = set()
+    unverified: set[tuple[str, str]] = set()
     dropped = 0
     for item in items:
         seg = by_id.get(str(item.get("segment_id") or item.get("segment") or ""))
@@ -342,6 +345,8 @@ def validate_tags(
         span = find_verbatim(str(quote), seg.text) if seg is not None and isinstance(quote, str) else None
         if seg is None or rtag is None or span is None or not rtag.applies(seg.speaker):
             dropped += 1
+            if seg is not None and rtag is not None and rtag.applies(seg.speaker):
+                unverified.add((seg.id, rtag.id))
             continue
         if (seg.id, rtag.id) in seen:  # the same tag twice on one segment: keep the first
             dropped += 1
@@ -361,7 +366,7 @@ def validate_tags(
                 source=source,
             )
         )
-    return tags, dropped
+    return tags, dropped, unverified - seen
 
 
 # --------------------------------------------------------------------------- the tagger
@@ -497,11 +502,11 @@ class LLMTagger:
             items = parse_output(text)
         except OutputError as exc:
             return LLMResult(error=f"LLM answer unusable: {exc}", error_kind="output", usage=usage, raw=text)
-        tags, dropped = validate_tags(items, self.rubric, targets, self.name)
+        tags, dropped, unverified = validate_tags(items, self.rubric, targets, self.name)
         usage.dropped_tags += dropped
         if dropped:
             log.info("%s: dropped %d tag(s) without verbatim evidence or a valid tag/segment", self.name, dropped)
-        return LLMResult(tags=tags, usage=usage, raw=text)
+        return LLMResult(tags=tags, usage=usage, raw=text, unverified=unverified)
 
     def _finish(self, result: LLMResult, started: float) -> LLMResult:
         result.usage.latency_s = time.monotonic() - started
