@@ -31,16 +31,17 @@ TURNS: list[tuple[str, str, list[str]]] = [
     (I, "Thanks for joining. Today I'd like you to design a notification service for our mobile app.", []),
     (C, "Sounds good. Before I start, who sends these notifications, and roughly how many go out per day?", [RG]),
     (I, "About ten million daily users. Marketing sends a few campaigns a day, and the app sends password resets.", []),
-    (C, "Do password resets have to arrive within seconds, while campaigns can wait a few minutes?", [RG]),
+    (C, "Should password resets arrive within seconds, while campaigns can wait a few minutes?", [RG]),
     (I, "Yes, resets should be fast. Campaigns can wait.", []),
-    (C, "One option is a single queue with priorities. It is simpler to run, but a big campaign can still "
-        "delay a reset. Separate queues cost more to operate, but they isolate the two workloads.", [TA]),
+    (C, "The first option is one shared queue with priorities. It is simpler to run, but a large campaign can "
+        "still delay a reset. The second option is separate queues. They cost more to operate, but they isolate "
+        "the two workloads.", [TA]),
     (I, "Okay.", []),
-    (C, "I'll go with two separate queues, and I'll leave email digests out of scope for now.", [SD]),
-    (I, "What if we just used a cron job that polls the database every minute?", []),
-    (C, "I'd push back on that. Polling adds up to a minute of delay for resets, so I'd keep the queue "
-        "and use cron only for scheduled campaigns.", [SD, TA]),
-    (I, "Makes sense. Let's talk about storage next.", []),
+    (C, "I'll go with two separate queues. I'm going to skip weekly reports for now.", [SD]),
+    (I, "Could we just check the database every minute instead?", []),
+    (C, "I would push back on that idea. Checking every minute adds up to a minute of delay for each reset, so "
+        "I would keep the queues and check the database only for scheduled campaigns.", [SD, TA]),
+    (I, "That makes sense. Let's move on to storage.", []),
     (C, "Sure. Let me sketch the data model first.", []),
 ]
 # Clear voices for Whisper (measured tiny.en WER on these lines: en-gb-x-rp 0.15-0.18, en-gb+m3 0.15-0.23).
