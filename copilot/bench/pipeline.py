@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny.en")
     p.add_argument("--asr-device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--fanout-events", type=int, default=200,
+                   help="events for the isolated fan-out run (no ASR running; default %(default)s)")
 
 
 def _demo() -> tuple[Path, list[dict[str, Any]] | None]:
@@ -179,12 +181,53 @@ def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[s
     }
 
 
+def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[str, Any]:
+    """Fan-out alone: the real app in this process, clients in another, events recorded at `rate_hz`.
+
+    Separates the server's own fan-out cost from CPU contention with the recognizer.
+    """
+    import subprocess
+
+    from copilot.events import Event, Segment, SessionStarted, Word
+    from copilot.server.app import create_app
+    from copilot.server.runner import ServerThread
+    from copilot.session.bus import Bus
+    from copilot.session.log import SessionLog
+    from copilot.session.store import SessionStore
+
+    data = tempfile.mkdtemp(prefix="copilot-bench-fanout-")
+    store = SessionStore(data)
+    bus = Bus()
+    log = SessionLog(store, bus)
+    token = "bench-" + os.urandom(8).hex()
+    sid = store.create_session(SessionStarted(title="fan-out bench"))
+    with ServerThread(create_app(store, bus, token, session_log=log)) as srv:
+        url = f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={token}"
+        proc = subprocess.Popen([sys.executable, "-m", "copilot.bench.ws_clients", url, str(clients), str(events)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "READY":
+            raise RuntimeError("fan-out clients did not connect")
+        words = [Word(text=f" word{i}", start_ms=i * 300, end_ms=i * 300 + 250, probability=0.9) for i in range(20)]
+        for i in range(events):
+            seg = Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 900,
+                          text=" ".join(w.text for w in words), words=words)
+            log.record(Event.of(sid, seg))
+            time.sleep(1 / rate_hz)
+        out, _ = proc.communicate(timeout=120)
+    store.close()
+    delays = json.loads(out.strip().splitlines()[-1])
+    return {"rate_hz": rate_hz, "events": events, **_summary(delays)}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.clients < 1:
         from copilot.errors import CopilotError
 
         raise CopilotError("--clients must be at least 1")
     result = asyncio.run(_measure(args))
+    if args.fanout_events > 0:
+        result["fanout_isolated_ms"] = _isolated_fanout(args.clients, args.fanout_events)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -200,6 +243,10 @@ def run(args: argparse.Namespace) -> int:
           f"[{mark[ok['segment_to_tags_median_ms']]} <= 100], p95 {g['p95']:.1f} ms (n={g['n']})")
     print(f"  fan-out delivery:                  median {f['median']:.1f} ms, p95 {f['p95']:.1f} ms "
           f"[{mark[ok['fanout_p95_ms']]} <= 100], max {f['max']:.1f} ms (n={f['n']})")
+    iso = result.get("fanout_isolated_ms")
+    if iso:
+        print(f"  fan-out alone (no ASR, {iso['events']} events at {iso['rate_hz']:.0f}/s): "
+              f"median {iso['median']:.1f} ms, p95 {iso['p95']:.1f} ms, max {iso['max']:.1f} ms (n={iso['n']})")
     ev = result["events_per_client"]
     print(f"  events per client: {ev['min']}..{ev['max']}")
     return 0

@@ -124,6 +124,9 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
     from copilot.session.pipeline import Pipeline
 
     args = parts.args
+    # The ASR worker thread holds the GIL in bursts (VAD, numpy); with the default 5 ms switch
+    # interval, the loop thread fanning one event out to many websockets can wait 5 ms per hop.
+    sys.setswitchinterval(0.001)
     loop = asyncio.get_running_loop()
     parts.bus.bind(loop)
     stop = asyncio.Event()
