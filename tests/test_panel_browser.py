@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -113,13 +114,17 @@ class Product:
         return self.log_path.read_text()[-3000:]
 
     def stop(self) -> None:
+        # Ctrl-C semantics: the first signal finishes the transcript, a second drops what is queued.
+        for wait in (3, 5):
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(wait)
+                except subprocess.TimeoutExpired:
+                    pass
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            self.proc.kill()
+            self.proc.wait(5)
         self.log.close()
 
 
@@ -139,8 +144,9 @@ def _store_events(data_dir: Path, session_id: str) -> list:
         store.close()
 
 
-@pytest.fixture
-def product(tmp_path: Path):
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory):
+    tmp_path = tmp_path_factory.mktemp("panel")
     audio = _interview_audio(tmp_path)
     # About 25 s of wall time whatever the recording's length, so the replay is still running
     # while the test acts in the panel.
@@ -154,22 +160,30 @@ def product(tmp_path: Path):
         running.stop()
 
 
-@pytest.fixture
-def browser_page():
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors  # type: ignore[attr-defined]
         try:
-            yield page
+            yield browser
         finally:
-            context.close()
             browser.close()
+
+
+@pytest.fixture
+def browser_page(browser):
+    # The panel's width beside a video call.
+    context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path) -> None:
@@ -271,3 +285,13 @@ def _send_note_from_another_client(base: str, session_id: str, token: str, text:
             if event["type"] == "note.added" and event["data"]["text"] == text:
                 return
     raise AssertionError("the note was not echoed")
+
+
+def test_panel_says_why_a_bad_token_is_refused(product: Product, browser_page) -> None:
+    page = browser_page
+    url = re.sub(r"token=[^&]+", "token=not-the-token", product.wait_url())
+    page.goto(url)
+    page.wait_for_selector("#conn[data-state='failed']", timeout=10_000)
+    assert "access denied" in page.locator("#toast").inner_text()
+    assert page.locator(".turn").count() == 0
+    assert page.errors == [], page.errors  # type: ignore[attr-defined]
