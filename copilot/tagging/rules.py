@@ -390,7 +390,7 @@ class RulesTagger:
                 fired_rule = rw >= th.get("rule_alone", DEFAULT_RULE_ALONE)
             else:
                 fired_rule = rw >= th.get("rule", DEFAULT_RULE_ALONE) or (
-                    rw >= C.WEAK and p >= th.get("p_weak", 0.35)
+                    rw >= C.WEAK and p_alone is not None and p_alone >= th.get("p_weak", 0.35)
                 )
                 fired_cls = p_alone is not None and p_alone >= th.get("p", 0.6)
             if not (fired_rule or fired_cls):
@@ -414,7 +414,7 @@ class RulesTagger:
         an = self.analyze(segment.text, segment.speaker, list(context)[-4:] if context else None)
         probs = None
         if (self.classifier is not None and self.mode != "rules-only" and len(an.gated) < len(self.rubric.tags)
-                and an.clean.words):
+                and an.n_content):
             probs = self.classifier.predict([an.clean.joined()])[0]
         return [self._to_tag(d, segment) for d in self.decide(an, probs, self.mode)]
 
@@ -449,7 +449,7 @@ class RulesTagger:
     def probabilities(self, analyses: Sequence[Analysis]) -> list[dict[str, float] | None]:
         if self.classifier is None:
             return [None] * len(analyses)
-        want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.clean.words]
+        want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.n_content]
         res: list[dict[str, float] | None] = [None] * len(analyses)
         for i, p in zip(want, self.classifier.predict([analyses[i].clean.joined() for i in want])):
             res[i] = p
@@ -624,7 +624,7 @@ def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], 
                 for pw in grid_weak:
                     if pw > pt:
                         continue
-                    pred = [(w >= r) or (w >= C.WEAK and p >= pw) or (pa >= pt) for w, p, pa in zip(rw, ps, ps_alone)]
+                    pred = [(w >= r) or (w >= C.WEAK and pa >= pw) or (pa >= pt) for w, pa in zip(rw, ps_alone)]
                     # ties: prefer the stricter setting (fewer false positives on unseen text)
                     key = (round(_f1(gold, pred), 6), pt, pw, -r)
                     if key > best_key:
