@@ -31,7 +31,7 @@ def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, timeout=120)
 
 
-def test_tag_command_with_llm_and_hybrid():
+def test_tag_command_hybrid():
     stdin = "".join(json.dumps(item) + "\n" for item in ITEMS)
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=quote_first_words)
