@@ -3,7 +3,7 @@
 # Idempotent: a second run checks with dpkg and touches nothing.
 set -euo pipefail
 
-PACKAGES=(libportaudio2 espeak-ng sox libsox-fmt-all flac pulseaudio pulseaudio-utils chromium)
+PACKAGES=(libportaudio2 espeak-ng sox libsox-fmt-all flac pulseaudio pulseaudio-utils libasound2-plugins chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
