@@ -253,6 +253,18 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
         page.wait_for_function("document.querySelectorAll('.chip:not(.chip--human)').length >= 3", timeout=15_000)
     except PlaywrightTimeout:
         pass
+    # Scrolling up stops the auto-scroll and offers a way back to the live end (in a short window,
+    # so that the transcript surely overflows).
+    page.set_viewport_size({"width": 380, "height": 520})
+    wrap = page.locator(".transcript-wrap")
+    assert wrap.evaluate("e => e.scrollHeight > e.clientHeight + 60")
+    wrap.evaluate("e => { e.scrollTop = 0; }")
+    page.wait_for_selector("#jump-live:visible", timeout=5_000)
+    page.locator("#jump-live").click()
+    page.wait_for_selector("#jump-live", state="hidden", timeout=5_000)
+    assert wrap.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight < 40")
+    page.set_viewport_size({"width": 380, "height": 820})
+
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / "panel.png"))
 

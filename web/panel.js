@@ -273,7 +273,8 @@ function showPartial(p) {
     state.partials.set(channel, node);
     transcript.append(node);
   }
-  node.querySelector(".partial-text").textContent = p.text;
+  // The line's own ellipsis (CSS) marks it as unfinished; drop the recognizer's trailing dots.
+  node.querySelector(".partial-text").textContent = p.text.replace(/\s*(\.\.\.|…)\s*$/, "");
   afterGrowth();
 }
 
@@ -458,6 +459,7 @@ function renderLatest() {
     $("latest-heading").textContent = "Latest tag";
     $("latest-nav").textContent = all.length ? `${all.length} tags` : "";
     section.style.removeProperty("--c");
+    $("latest-status").hidden = true;
     body.replaceChildren(el("p", { class: "latest-empty" },
       "No tags yet. Tags appear here as the candidate speaks; press a number key to tag the moment yourself."));
     updateActionButtons();
@@ -469,16 +471,19 @@ function renderLatest() {
   const isNewest = newestAi && newestAi.id === tag.id;
   $("latest-heading").textContent = isNewest ? "Latest tag" : "Selected tag";
   const idx = all.findIndex((t) => t.id === tag.id);
-  $("latest-nav").textContent = idx >= 0 ? `${idx + 1} of ${all.length}` : "";
+  $("latest-nav").textContent = idx >= 0 ? `· ${idx + 1} of ${all.length}` : "";
   section.style.setProperty("--c", info.colour);
   section.style.setProperty("--ink", info.ink);
   section.dataset.status = tag.status;
+  const status = $("latest-status");
+  status.hidden = false;
+  status.className = `latest-status status--${tag.status}`;
+  status.textContent = `${st.symbol} ${st.text}${tag.by ? " · " + tag.by : ""}`;
   const human = isHumanSource(tag.source);
   body.replaceChildren(
     el("div", { class: "latest-title" },
       el("span", { class: "latest-code", "aria-hidden": "true" }, info.code),
-      el("span", { class: "latest-label" }, info.label),
-      el("span", { class: `latest-status status--${tag.status}` }, `${st.symbol} ${st.text}${tag.by ? " · " + tag.by : ""}`)),
+      el("span", { class: "latest-label" }, info.label)),
     el("div", { class: "latest-meta" },
       el("span", {}, speakerName(tag.speaker || segmentSpeaker(tag))),
       el("span", { "aria-hidden": "true" }, "·"),
