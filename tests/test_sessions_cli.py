@@ -93,3 +93,30 @@ def test_replay_bad_input_is_one_line_and_leaves_no_session(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("copilot: error: ") and needle in lines[0], (args, lines)
     if (data / "sessions.db").exists():
         assert SessionStore(data).list_sessions() == []
+
+
+def test_replay_with_llm_refines_through_a_real_http_server(tmp_path):
+    """`--llm` and `--api-base` wire the LLM refiner into the live path (fake OpenAI-compatible server)."""
+    from tests.fake_llm_server import FakeLLMServer, Reply
+    from tests.test_live_llm import keyword_model
+
+    data = tmp_path / "data"
+    with FakeLLMServer() as server:
+        server.default = Reply(content_fn=keyword_model)
+        out = subprocess.run(
+            [sys.executable, "-m", "copilot", "replay", "--demo", "--speed", "4", "--no-browser", "--exit-when-done",
+             "--llm", "openai/fake-model", "--api-base", server.api_base, "--data-dir", str(data)],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        calls = server.calls()
+    assert out.returncode == 0, out.stderr
+    assert calls >= 1
+    store = SessionStore(data)
+    (info,) = store.list_sessions()
+    events = store.events(info["id"])
+    assert events[0].data["config"]["llm"] == "openai/fake-model"
+    by_llm = [e for e in events if (e.type == "tag.proposed" and e.data["source"].startswith("llm:"))
+              or (e.type == "tag.updated" and e.data["by"].startswith("llm:"))]
+    assert by_llm, [e.type for e in events]
+    assert events[-1].type == "session.ended" and events[-1].data["reason"] == "completed"
+    # The invented quote never reaches the log.
+    assert not any("rewrite everything in Rust" in json.dumps(e.data) for e in events)
