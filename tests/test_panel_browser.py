@@ -253,6 +253,12 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
         page.wait_for_function("document.querySelectorAll('.chip:not(.chip--human)').length >= 3", timeout=15_000)
     except PlaywrightTimeout:
         pass
+    # A message the server refuses comes back as an error, shown briefly; the connection stays up.
+    page.evaluate("window.__copilot.send({op: 'confirm', tag_id: 'tag_does_not_exist'})")
+    page.wait_for_selector("#toast[data-level='error']:has-text('tag_does_not_exist')", timeout=5_000)
+    page.wait_for_selector("#toast", state="hidden", timeout=10_000)
+    assert page.evaluate("window.__copilot.connection") == "live"
+
     # Scrolling up stops the auto-scroll and offers a way back to the live end (in a short window,
     # so that the transcript surely overflows).
     page.set_viewport_size({"width": 380, "height": 520})

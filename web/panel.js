@@ -147,6 +147,13 @@ function applyStatus(d, seq) {
     node.dataset.level = lag > 3 ? "warning" : "ok";
   }
   if (d.tagger) $("tagger-status").textContent = `tagger ${d.tagger}`;
+  if (d.component === "tagger" && d.level !== "info") {
+    // Also from catch-up: a panel opened late must still say that tags are not coming.
+    const node = $("tagger-status");
+    node.textContent = "tagger ⚠";
+    node.title = d.message || "";
+    node.dataset.level = "warning";
+  }
   if (d.level === "error" && (seq === null || seq === undefined) && pending) {
     settlePending(pending.tagId);
     updateActionButtons();
@@ -308,7 +315,9 @@ function visibleTag(tag) {
 }
 
 function tagsOfSegment(segId) {
-  return state.tags.ordered().filter((t) => t.segment_ids.includes(segId));
+  const tags = [];
+  for (const t of state.tags.tags.values()) if (t.segment_ids.includes(segId)) tags.push(t);
+  return tags.sort((a, b) => a.start_ms - b.start_ms || a.arrival - b.arrival);
 }
 
 function chip(tag) {
@@ -801,6 +810,7 @@ window.__copilot = {
   get gaps() { return socket.gaps; },
   get selectedId() { return state.selectedId; },
   dropConnection(holdMs = 0) { socket.drop(holdMs); },
+  send(op) { return socket.send(op); }, // a raw client message, as a buggy or hostile client would send
 };
 
 start();
