@@ -17,7 +17,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any, Callable
 
-from copilot.errors import AudioInputError, CopilotError, SessionError
+from copilot.errors import AudioInputError, CopilotError
 from copilot.events import SessionStarted, Status
 
 log = logging.getLogger("copilot.cli.session_run")
@@ -304,5 +304,3 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
 
-
-__all__ = ["run_live", "run_replay", "run_serve", "SessionError"]

@@ -8,8 +8,6 @@ live-only status (`seq: null`) go through `broadcast`, which skips the store.
 from __future__ import annotations
 
 import threading
-from typing import Any
-
 from pydantic import BaseModel
 
 from copilot.events import Event, EventType
@@ -40,8 +38,3 @@ class SessionLog:
 
     def broadcast_payload(self, session_id: str, payload: BaseModel, *, type: EventType | None = None) -> None:
         self.broadcast(Event.of(session_id, payload, type=type))
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    """The JSON object sent on the wire for an event."""
-    return event.model_dump(mode="json")
