@@ -59,7 +59,7 @@ LEXICON: dict[str, list[str]] = {
         pros cons penalty sacrifice sacrifices tradeoff tradeoffs cons expensive costs cheaper burden late
         early slowly perfect enormous huge massive tiny simpler shorter longer lighter riskier painless speed speeds
         speedup hours minutes trivial struggle struggles downtime poisoned corrupt exact approximate approximately
-        persistence complexity cheaply expensively""".split(),
+        persistence complexity cheaply expensively struggling hammer hammers overwhelm overwhelms""".split(),
     # a gain and a cost named in one sentence: "would speed up the lookups and slow down the inserts"
     "gain": """faster fast quick quicker instant instantly cheap cheaper cheaply simple simpler simplest easy easier
         trivial better improve improves improved saves save helps help gain gains benefit benefits win wins speeds
@@ -83,7 +83,7 @@ LEXICON: dict[str, list[str]] = {
     "decide_lemma": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make
         size scale autoscale replicate index queue stream denormalize encrypt compress throttle retry dedupe buffer
         precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite refactor reuse
-        adopt swap optimize persist reject approve launch target combine serve pin freeze
+        adopt swap optimize persist reject approve launch target combine serve pin freeze push punt defer
         build treat support batch focus prefer avoid replace split partition cache run write do implement rely
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip simplify
         default lean bet commit standardize design structure represent""".split(),
@@ -171,7 +171,7 @@ FAMILIES: dict[str, list[Cue]] = {
     ],
     "restating": [
         *_c("restating", STRONG, "checks its understanding", "correct me if", "is that the gist", "is that the idea",
-            "is that fair", "is that accurate", "is that what you mean", "is that what you want", "sound right",
+            "is that fair", "is that accurate", "is that what you mean", "is that what you want", "what you had in mind", "what you have in mind", "sound right",
             "am i understanding", "am i reading", "check my understanding", "my understanding is",
             "check i understand", "check that i understand", "understand correctly", "tell me if i am wrong", "is that the goal", "is that the main"),
         *_c("restating", STRONG, "restates the requirements back",

@@ -50,7 +50,7 @@ _RG_VETO = [
     "should i", "can i use", "could i use", "do you want me", "would you like me", "do you mind", "mind if i",
     "ok if i", "could you repeat", "can you repeat", "did that answer", "answer your question", "make sense",
     "keep going", "looking for", "time do we have", "time left", "how long is this", "can you hear", "can you see",
-    "is that what you", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
+    "time limit", "this section", "this part of the interview", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
     "could you paste", "can you paste", "was i", "do you need me",
 ]
 _ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
