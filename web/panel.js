@@ -376,10 +376,21 @@ function renderAllTags() {
   for (const turn of new Set(state.turnOf.values())) renderTurnChips(turn);
 }
 
+// Re-rendering replaces buttons; a keyboard user on one of them keeps their place.
+function keepFocus(container, render) {
+  const active = document.activeElement;
+  const tagId = active && container.contains(active) ? active.dataset.tagId : null;
+  render();
+  if (tagId) {
+    const again = container.querySelector(`[data-tag-id="${CSS.escape(tagId)}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
+}
+
 function renderTurnChips(turn) {
   const ids = new Set(turn.segIds);
   const tags = state.tags.ordered().filter((t) => visibleTag(t) && t.segment_ids.some((id) => ids.has(id)));
-  turn.chips.replaceChildren(...tags.map(chip));
+  keepFocus(turn.chips, () => turn.chips.replaceChildren(...tags.map(chip)));
   const first = tags.find((t) => t.status !== "rejected");
   turn.node.classList.toggle("turn--tagged", Boolean(first));
   turn.node.classList.toggle("turn--selected", tags.some((t) => t.id === state.selectedId));
@@ -648,7 +659,7 @@ function renderTimeline() {
       onclick: () => select(tag.id),
     }, info.code.charAt(0)));
   }
-  line.replaceChildren(...marks);
+  keepFocus(line, () => line.replaceChildren(...marks));
 }
 
 // ---------------------------------------------------------------------------------------------- filters
