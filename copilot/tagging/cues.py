@@ -235,8 +235,8 @@ FAMILIES: dict[str, list[Cue]] = {
         *_c("commitment", MEDIUM, "commits to a direction",
             "i will @decide_verb", "i would @decide_verb", "we will @decide_verb", "we would @decide_verb",
             "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now",
-            "i would @adv @decide_verb", "i will @adv @decide_verb", "we will @adv @decide_verb",
-            "we would @adv @decide_verb", "make/have/tell/ask the agent", "i want the agent", "we should",
+            "i would @adv @adv? @decide_verb", "i will @adv @adv? @decide_verb", "we will @adv @adv? @decide_verb",
+            "we would @adv @adv? @decide_verb", "make/have/tell/ask the agent", "i want the agent", "we should",
             "we should not", "let us ~@decide_lemma"),
     ],
     "scoping": [

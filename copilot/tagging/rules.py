@@ -336,9 +336,9 @@ class RulesTagger:
                 if len(right) < 2 and not (el and er):
                     continue
                 if el and er:
-                    w, why = C.MEDIUM + 0.05, f"contrasts what one side gains with what it costs ('{wd}')"
+                    w, why = C.MEDIUM + 0.05, "contrasts what one side gains with what it costs"
                 elif el + er and len(right) >= 3:
-                    w, why = 0.6 if len(left) >= 4 and set(right) & _CONSEQUENCE else C.WEAK, f"contrast ('{wd}')"
+                    w, why = 0.6 if len(left) >= 4 and set(right) & _CONSEQUENCE else C.WEAK, "a contrast"
                 else:
                     continue
                 if logistic(si):
@@ -354,6 +354,8 @@ class RulesTagger:
 
         if self.syntax is not None:
             for tag, w, why, (a, b) in self.syntax.hits(text, clean):
+                if agreement_only or set(words[a:b]) & _LOGISTICS:
+                    continue
                 if tag not in gated and (tag not in result.rules or w > result.rules[tag].weight):
                     result.rules[tag] = Hit(tag, w, why, (a, b), "")
         return result
