@@ -159,6 +159,10 @@ class LocalAgreement:
                 break
             agreed.append(new)
         agreed = agreed[: _last_clause_end(agreed)]
+        # Whisper sometimes spells one spoken word as two ("re" + "-moring"): a word that does
+        # not start with a space continues the previous one, so never cut before it.
+        while agreed and len(words) > len(agreed) and not words[len(agreed)].text.startswith(" "):
+            agreed.pop()
         self.previous = list(words[len(agreed):])
         return agreed
 

@@ -180,10 +180,12 @@ class _Channel:
             self.committed_tail = (self.committed_tail + committed)[-TAIL_WORDS:]
             self.committed_end_ms = committed[-1].end_ms
         if forced:
-            # The window is full: move its start past the committed words, cutting at the
-            # quietest moment before the next word (never inside a word).
-            lo = self.committed_end_ms if self.committed_end_ms > self.open_start_ms else now - 1000
-            hi = rest[0].start_ms if rest else max(lo, now - c.agreement_holdback_ms)
+            # The window is full: restart it at a real pause inside the audio already committed
+            # (the quietest VAD window of its last few seconds), never at a word timestamp,
+            # which may fall inside a word. Words before the cut become decoder context;
+            # committed words after it are filtered out of later hypotheses by time.
+            hi = self.committed_end_ms if self.committed_end_ms > self.open_start_ms else now - c.agreement_holdback_ms
+            lo = max(self.open_start_ms + 1000, hi - 4000)
             cut = quietest_cut(self.probs, lo, max(lo, hi))
             self.context_words = [w for w in self.committed_tail if w.end_ms <= cut]
             self.open_start_ms = cut
