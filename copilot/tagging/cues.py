@@ -106,7 +106,7 @@ LEXICON: dict[str, list[str]] = {
     # things a logistics sentence is about
     "logistics": """screen hear audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi chat paste froze
-        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom lunch""".split(),
     "modal_future": "will would".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
         said thought saw""".split(),
@@ -170,7 +170,8 @@ FAMILIES: dict[str, list[Cue]] = {
             "is that in the right", "does that sound about right"),
     ],
     "restating": [
-        *_c("restating", STRONG, "checks its understanding", "correct me if", "is that the gist", "is that the idea",
+        *_c("restating", STRONG, "checks its understanding", "correct me if", "if i have got this", "if i got this",
+            "let me see if i", "anything i am missing", "did i miss anything", "am i missing", "have i missed", "is that the gist", "is that the idea",
             "is that fair", "is that accurate", "is that what you mean", "is that what you want", "what you had in mind", "what you have in mind", "sound right",
             "am i understanding", "am i reading", "check my understanding", "my understanding is",
             "check i understand", "check that i understand", "understand correctly", "tell me if i am wrong", "is that the goal", "is that the main"),
@@ -202,6 +203,8 @@ FAMILIES: dict[str, list[Cue]] = {
             "what we give up", "we give up", "at the risk of", "is the cost", "are the cost", "is the price",
             "not both", "not really both", "can not have both", "can not do both", "have both", "get both", "we trade", "trading off", "trade _{1,4} for", "@eval versus @eval",
             "@eval or @eval", "@eval vs @eval", "question of _{1,3} versus"),
+        *_c("gain_cost", 0.6, "compares cost or size", "costs more", "cost more", "costs less", "more expensive",
+            "half the price", "half the cost", "twice as", "times more", "times the cost", "times cheaper"),
         *_c("gain_cost", WEAK, "weighs options", "it depends", "depends on whether", "depends who", "comes down to"),
     ],
     "comparison": [
@@ -220,7 +223,8 @@ FAMILIES: dict[str, list[Cue]] = {
             "my call is", "my choice is", "the decision is", "decision time", "final answer", "i would rather",
             "i had rather", "i would prefer", "i would say we", "i would suggest we", "i would recommend",
             "we should use", "we should go", "i think we should", "i think i will", "i think we will",
-            "i would keep", "we will keep", "i would lean", "the plan is", "so the plan", "let us build that",
+            "i would keep", "we will keep", "i would lean", "suggest we", "i suggest", "my suggestion is",
+            "i propose", "i would propose", "my proposal is", "i recommend", "my recommendation is", "the plan is", "so the plan", "let us build that",
             "first thing i will do", "first thing i would do", "i will start with", "i would start with",
             "we will start with", "let us start with", "i will begin with", "i would begin with",
             "i will handle", "i will do _ first", "i will put", "i would put", "we will put", "i will use",
@@ -235,7 +239,8 @@ FAMILIES: dict[str, list[Cue]] = {
         *_c("commitment", MEDIUM, "commits to a direction",
             "i will @decide_verb", "i would @decide_verb", "we will @decide_verb", "we would @decide_verb",
             "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now",
-            "i would @adv @adv? @decide_verb", "i will @adv @adv? @decide_verb", "we will @adv @adv? @decide_verb",
+            "we are @adv doing", "we are @adv going with", "i am @adv going with", "we are @adv ~@decide_now",
+            "i am @adv ~@decide_now", "i would @adv @adv? @decide_verb", "i will @adv @adv? @decide_verb", "we will @adv @adv? @decide_verb",
             "we would @adv @adv? @decide_verb", "make/have/tell/ask the agent", "i want the agent", "we should",
             "we should not", "let us ~@decide_lemma"),
     ],
@@ -257,7 +262,7 @@ FAMILIES: dict[str, list[Cue]] = {
     "pushback": [
         *_c("pushback", STRONG, "pushes back on a suggestion",
             "push back", "pushback", "i disagree", "i would disagree", "disagree with", "i do not agree",
-            "i do not think we should", "i would not", "we should not", "do not merge", "not merge that",
+            "i do not think we should", "i would not @decide_verb", "i would not do that", "we should not", "do not merge", "not merge that",
             "revert", "undo", "roll back", "rollback", "not the approach", "not going to accept", "not accept",
             "do not let", "tell _{1,3} to stop", "i would not use", "not use _{1,3} here", "that is overkill",
             "is overkill", "premature", "i want to keep", "i want the old", "i am not @uneasy", "i do not like",

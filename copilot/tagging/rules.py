@@ -56,7 +56,9 @@ _RG_VETO = [
 _ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
                   "questions for me", "anything to ask", "questions before we"]
 _LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
-                  "let us talk", "let us wrap", "let us get going"]
+                  "let us talk", "let us wrap", "let us get going", "let us pick this up", "let us pick it up",
+                  "let us pick up", "show you", "walk you through", "talk you through", "let me show", "pull up",
+                  "i will show", "after lunch", "next question"]
 
 
 @dataclass
@@ -534,11 +536,18 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
         if j == i and w in _AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
                 w in ("do", "does", "did") or words[j + 1] in _SUBJ or words[j + 1] == "not"):
             return True
-    # speech: "quick question on scale are we talking ...": an inverted auxiliary + pronoun mid-sentence
+    # speech: "quick question on scale are we talking ...", "... or are they independent": an inverted
+    # auxiliary + pronoun mid-sentence, after an announced question or an "or"
+    asked = False
     for j in range(i + 1, b - 1):
-        if words[j] in _INV_AUX and words[j + 1] in _INV_SUBJ and words[j - 1] not in _NO_INV_BEFORE:
+        asked = asked or words[j - 1] in _ASKING
+        if words[j] in _INV_AUX and words[j + 1] in _INV_SUBJ and (
+                words[j - 1] == "or" or (asked and words[j - 1] not in _NO_INV_BEFORE)):
             return True
     return False
+
+
+_ASKING = frozenset("question questions wondering wonder curious ask asking".split())
 
 
 _NOT_LIKE = frozenset("not i you we they would do did".split())
