@@ -3,9 +3,10 @@
 - RTF: the files streamed as fast as possible (no partials, as `copilot transcribe`), wall
   time / audio time; also CPU seconds (all threads) / audio time.
 - Latency: the files replayed at real-time pace by a feeder thread (20 ms chunks, 1.5 s of
-  silence after each file so the last utterance ends the way it would live); a worker thread
-  feeds the engine. For every final segment: wall time when it was emitted minus wall time
-  when the chunk holding its last word's end was fed.
+  silence after each file so the last utterance ends the way it would live); the engine runs
+  in this thread. For every final segment: wall time when it was emitted minus wall time when
+  the chunk holding the end of its audio was fed (its last word's end, or the end of the
+  speech region per faster-whisper's batch VAD when alignment stretched the word into silence).
 - WER (jiwer, lowercase, no punctuation) per channel against the reference transcripts, for
   the engine streaming and for faster-whisper's own one-shot `transcribe` of the whole channel
   with the same greedy decoding (beam 1, temperature 0, VAD filter).
@@ -139,6 +140,7 @@ def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 2
     source = FileSource(case.path, mono=case.mono)
     x = source.samples
     x = np.concatenate([x, np.zeros((x.shape[0], int(tail_s * SAMPLE_RATE)), dtype=np.float32)], axis=1)
+    speech = [speech_regions(x[ch]) for ch in range(x.shape[0])]
     transcriber = StreamingTranscriber(model, source.speakers, realtime=True, **kwargs)
     q: queue.Queue = queue.Queue()
     fed: list[tuple[int, float]] = []  # (chunk end ms, wall time it was handed over)
@@ -177,11 +179,32 @@ def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 2
                 if isinstance(out, Segment):
                     now = time.monotonic()
                     segments.append(out)
-                    fed_at = next((t for end_ms, t in list(fed) if end_ms >= out.end_ms), now)
+                    end_ms = speech_end(speech[out.channel], out.end_ms)
+                    fed_at = next((t for fed_ms, t in list(fed) if fed_ms >= end_ms), now)
                     latencies.append(now - fed_at)
     segments += [s for s in transcriber.flush() if isinstance(s, Segment)]
     thread.join()
     return segments, latencies
+
+
+def speech_regions(samples) -> list[tuple[int, int]]:
+    """Where speech really is (ms), by faster-whisper's batch VAD without padding."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    opts = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+    return [(r["start"] // 16, r["end"] // 16) for r in get_speech_timestamps(samples, opts)]
+
+
+def speech_end(regions: list[tuple[int, int]], end_ms: int) -> int:
+    """The moment the audio of a segment ending at `end_ms` really ended.
+
+    Word alignment can stretch a last word into the following silence; latency is counted
+    from the end of the speech, not from the stretched timestamp.
+    """
+    before = [r for r in regions if r[0] <= end_ms]
+    if before and before[-1][1] < end_ms:
+        return before[-1][1]
+    return end_ms
 
 
 def one_shot(model, case: Case) -> list[str]:
