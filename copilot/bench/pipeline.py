@@ -82,7 +82,13 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     else:
         path, turns = _demo()
     token = "bench-" + os.urandom(8).hex()
-    data = tempfile.mkdtemp(prefix="copilot-bench-")
+    with tempfile.TemporaryDirectory(prefix="copilot-bench-") as data:
+        sinks = await _replay_with_clients(args, path, token, data)
+    return _analyse(sinks, turns, args.speed, path)
+
+
+async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
+                               data: str) -> list[list[tuple[float, dict[str, Any]]]]:
     cmd = [sys.executable, "-m", "copilot", "replay", str(path), "--no-browser", "--exit-when-done",
            "--speed", str(args.speed), "--data-dir", data, "--model", args.model, "--asr-device", args.asr_device]
     proc = await asyncio.create_subprocess_exec(
@@ -103,6 +109,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     dones = [asyncio.Event() for _ in range(args.clients)]
     tasks = [asyncio.create_task(_client(url, s, d)) for s, d in zip(sinks, dones)]
     drain = asyncio.create_task(proc.stdout.read())
+    assert proc.stderr is not None
+    drain_err = asyncio.create_task(proc.stderr.read())  # a full pipe would stall the replay
     try:
         await asyncio.wait_for(asyncio.gather(*(d.wait() for d in dones)), timeout=3600)
     finally:
@@ -111,7 +119,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await proc.wait()
         drain.cancel()
-    return _analyse(sinks, turns, args.speed, path)
+        drain_err.cancel()
+    return sinks
 
 
 def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[str, Any]] | None,
@@ -195,8 +204,8 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
     from copilot.session.log import SessionLog
     from copilot.session.store import SessionStore
 
-    data = tempfile.mkdtemp(prefix="copilot-bench-fanout-")
-    store = SessionStore(data)
+    tmp = tempfile.TemporaryDirectory(prefix="copilot-bench-fanout-")
+    store = SessionStore(tmp.name)
     bus = Bus()
     log = SessionLog(store, bus)
     token = "bench-" + os.urandom(8).hex()
@@ -216,6 +225,7 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
             time.sleep(1 / rate_hz)
         out, _ = proc.communicate(timeout=120)
     store.close()
+    tmp.cleanup()
     delays = json.loads(out.strip().splitlines()[-1])
     return {"rate_hz": rate_hz, "events": events, **_summary(delays)}
 
