@@ -61,7 +61,7 @@ LEXICON: dict[str, list[str]] = {
         speedup hours minutes trivial struggle struggles downtime poisoned corrupt exact approximate approximately
         persistence complexity cheaply expensively struggling hammer hammers overwhelm overwhelms""".split(),
     # a gain and a cost named in one sentence: "would speed up the lookups and slow down the inserts"
-    "gain": """faster fast quick quicker instant instantly cheap cheaper cheaply simple simpler simplest easy easier
+    "gain": """faster fast quick quicker sooner earlier instant instantly cheap cheaper cheaply simple simpler simplest easy easier
         trivial better improve improves improved saves save helps help gain gains benefit benefits win wins speeds
         speed speedup safe safer reliable robust flexible flexibility lighter smaller fresher snappier snappy
         scales scalable decouples decouple isolates resilient durable accurate exact free""".split(),
@@ -100,13 +100,14 @@ LEXICON: dict[str, list[str]] = {
     "plan_noun": """idea approach plan part feature piece thing service suggestion design option proposal change
         version""".split(),
     "uneasy": "comfortable happy convinced sure keen".split(),
-    # "let's <verb>" that is logistics, not a decision
+    # "let's <verb>" that is logistics or talk about the interview itself, not a decision
     "lets_logistics": """take get begin see move talk wrap recap continue jump dive look think check pause break
-        chat hear say try_""".split(),
+        chat hear say circle come go start step zoom review pick do dig walk discuss head turn switch try get
+        assume imagine pretend suppose call""".split(),
     # things a logistics sentence is about
     "logistics": """screen hear audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi chat paste froze
-        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom lunch""".split(),
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
     "modal_future": "will would".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
         said thought saw""".split(),
@@ -163,8 +164,10 @@ FAMILIES: dict[str, list[Cue]] = {
             "i would guess _{0,8} is that", "i am guessing", "i would guess", "i guess _{0,10} right"),
         *_c("assumption_check", MEDIUM, "states an assumption", "i will assume", "i am assuming", "assuming that",
             "let us assume", "i would assume", "i am going to assume", "we can assume", "take it that",
+            "assume for now", "i will go with the assumption", "working assumption",
             "unless you tell me otherwise", "unless you say otherwise", "stop me if", "i will take it",
             "i am taking it", "i am presuming", "presumably"),
+        *_c("assumption_check", WEAK, "supposes a figure", "let us say", "say we have", "suppose we", "if we say"),
         *_c("assumption_check", MEDIUM, "checks a figure or fit",
             "does that match", "in the right ballpark", "does that sound @confirm", "sound @confirm ?",
             "is that in the right", "does that sound about right"),

@@ -322,6 +322,14 @@ class RulesTagger:
                 if g and c and (g | c) - (g & c) and b - a >= 6 and not logistic(si):
                     for tag in self._computed["contrast"]:
                         offer(tag, 0.6, "names a gain and a cost", si, f"{sorted(g)[0]} / {sorted(c)[0]}")
+                elif si + 1 < len(sents) and not logistic(si):
+                    g2 = g | (sent_sets[si + 1] & gain)
+                    c2 = c | (sent_sets[si + 1] & cost)
+                    if ((g and c2 - g) or (c and g2 - c)) and sents[si + 1][1] - a >= 8:
+                        for tag in self._computed["contrast"]:
+                            if tag not in gated and (tag not in result.rules or result.rules[tag].weight < 0.6):
+                                result.rules[tag] = Hit(tag, 0.6, "names a gain and a cost", (a, sents[si + 1][1]),
+                                                        f"{sorted(g2)[0]} / {sorted(c2)[0]}")
             ev = lex_set("eval")
             con = lex_set("contrast")
             for i, wd in enumerate(words):
@@ -576,6 +584,8 @@ def compile_pattern(spec: str) -> list[dict[str, Any]]:
             d = {"LEMMA": {"IN": tok[1:].split("/")}}
         elif tok.startswith("@"):
             d = {"LOWER": {"IN": C.LEXICON[tok[1:]]}}
+        elif tok.startswith("!@"):
+            d = {"LOWER": {"NOT_IN": C.LEXICON[tok[2:]] + sorted(PUNCT_END) + [","]}}
         elif "/" in tok:
             d = {"LOWER": {"IN": tok.split("/")}}
         else:
@@ -587,7 +597,7 @@ def compile_pattern(spec: str) -> list[dict[str, Any]]:
 
 
 def _is_literal(tok: str) -> bool:
-    return not (tok.startswith(("_", "~", "@")) or "/" in tok or (len(tok) > 1 and tok.endswith("?")))
+    return not (tok.startswith(("_", "~", "@", "!@")) or "/" in tok or (len(tok) > 1 and tok.endswith("?")))
 
 
 def _lemma_table(nlp):
