@@ -181,3 +181,37 @@ def test_append_is_fast(tmp_path):
     median, p95 = times[len(times) // 2], times[int(len(times) * 0.95)]
     print(f"append median {median * 1000:.3f} ms, p95 {p95 * 1000:.3f} ms")
     assert median < 0.005, f"append median {median * 1000:.1f} ms"
+
+
+def test_append_many_is_all_or_nothing(tmp_path):
+    store = SessionStore(tmp_path)
+    sid = store.create_session(SessionStarted())
+    stored = store.append_many([Event.of(sid, _seg(0)), Event.of(sid, _seg(1))])
+    assert [e.seq for e in stored] == [2, 3]
+    # The third event names a session that does not exist: the whole batch is refused.
+    batch = [Event.of(sid, _seg(2)), Event.of(sid, _seg(3)), Event.of("ses_missing", _seg(4))]
+    with pytest.raises(SessionError):
+        store.append_many(batch)
+    assert store.last_seq(sid) == 3
+    assert [e.seq for e in store.events(sid)] == [1, 2, 3]
+    assert store.append(Event.of(sid, _seg(5))).seq == 4
+
+
+def test_a_late_machine_update_does_not_overturn_a_human_verdict(tmp_path):
+    store = SessionStore(tmp_path)
+    sid = store.create_session(SessionStarted())
+    seg = store.append(Event.of(sid, _seg(0))).payload()
+    tag = Tag(tag="steering_decision", segment_ids=[seg.id], start_ms=0, end_ms=900, evidence="utterance")
+    store.append(Event.of(sid, tag))
+    store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="rejected", by="alice")))
+    # The LLM answers after the interviewer's verdict: it may refine confidence, not the verdict.
+    store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="confirmed", by="llm:fake",
+                                         tag="tradeoff_articulation", confidence=0.9)))
+    (folded,) = store.get_session(sid)["tags"]
+    assert folded["status"] == "rejected" and folded["by"] == "alice"
+    assert folded["tag"] == "steering_decision"
+    assert folded["confidence"] == 0.9
+    # Another human can still change it.
+    store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="confirmed", by="bob")))
+    (folded,) = store.get_session(sid)["tags"]
+    assert folded["status"] == "confirmed" and folded["by"] == "bob"

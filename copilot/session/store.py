@@ -143,33 +143,46 @@ class SessionStore:
         Committed before it returns. Ephemeral types (`segment.partial`) are refused: they are
         broadcast, never stored.
         """
-        if event.type in EPHEMERAL_TYPES:
-            raise ValueError(f"{event.type} is ephemeral and is never stored")
-        data = json.dumps(event.data)
+        return self.append_many([event])[0]
+
+    def append_many(self, events: list[Event]) -> list[Event]:
+        """Persist several events in ONE transaction: all of them get consecutive seqs, or none
+        is stored (a tag-file import is never half-imported)."""
+        for event in events:
+            if event.type in EPHEMERAL_TYPES:
+                raise ValueError(f"{event.type} is ephemeral and is never stored")
+        rows = [(event, json.dumps(event.data)) for event in events]
+        stored: list[Event] = []
         with self._lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(
-                    "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-                    (event.session_id,),
-                ).fetchone()
-                if row is None:
-                    raise SessionError(f"no session {event.session_id}")
-                seq = int(row[0])
-                conn.execute(
-                    "INSERT INTO events (session_id, seq, type, ts, v, data) VALUES (?, ?, ?, ?, ?, ?)",
-                    (event.session_id, seq, event.type, event.ts, event.v, data),
-                )
-                if event.type == "session.ended":
-                    conn.execute(
-                        "UPDATE sessions SET status = 'ended', ended_at = ? WHERE id = ?",
-                        (event.ts, event.session_id),
-                    )
+                for event, data in rows:
+                    stored.append(self._insert(conn, event, data))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return stored
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, event: Event, data: str) -> Event:
+        row = conn.execute(
+            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+            (event.session_id,),
+        ).fetchone()
+        if row is None:
+            raise SessionError(f"no session {event.session_id}")
+        seq = int(row[0])
+        conn.execute(
+            "INSERT INTO events (session_id, seq, type, ts, v, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (event.session_id, seq, event.type, event.ts, event.v, data),
+        )
+        if event.type == "session.ended":
+            conn.execute(
+                "UPDATE sessions SET status = 'ended', ended_at = ? WHERE id = ?",
+                (event.ts, event.session_id),
+            )
         return event.model_copy(update={"seq": seq})
 
     def end_session(self, session_id: str, reason: str = "stopped", duration_ms: int | None = None) -> Event:

@@ -17,6 +17,10 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
     A tag carries its payload plus `status` (proposed / confirmed / rejected / edited), `by` (who
     set that status; the source for a fresh proposal), `updated_seq`, and `history` (the updates,
     oldest first). A human's own tag (`tag.added`) starts as `confirmed` by that human.
+
+    A human's verdict outranks a machine's: once a person has confirmed, rejected or edited a tag,
+    a later machine update (the LLM answering late) may refine confidence and rationale but does
+    not change its status, its tag id or its evidence.
     """
     segments: list[dict[str, Any]] = []
     tags: dict[str, dict[str, Any]] = {}
@@ -42,9 +46,16 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
             tag = tags.get(data.get("tag_id", ""))
             if tag is None:
                 continue  # an update of an unknown tag changes nothing
-            tag["status"] = data["status"]
-            tag["by"] = data.get("by", "")
-            for field in ("tag", "evidence", "rationale", "confidence"):
+            by = data.get("by", "")
+            if tag.get("human_verdict") and _is_machine(by):
+                fields: tuple[str, ...] = ("rationale", "confidence")
+            else:
+                tag["status"] = data["status"]
+                tag["by"] = by
+                if not _is_machine(by):
+                    tag["human_verdict"] = True
+                fields = ("tag", "evidence", "rationale", "confidence")
+            for field in fields:
                 if data.get(field) is not None:
                     tag[field] = data[field]
             tag["updated_seq"] = ev.seq
@@ -60,3 +71,8 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
         "notes": notes,
         "ended": ended,
     }
+
+
+def _is_machine(by: str) -> bool:
+    """Updates by the copilot itself (`llm:<model>`, `rules`) as opposed to a person."""
+    return by == "rules" or by.startswith("llm:")
