@@ -206,3 +206,19 @@ def test_calibrate_page(served, browser, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "calibrate.png"), full_page=True)
     assert errors == []
     page.close()
+
+
+def test_index_lists_sessions_with_links(served, browser):
+    base, sid = served
+    page = browser.new_page()
+    page.goto(f"{base}/?token={TOKEN}")
+    row = page.locator(f"tr[data-session='{sid}']")
+    row.wait_for(timeout=10_000)
+    assert "Review" in row.inner_text()
+    row.get_by_role("link", name="Review").click()
+    page.wait_for_url(f"**/review.html?session={sid}*")
+    # Without the token the index says why instead of showing an empty list.
+    page.goto(f"{base}/")
+    page.locator("#toast").wait_for(state="visible", timeout=10_000)
+    assert "Access denied" in page.locator("#toast").inner_text()
+    page.close()

@@ -282,15 +282,17 @@ def run_serve(args: argparse.Namespace) -> int:
         _say(f"COPILOT_PORT={port}")
         sessions = store.list_sessions()
         newest = f"{base}/review.html?session={sessions[0]['id']}&token={token}" if sessions else None
-        _say(f"COPILOT_URL={newest or f'{base}/api/sessions?token={token}'}")
+        index = f"{base}/index.html?token={token}"
+        _say(f"COPILOT_URL={newest or index}")
+        _say(f"COPILOT_INDEX={index}")
         if sessions:
             _say(f"{len(sessions)} session(s); newest:")
             for s in sessions[:10]:
                 _say(f"  {s['id']} [{s['status']}] {s['title']}: "
                      f"{base}/review.html?session={s['id']}&token={token}")
-            _open_browser(newest or base, args.no_browser)
         else:
             _say("no sessions stored yet")
+        _open_browser(index, args.no_browser)
         _say("Press Ctrl-C to stop.")
         try:
             await stop.wait()
