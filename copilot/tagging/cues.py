@@ -34,7 +34,8 @@ LEXICON: dict[str, list[str]] = {
         personalized secure security encrypted encryption privacy versions version history storage data files file
         throughput rate limits growth grow quota concern priority priorities important matter matters care tolerance
         tolerate okay ok fine offline online allowed permitted legal regulation regulations regulated scope deletes delete edits ranked ranking done criteria spike spikes
-        burst bursts seasonal peaks metric metrics kpi""".split(),
+        burst bursts seasonal peaks metric metrics kpi measure measured csat nps satisfaction timezone zone zones
+        language languages locale""".split(),
     "wh": "what who whom which when where why how".split(),
     "how_q": """many much big large often long fast fresh stale accurate far frequently old quickly soon strict
         important""".split(),
@@ -99,14 +100,14 @@ LEXICON: dict[str, list[str]] = {
     "abandon": "scrap ditch kill forget drop abandon nix shelve skip".split(),
     "plan_noun": """idea approach plan part feature piece thing service suggestion design option proposal change
         version""".split(),
-    "uneasy": "comfortable happy convinced sure keen".split(),
+    "uneasy": "comfortable happy convinced keen".split(),
     # "let's <verb>" that is logistics or talk about the interview itself, not a decision
     "lets_logistics": """take get begin see move talk wrap recap continue jump dive look think check pause break
         chat hear say circle come go start step zoom review pick do dig walk discuss head turn switch try get
         assume imagine pretend suppose call""".split(),
     # things a logistics sentence is about
     "logistics": """screen hear audio mic microphone muted mute camera cursor recording
-        water coffee laptop charger window tab zoom whiteboard wifi chat paste froze
+        water coffee laptop charger window tab zoom whiteboard wifi paste froze recap
         frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
     "modal_future": "will would".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
@@ -145,6 +146,9 @@ FAMILIES: dict[str, list[Cue]] = {
         *_c("clarifying_question", STRONG, "pins down what the interviewer meant", "when you say", "when you said",
             "by _{1,3} do you mean", "what do you mean by", "do you mean", "you mean like"),
         *_c("clarifying_question", MEDIUM, "asks to learn more about the problem", "tell me more about",
+            "i want to understand", "i would like to understand", "i want to know", "i would like to know",
+            "i am curious", "i am wondering", "i was wondering", "how do you measure", "how do we measure",
+            "how will we know", "how would we know", "how is success", "how do we know",
             "help me understand", "could you explain", "can you explain", "can you walk me through",
             "could you walk me through", "can you say more about", "what is the context", "more context on"),
         *_c("clarifying_question", MEDIUM, "asks what success looks like",
@@ -265,7 +269,7 @@ FAMILIES: dict[str, list[Cue]] = {
     "pushback": [
         *_c("pushback", STRONG, "pushes back on a suggestion",
             "push back", "pushback", "i disagree", "i would disagree", "disagree with", "i do not agree",
-            "i do not think we should", "i would not @decide_verb", "i would not do that", "we should not", "do not merge", "not merge that",
+            "i do not think we should", "i would not @decide_verb", "i would not let", "would not allow", "i would not do that", "we should not", "do not merge", "not merge that",
             "revert", "undo", "roll back", "rollback", "not the approach", "not going to accept", "not accept",
             "do not let", "tell _{1,3} to stop", "i would not use", "not use _{1,3} here", "that is overkill",
             "is overkill", "premature", "i want to keep", "i want the old", "i am not @uneasy", "i do not like",
@@ -277,7 +281,7 @@ FAMILIES: dict[str, list[Cue]] = {
             "scratch that", "take back", "change direction", "change course", "pivot", "on second thought",
             "switch to", "switching to", "i am switching", "let us switch", "rather than", "instead of", "instead",
             "you know what , i", "you know what i", "actually no", "actually , no", "no wait", "i changed my mind",
-            "change my mind", "changing my mind", "change of plan", "change of plans", "new plan", "i take that back"),
+            "change my mind", "changing my mind", "let us flip", "flip it", "reverse that", "change of plan", "change of plans", "new plan", "i take that back"),
     ],
     # ---- builder track
     "plain_language": [

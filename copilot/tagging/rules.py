@@ -58,7 +58,7 @@ _ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything y
 _LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
                   "let us talk", "let us wrap", "let us get going", "let us pick this up", "let us pick it up",
                   "let us pick up", "show you", "walk you through", "talk you through", "let me show", "pull up",
-                  "i will show", "after lunch", "next question"]
+                  "i will show", "after lunch", "next question", "waste your time"]
 
 
 @dataclass
@@ -283,7 +283,7 @@ class RulesTagger:
             elif family in ("commitment", "course_change", "scoping", "pushback"):
                 if logistic(si) or si in lets_logistic_sents or agreement_only:
                     continue
-                if family in C.QUESTION_WEAKENS and question[si]:
+                if family in C.QUESTION_WEAKENS and question[si] and not _answers_itself(words, sents[si][0], s):
                     w = min(w, C.WEAK)
                 if family == "course_change" and sent_sets[si] & _PAST and not sent_sets[si] & _FUTURE:
                     continue  # narration of the past: "instead of Slack we used Teams"
@@ -553,6 +553,13 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
                 words[j - 1] == "or" or (asked and words[j - 1] not in _NO_INV_BEFORE)):
             return True
     return False
+
+
+def _answers_itself(words: list[str], a: int, s: int) -> bool:
+    """ "do agents handle two chats at once if yes i'll design for tabs": the decision after the question."""
+    before = words[max(a, s - 4) : s]
+    return "then" in before or any(before[k] == "if" and before[k + 1] in ("yes", "so", "not", "not,")
+                                   for k in range(len(before) - 1))
 
 
 _ASKING = frozenset("question questions wondering wonder curious ask asking".split())
