@@ -260,12 +260,12 @@ class RulesTagger:
         content = [w for w in words if w not in PUNCT_END and w != ","]
         agreement_only = bool(prev) and len(content) <= 8 and all(w in _AGREE for w in content)
 
-        def offer(tag: str, weight: float, why: str, si: int, matched: str) -> None:
+        def offer(tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None) -> None:
             if tag in gated or weight <= 0:
                 return
             best = result.rules.get(tag)
             if best is None or weight > best.weight:
-                result.rules[tag] = Hit(tag, weight, why, sents[si], matched)
+                result.rules[tag] = Hit(tag, weight, why, _window(sents[si], at), matched)
 
         def logistic(si: int) -> bool:
             return bool(sent_sets[si] & _LOGISTICS)
@@ -291,7 +291,7 @@ class RulesTagger:
                         sent_sets[si] & _AGENT and sent_sets[si] & _FUTURE):
                     continue  # "entries instead of edits" describes, it does not decide
             for tag in self._families_of.get(family, ()):
-                offer(tag, w, cue.why, si, " ".join(words[s:e]))
+                offer(tag, w, cue.why, si, clean.quote(s, e), (s, e))
 
         rg_tags = self._families_of.get("restating", set()) | self._families_of.get("assumption_check", set())
         if rg_tags and not after_any_questions:
@@ -553,6 +553,14 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
                 words[j - 1] == "or" or (asked and words[j - 1] not in _NO_INV_BEFORE)):
             return True
     return False
+
+
+def _window(sent: tuple[int, int], at: tuple[int, int] | None, before: int = 12, after: int = 16) -> tuple[int, int]:
+    """The evidence span: the sentence, or around the cue when a long unpunctuated turn is one "sentence"."""
+    a, b = sent
+    if at is None or b - a <= before + after + 6:
+        return sent
+    return max(a, at[0] - before), min(b, at[1] + after)
 
 
 def _answers_itself(words: list[str], a: int, s: int) -> bool:
