@@ -74,7 +74,7 @@ def test_local_agreement_commits_the_common_prefix_only():
 
 
 def test_agreement_never_commits_a_word_that_may_still_grow():
-    la = LocalAgreement(holdback_ms=1000)
+    la = LocalAgreement(holdback_ms=1000, min_words=1)
     la.insert(words("we send in"), 1500)
     # "send" and "in" agree but end within the hold-back of the buffer's end: "in" might
     # still become "invoices".
@@ -91,6 +91,25 @@ def test_agreement_commits_through_the_last_clause_end():
     la.insert(hyp, 5000)
     assert join_words(la.insert(hyp, 5000)) == "First,"
     assert join_words(la.insert(la.previous, 5000)) == "we queue it"
+
+
+def test_agreement_waits_for_a_phrase_unless_a_clause_ends():
+    la = LocalAgreement(holdback_ms=0, min_words=3)
+    la.insert(words("so we"), 5000)
+    assert la.insert(words("so we send"), 5000) == []  # two bare words agree: wait
+    assert join_words(la.insert(words("so we send it"), 5000)) == "so we send"
+    la = LocalAgreement(holdback_ms=0, min_words=3)
+    yes = [TimedWord(" Yes.", 0, 200), TimedWord(" And", 300, 400)]
+    la.insert(yes, 5000)
+    assert join_words(la.insert(yes, 5000)) == "Yes."
+
+
+def test_a_word_continued_without_a_space_is_not_cut_off():
+    la = LocalAgreement(holdback_ms=0, min_words=1)
+    hyp = [TimedWord(" we", 0, 100), TimedWord(" re", 100, 200), TimedWord("-moring", 200, 400),
+           TimedWord(" it", 400, 500)]
+    la.insert(hyp[:2] + [TimedWord("-morning", 200, 400)], 5000)
+    assert join_words(la.insert(hyp, 5000)) == "we"  # "re" agrees, but "-moring" continues it
 
 
 def test_agreement_compares_words_ignoring_case_and_punctuation():

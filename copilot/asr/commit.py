@@ -36,7 +36,7 @@ class CommitConfig:
     post_roll_ms: int = 300  # audio kept after the last speech window
     max_utterance_ms: int = 15000  # uncommitted audio never grows beyond this: forced commit
     partial_interval_ms: int = 700  # at most one hypothesis per channel per this much audio
-    agreement_after_ms: int = 6000  # a turn this long with no pause starts committing by agreement
+    agreement_after_ms: int = 3000  # a turn this long with no pause starts committing by agreement
     agreement_holdback_ms: int = 1000  # never commit a word ending this close to the buffer's end
 
 
@@ -148,6 +148,7 @@ class LocalAgreement:
     """
 
     holdback_ms: int = 1000
+    min_words: int = 3
     previous: list[TimedWord] = field(default_factory=list)
 
     def insert(self, words: Sequence[TimedWord], buffer_end_ms: int) -> list[TimedWord]:
@@ -163,6 +164,8 @@ class LocalAgreement:
         # not start with a space continues the previous one, so never cut before it.
         while agreed and len(words) > len(agreed) and not words[len(agreed)].text.startswith(" "):
             agreed.pop()
+        if len(agreed) < self.min_words and not (agreed and _ends_clause(agreed[-1])):
+            agreed = []  # wait for a phrase: one-word segments read badly and tag worse
         self.previous = list(words[len(agreed):])
         return agreed
 
@@ -177,9 +180,14 @@ def _last_clause_end(words: Sequence[TimedWord]) -> int:
     clean start and the committed segment reads as a clause.
     """
     for i in range(len(words) - 1, -1, -1):
-        if words[i].text.rstrip()[-1:] in ".?!,;:":
+        if _ends_clause(words[i]):
             return i + 1
     return len(words)
+
+
+def _ends_clause(word: TimedWord) -> bool:
+    text = word.text.rstrip()
+    return bool(text) and text[-1] in ".?!,;:"
 
 
 def drop_overlap(committed_tail: Sequence[TimedWord], words: Sequence[TimedWord],
