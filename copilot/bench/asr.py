@@ -207,6 +207,54 @@ def speech_end(regions: list[tuple[int, int]], end_ms: int) -> int:
     return end_ms
 
 
+def la2_baseline(model, samples, *, chunk_s: float = 1.0, max_buffer_s: float = 15.0) -> tuple[str, list[float]]:
+    """The comparison point: a plain LocalAgreement-2 loop over 1 s chunks (whisper_streaming style).
+
+    Every second, faster-whisper transcribes the whole uncommitted buffer (30 s padding, word
+    timestamps, its VAD filter, committed text as prompt); words two successive hypotheses agree on are
+    committed; the buffer is trimmed at the last committed word once it exceeds 15 s. Latency
+    is simulated on a virtual clock: each step starts when its audio has arrived and the
+    previous step has finished, and costs its measured compute time; a commit's latency is
+    that clock minus the end of its last word. Returns (text, latencies).
+    """
+    from copilot.asr.commit import normalise_word
+
+    rate = 16_000
+    duration = len(samples) / rate
+    buffer_start = committed_end = clock = 0.0
+    previous: list[tuple[str, float, float]] = []
+    committed: list[str] = []
+    latencies: list[float] = []
+    t = chunk_s
+    while True:
+        t = min(t, duration)
+        clock = max(clock, t)
+        t0 = time.perf_counter()
+        segs, _ = model.transcribe(samples[int(buffer_start * rate):int(t * rate)], beam_size=1, temperature=0.0,
+                                   condition_on_previous_text=False, word_timestamps=True, vad_filter=True,
+                                   initial_prompt=" ".join(committed)[-200:] or None)
+        words = [(w.word, buffer_start + w.start, buffer_start + w.end) for seg in segs for w in seg.words or []]
+        clock += time.perf_counter() - t0
+        words = [w for w in words if w[1] >= committed_end - 0.05]
+        final = t >= duration
+        agreed = words if final else []
+        if not final:
+            for new, old in zip(words, previous):
+                if normalise_word(new[0]) != normalise_word(old[0]):
+                    break
+                agreed.append(new)
+        if agreed:
+            committed += [w[0].strip() for w in agreed]
+            committed_end = agreed[-1][2]
+            latencies.append(max(0.0, clock - float(committed_end)))
+        previous = words[len(agreed):]
+        if t - buffer_start > max_buffer_s and committed_end > buffer_start:
+            buffer_start = committed_end
+        if final:
+            return " ".join(committed), latencies
+        t += chunk_s
+
+
 def one_shot(model, case: Case) -> list[str]:
     """faster-whisper's own transcription of each whole channel (same greedy decoding)."""
     from copilot.audio.file_source import FileSource
@@ -246,6 +294,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files", nargs="+", default=None, metavar="FILE",
                    help="audio files to use instead of the default set (no WER without references)")
     p.add_argument("--no-realtime", action="store_true", help="skip the real-time replay (no latency figures)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also run a plain LocalAgreement-2 loop over 1 s chunks on the synthetic interview")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,11 +332,34 @@ def run(args: argparse.Namespace) -> int:
             _, r.latencies_s = stream_realtime(model, case)
         results.append(r)
     report = summarize(results, args, device, cpu_cores())
+    if args.baseline:
+        report["baseline_la2_1s"] = run_baseline(model, [c for c in cases if c.references])
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         print_report(report)
     return 0
+
+
+def run_baseline(model, cases: list[Case]) -> dict:
+    """LA-2 over 1 s chunks on the synthetic interview (or the first file with references)."""
+    from copilot.audio.file_source import FileSource
+
+    case = next((c for c in cases if c.kind == "synthetic"), cases[0] if cases else None)
+    if case is None:
+        return {}
+    source = FileSource(case.path, mono=case.mono)
+    lat: list[float] = []
+    errs = n = 0
+    for ch, ref in enumerate(case.references or []):
+        text, latencies = la2_baseline(model, source.samples[ch])
+        lat += latencies
+        e, k = word_errors(ref, text)
+        errs, n = errs + e, n + k
+    return {"file": case.name, "latency_median_s": round(float(statistics.median(lat)), 3) if lat else None,
+            "latency_p95_s": round(float(percentile(lat, 0.95)), 3) if lat else None, "commits": len(lat),
+            "wer": round(errs / max(1, n), 4),
+            "note": "simulated clock; each channel on its own worker (optimistic for the baseline)"}
 
 
 def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
@@ -340,6 +413,10 @@ def print_report(rep: dict) -> None:
             print(f"  WER {kind:<10}        streaming {w['streaming']:.3f}   one-shot {w['one_shot']:.3f}")
     print(f"  peak RSS              {rep['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}) "
           f"{ok('peak_rss_mb', rep['peak_rss_mb'])}")
+    base = rep.get("baseline_la2_1s")
+    if base:
+        print(f"  baseline LA-2 / 1 s   latency median {base['latency_median_s']} s, p95 {base['latency_p95_s']} s, "
+              f"WER {base['wer']:.3f} on {base['file']} ({base['note']})")
     for f in rep["files"]:
         sw = "-" if f["stream_wer"] is None else f"{f['stream_wer']:.3f}"
         ow = "-" if f["oneshot_wer"] is None else f"{f['oneshot_wer']:.3f}"
