@@ -68,13 +68,14 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
                 deadline = time.monotonic() + 60
                 text = {"interviewer": "", "candidate": ""}
                 while time.monotonic() < deadline and not ("country" in text["interviewer"]
-                                                           and "database" in text["candidate"]):
+                                                           and "users" in text["candidate"]):
                     msg = json.loads(ws.recv(timeout=60))
                     got.append(msg)
                     if msg["type"] == "segment.final":
                         text[msg["data"]["speaker"]] += " " + msg["data"]["text"].lower()
                 assert "country" in text["interviewer"], text
-                assert "database" in text["candidate"] and "database" not in text["interviewer"], text
+                # tiny.en hears "database" in espeak's voice only some of the time; "users" reliably.
+                assert "users" in text["candidate"] and "users" not in text["interviewer"], text
                 # The candidate's question gets its rules tag right after its segment.
                 end = time.monotonic() + 5
                 while time.monotonic() < end and not any(m["type"] == "tag.proposed" for m in got):
