@@ -35,8 +35,10 @@ class CommitConfig:
     pre_roll_ms: int = 400  # audio kept before the first speech window
     post_roll_ms: int = 300  # audio kept after the last speech window
     max_utterance_ms: int = 15000  # uncommitted audio never grows beyond this: forced commit
-    partial_interval_ms: int = 700  # at most one hypothesis per channel per this much audio
-    agreement_after_ms: int = 3000  # a turn this long with no pause starts committing by agreement
+    window_ms: int = 8000  # a decode window this long slides past its committed words
+    partial_interval_ms: int = 850  # at most one hypothesis per channel per this much audio
+    agreement_after_ms: int = 3000  # a turn this long with no pause commits agreed clauses...
+    agreement_any_after_ms: int = 6000  # ...and, this long, any agreed phrase
     agreement_holdback_ms: int = 1000  # never commit a word ending this close to the buffer's end
 
 
@@ -151,7 +153,7 @@ class LocalAgreement:
     min_words: int = 3
     previous: list[TimedWord] = field(default_factory=list)
 
-    def insert(self, words: Sequence[TimedWord], buffer_end_ms: int) -> list[TimedWord]:
+    def insert(self, words: Sequence[TimedWord], buffer_end_ms: int, *, clause_only: bool = False) -> list[TimedWord]:
         agreed: list[TimedWord] = []
         for new, old in zip(words, self.previous):
             if new.key != old.key or not new.key:
@@ -166,6 +168,8 @@ class LocalAgreement:
             agreed.pop()
         if len(agreed) < self.min_words and not (agreed and _ends_clause(agreed[-1])):
             agreed = []  # wait for a phrase: one-word segments read badly and tag worse
+        if clause_only and not (agreed and _ends_clause(agreed[-1])):
+            agreed = []  # a young utterance commits whole clauses only
         self.previous = list(words[len(agreed):])
         return agreed
 

@@ -170,7 +170,8 @@ class _Channel:
             committed = [w for w in words if w.end_ms <= now - c.agreement_holdback_ms] or words[:-1] or words
             self.agreement.previous = words[len(committed):]
         elif now - self.segmenter.start_ms >= c.agreement_after_ms:
-            committed = self.agreement.insert(words, now)
+            young = now - self.segmenter.start_ms < c.agreement_any_after_ms
+            committed = self.agreement.insert(words, now, clause_only=young)
         else:
             self.agreement.previous = list(words)
             committed = []
@@ -179,13 +180,15 @@ class _Channel:
             out.append(self.owner.make_segment(self, committed))
             self.committed_tail = (self.committed_tail + committed)[-TAIL_WORDS:]
             self.committed_end_ms = committed[-1].end_ms
-        if forced:
-            # The window is full: restart it at a real pause inside the audio already committed
-            # (the quietest VAD window of its last few seconds), never at a word timestamp,
-            # which may fall inside a word. Words before the cut become decoder context;
-            # committed words after it are filtered out of later hypotheses by time.
+        slide = now - self.open_start_ms >= c.window_ms and self.committed_end_ms > self.open_start_ms + 1000
+        if forced or slide:
+            # The window is long (each hypothesis re-decodes it) or full: restart it at a real
+            # pause inside the audio already committed (the quietest VAD window of its last few
+            # seconds), never at a word timestamp, which may fall inside a word. Words before
+            # the cut become decoder context; committed words after it are filtered out of
+            # later hypotheses by time.
             hi = self.committed_end_ms if self.committed_end_ms > self.open_start_ms else now - c.agreement_holdback_ms
-            lo = max(self.open_start_ms + 1000, hi - 4000)
+            lo = max(self.open_start_ms + 1000, hi - 3000)
             cut = quietest_cut(self.probs, lo, max(lo, hi))
             self.context_words = [w for w in self.committed_tail if w.end_ms <= cut]
             self.open_start_ms = cut
