@@ -104,6 +104,17 @@ def test_agreement_waits_for_a_phrase_unless_a_clause_ends():
     assert join_words(la.insert(yes, 5000)) == "Yes."
 
 
+def test_a_young_utterance_commits_whole_clauses_only():
+    la = LocalAgreement(holdback_ms=0, min_words=1)
+    hyp = words("then I would put a queue")
+    la.insert(hyp, 5000)
+    assert la.insert(hyp, 5000, clause_only=True) == []
+    clause = [TimedWord(" Then", 0, 100), TimedWord(" I", 100, 200), TimedWord(" agree.", 200, 400),
+              TimedWord(" So", 500, 600)]
+    la.insert(clause, 5000)
+    assert join_words(la.insert(clause, 5000, clause_only=True)) == "Then I agree."
+
+
 def test_a_word_continued_without_a_space_is_not_cut_off():
     la = LocalAgreement(holdback_ms=0, min_words=1)
     hyp = [TimedWord(" we", 0, 100), TimedWord(" re", 100, 200), TimedWord("-moring", 200, 400),
