@@ -111,6 +111,7 @@ def test_a_young_utterance_commits_whole_clauses_only():
     assert la.insert(hyp, 5000, clause_only=True) == []
     clause = [TimedWord(" Then", 0, 100), TimedWord(" I", 100, 200), TimedWord(" agree.", 200, 400),
               TimedWord(" So", 500, 600)]
+    la = LocalAgreement(holdback_ms=0, min_words=1)
     la.insert(clause, 5000)
     assert join_words(la.insert(clause, 5000, clause_only=True)) == "Then I agree."
 
