@@ -195,7 +195,6 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
 
     Separates the server's own fan-out cost from CPU contention with the recognizer.
     """
-    import subprocess
 
     from copilot.events import Event, Segment, SessionStarted, Word
     from copilot.server.app import create_app

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from copilot.fileio import write_text_atomic
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     tags = sub.add_parser("tags", help="export or import one rater's tags (calibration)")
@@ -60,7 +62,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         doc = export_tags(_view(store, args.session), args.rater)
     text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     if args.output:
-        _write_atomic(Path(args.output), text)
+        write_text_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -108,17 +110,3 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(format_report(cal))
     return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from copilot.fileio import write_text_atomic
+
 SPEAKERS_DEFAULT = "interviewer,candidate"
 
 
@@ -123,10 +125,7 @@ def _sessions_list(args: argparse.Namespace) -> int:
 
 
 def _sessions_export(args: argparse.Namespace) -> int:
-    import os
     import sys
-    import tempfile
-    from pathlib import Path
 
     from copilot.server.app import export_events
 
@@ -136,15 +135,7 @@ def _sessions_export(args: argparse.Namespace) -> int:
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = write_text_atomic(args.output, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, TextIO
 
 from copilot.cli.asr_options import add_asr_arguments
+from copilot.fileio import write_text_atomic
 
 if TYPE_CHECKING:
     from copilot.events import Segment
@@ -42,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from copilot.asr.streaming import transcribe_stream
     from copilot.audio.file_source import FileSource
     from copilot.cli.asr_options import load_model_from_args
-    from copilot.events import PartialSegment, Segment
+    from copilot.events import PartialSegment
 
     # Input first (decoding fails fast and names the file), then the model.
     source = FileSource(args.file, realtime=args.realtime, speakers=args.speakers)
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if not live:
         text = render(segments, args.format)
         if args.output:
-            _write_atomic(Path(args.output), text)
+            write_text_atomic(args.output, text)
         else:
             out.write(text)
             out.flush()
@@ -108,15 +106,3 @@ def _stamp(ms: int, sep: str) -> str:
 def _clock(ms: int) -> str:
     m, rem = divmod(ms, 60_000)
     return f"{m:02d}:{rem / 1000:04.1f}"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -246,7 +246,6 @@ class RulesTagger:
                 sent_of[i] = si
         question = [_is_question(words, a, b) for a, b in sents]
         sent_sets = [frozenset(words[a:b]) for a, b in sents]
-        lex = C.LEXICON
 
         rg_veto_sents: set[int] = set()
         lets_logistic_sents: set[int] = set()

@@ -152,7 +152,6 @@ def classifier_items(items: Sequence[LabelledItem]) -> list[LabelledItem]:
 def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, seed: int = SEED,
                      folds: int = 5, log=None) -> Path:
     """Train the classifier for a rubric, tune the combination thresholds by CV, save atomically."""
-    from copilot.tagging.normalize import clean_tokens
     from copilot.tagging.rules import RulesTagger, tune_thresholds
 
     items = load_labelled(data)
