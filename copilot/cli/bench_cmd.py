@@ -19,10 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure performance on this machine")
     which = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name, help_text in BENCHMARKS.items():
-        try:
-            module = importlib.import_module(f"copilot.bench.{name}")
-        except ModuleNotFoundError:
-            continue  # not built yet on this branch
+        module = importlib.import_module(f"copilot.bench.{name}")
         p = which.add_parser(name, help=help_text)
         module.add_arguments(p)
         p.set_defaults(handler=module.run)
