@@ -35,7 +35,8 @@ LEXICON: dict[str, list[str]] = {
         throughput rate limits growth grow quota concern priority priorities important matter matters care tolerance
         tolerate okay ok fine offline online allowed permitted legal regulation regulations regulated scope deletes delete edits ranked ranking done criteria spike spikes
         burst bursts seasonal peaks metric metrics kpi measure measured csat nps satisfaction timezone zone zones
-        language languages locale""".split(),
+        language languages locale longest biggest largest max maximum minimum typical average median worst highest
+        lowest always depend depends usually""".split(),
     "wh": "what who whom which when where why how".split(),
     "how_q": """many much big large often long fast fresh stale accurate far frequently old quickly soon strict
         important""".split(),
@@ -60,18 +61,20 @@ LEXICON: dict[str, list[str]] = {
         pros cons penalty sacrifice sacrifices tradeoff tradeoffs cons expensive costs cheaper burden late
         early slowly perfect enormous huge massive tiny simpler shorter longer lighter riskier painless speed speeds
         speedup hours minutes trivial struggle struggles downtime poisoned corrupt exact approximate approximately
-        persistence complexity cheaply expensively struggling hammer hammers overwhelm overwhelms""".split(),
+        persistence complexity cheaply expensively struggling hammer hammers overwhelm overwhelms weak weaker strong
+        stronger bill risks regression regressions doubles triples""".split(),
     # a gain and a cost named in one sentence: "would speed up the lookups and slow down the inserts"
     "gain": """faster fast quick quicker sooner earlier instant instantly cheap cheaper cheaply simple simpler simplest easy easier
         trivial better improve improves improved saves save helps help gain gains benefit benefits win wins speeds
         speed speedup safe safer reliable robust flexible flexibility lighter smaller fresher snappier snappy
-        scales scalable decouples decouple isolates resilient durable accurate exact free""".split(),
+        scales scalable decouples decouple isolates resilient durable accurate exact free stronger""".split(),
     "cost": """slow slower slows costs cost costly expensive harder hard worse lose loses losing lost risk risky
         overhead burden drawback struggle struggles break breaks stale lag lags delay delays waste wastes complex
         complicated complexity messy painful pay paying price penalty downtime bottleneck contention fragile
-        heavier bigger duplicates conflicts inconsistent later""".split(),
+        heavier bigger duplicates conflicts inconsistent later weaker risks regression regressions doubles triples
+        bill""".split(),
     "comparative": """faster slower cheaper simpler easier harder safer riskier lower higher better worse bigger smaller
-        fresher friendlier snappier lighter heavier quicker more less fewer longer shorter""".split(),
+        fresher friendlier snappier lighter heavier quicker more less fewer longer shorter weaker stronger""".split(),
     "contrast": "but though although whereas while however yet except".split(),
     # commitment verbs after I/we will / would / am going to
     "decide_verb": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make build
@@ -80,21 +83,21 @@ LEXICON: dict[str, list[str]] = {
         dedupe buffer precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite
         refactor reuse adopt swap optimize persist reject approve launch target combine serve pin freeze commit
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip
-        simplify default lean bet commit standardize design structure represent""".split(),
+        simplify default lean bet commit standardize design structure represent move change""".split(),
     "decide_lemma": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make
         size scale autoscale replicate index queue stream denormalize encrypt compress throttle retry dedupe buffer
         precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite refactor reuse
         adopt swap optimize persist reject approve launch target combine serve pin freeze push punt defer
         build treat support batch focus prefer avoid replace split partition cache run write do implement rely
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip simplify
-        default lean bet commit standardize design structure represent""".split(),
+        default lean bet commit standardize design structure represent move change""".split(),
     "decide_now": """use pick choose keep put store stick leave cut drop skip switch shard add build treat support batch
         focus prefer avoid replace split partition cache implement move ship defer punt limit restrict deploy accept
         merge revert undo remove rip simplify default lean bet commit standardize size scale autoscale replicate
         index queue stream denormalize normalize encrypt hash compress throttle retry dedupe buffer precompute poll
         push prioritize tackle postpone table introduce route separate isolate cap set host migrate rewrite refactor
         reuse adopt swap sacrifice optimize assign allocate persist fan reject approve release launch target aim
-        combine serve pin freeze trade ignore""" .split(),
+        combine serve pin freeze trade ignore stick settle land""" .split(),
     "adv": """actually just probably definitely rather still also really instead then first honestly personally
         simply only initially""".split(),
     "abandon": "scrap ditch kill forget drop abandon nix shelve skip".split(),
@@ -108,7 +111,7 @@ LEXICON: dict[str, list[str]] = {
     # things a logistics sentence is about
     "logistics": """screen hear audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi paste froze recap
-        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom""".split(),
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom slide slides font""".split(),
     "modal_future": "will would".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
         said thought saw""".split(),
@@ -150,7 +153,11 @@ FAMILIES: dict[str, list[Cue]] = {
             "i am curious", "i am wondering", "i was wondering", "how do you measure", "how do we measure",
             "how will we know", "how would we know", "how is success", "how do we know",
             "help me understand", "could you explain", "can you explain", "can you walk me through",
-            "could you walk me through", "can you say more about", "what is the context", "more context on"),
+            "could you walk me through", "can you say more about", "what is the context", "more context on",
+            "are we talking", "get a sense of", "a feel for", "ballpark"),
+        *_c("clarifying_question", MEDIUM, "asks what must be handled",
+            "which _{1,2} do/does/will/should/must we/they/users/customers/it",
+            "do/does/will we/it/they have/need to _? handle/support/serve/store/keep/process/cover/show/allow"),
         *_c("clarifying_question", MEDIUM, "asks what success looks like",
             "what does success", "what would make this a success", "what counts as done", "success criteria",
             "acceptance criteria", "definition of done"),
@@ -164,7 +171,8 @@ FAMILIES: dict[str, list[Cue]] = {
         *_c("assumption_check", STRONG, "states an assumption to confirm it",
             "~assume _{0,12} @confirm ?", "~assume _{0,12} is that @confirm", "~assume _{0,14} does that",
             "~assume _{0,12} right", "can i assume", "could i assume", "can we assume", "is it safe to assume",
-            "is it fine to assume", "is it ok to assume", "my assumption is", "i am thinking _{0,12} is that",
+            "is it fine to assume", "is it ok to assume", "my assumption is", "i am thinking _{0,12} is that", "take it as given", "taking it as given", "take as given",
+            "does that hold", "that hold up", "is that a safe assumption", "safe assumption",
             "i would guess _{0,8} is that", "i am guessing", "i would guess", "i guess _{0,10} right"),
         *_c("assumption_check", MEDIUM, "states an assumption", "i will assume", "i am assuming", "assuming that",
             "let us assume", "i would assume", "i am going to assume", "we can assume", "take it that",
@@ -200,7 +208,9 @@ FAMILIES: dict[str, list[Cue]] = {
             "the appeal of", "the catch is", "the flip side", "the drawback", "drawback is", "the benefit is",
             "the cost is", "the price is", "the risk is", "the tradeoff is", "the trade off is", "tradeoff here is",
             "trade off here is", "the tradeoff being", "trade off being", "the tradeoff basically", "the trade off basically",
-            "tradeoff is basically", "trade off is basically"),
+            "tradeoff is basically", "trade off is basically", "the catch being", "the cost being", "the price being",
+            "the downside being", "the upside being", "the risk being", "at the price of", "in exchange",
+            "one or the other", "either one or", "~buy _{1,3} with", "choice between", "trade _{1,3} against"),
         *_c("gain_cost", STRONG, "weighs a gain against a cost",
             "at the expense of", "at the cost of", "in exchange for", "comes at the cost", "comes at a cost",
             "we pay for it", "paying for it", "pay for that", "pay for it with", "the price is", "costs us",
@@ -242,7 +252,10 @@ FAMILIES: dict[str, list[Cue]] = {
             "let us batch", "let us cache", "let us buy", "let us pick", "let us choose", "let us treat",
             "let us partition", "let us have", "my decision is", "our decision is", "i have decided",
             "i am deciding", "i will decide", "different route", "different path", "different tack", "go a different way", "a different direction", "different approach",
-            "_ it is ."),
+            "_ it is .", "my plan is", "my plan would be", "the plan would be", "here is the plan",
+            "here is what we do", "here is what we will do", "here is what i would do", "here is what i will do",
+            "here is what i am going to do", "landing on", "i will land on", "settling on", "i will settle on",
+            "sticking with", "what i would change", "i would do differently", "let us hold off"),
         *_c("commitment", MEDIUM, "commits to a direction",
             "i will @decide_verb", "i would @decide_verb", "we will @decide_verb", "we would @decide_verb",
             "i am going to @decide_verb", "we are going to @decide_verb", "i am ~@decide_now", "we are ~@decide_now",
@@ -274,7 +287,9 @@ FAMILIES: dict[str, list[Cue]] = {
             "do not let", "tell _{1,3} to stop", "i would not use", "not use _{1,3} here", "that is overkill",
             "is overkill", "premature", "i want to keep", "i want the old", "i am not @uneasy", "i do not like",
             "not comfortable", "i would not do that", "i would not merge", "go back to", "no , do not",
-            "no do not", "no , let us not", "no let us not", "i would not add", "not touch"),
+            "no do not", "no , let us not", "no let us not", "i would not add", "not touch", "not happening",
+            "a no from me", "that is a no", "hard no", "do not ~run/ship/deploy/apply/push/execute that/this/it",
+            "stop the agent", "i am not doing that", "we are not doing that"),
     ],
     "course_change": [
         *_c("course_change", STRONG, "changes course",

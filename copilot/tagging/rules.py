@@ -38,7 +38,8 @@ Mode = Literal["combined", "rules-only", "classifier-only"]
 COMPUTED = {"clarifying_question": "question", "contrast": "contrast"}
 
 _DISCOURSE = frozenset(
-    "so and ok um uh right well also then yeah hmm oh sorry wait but hey now just actually cool great".split()
+    """so and ok um uh right well also then yeah hmm oh sorry wait but hey now just actually cool great roughly
+    approximately okay""".split()
 )
 _AGREE = frozenset(
     """yeah yes yep sure ok sounds good let us do that it your way fine great cool go for right then totally makes
@@ -51,14 +52,15 @@ _RG_VETO = [
     "ok if i", "could you repeat", "can you repeat", "did that answer", "answer your question", "make sense",
     "keep going", "looking for", "time do we have", "time left", "how long is this", "can you hear", "can you see",
     "time limit", "this section", "this part of the interview", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
-    "could you paste", "can you paste", "was i", "do you need me",
+    "could you paste", "can you paste", "was i", "do you need me", "where did i", "one sec", "one second", "what you think", "how i did", "how i am doing",
 ]
 _ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
                   "questions for me", "anything to ask", "questions before we"]
 _LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
                   "let us talk", "let us wrap", "let us get going", "let us pick this up", "let us pick it up",
                   "let us pick up", "show you", "walk you through", "talk you through", "let me show", "pull up",
-                  "i will show", "after lunch", "next question", "waste your time"]
+                  "i will show", "after lunch", "next question", "waste your time", "let us run it", "let us run this",
+                  "let us try it", "see what happens", "see if it"]
 
 
 @dataclass
@@ -282,6 +284,8 @@ class RulesTagger:
             elif family in ("commitment", "course_change", "scoping", "pushback"):
                 if logistic(si) or si in lets_logistic_sents or agreement_only:
                     continue
+                if words[s] == "do" and s > 0 and words[s - 1] in _PRONOUN:
+                    continue  # "we do not run that often" describes; "do not run that" tells
                 if family in C.QUESTION_WEAKENS and question[si] and not _answers_itself(words, sents[si][0], s):
                     w = min(w, C.WEAK)
                 if family == "course_change" and sent_sets[si] & _PAST and not sent_sets[si] & _FUTURE:
@@ -485,6 +489,7 @@ DEFAULT_RULE_ALONE = C.MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
 
 _LOGISTICS = frozenset(C.LEXICON["logistics"])
 _AGENT = frozenset("i we us".split())
+_PRONOUN = frozenset("i we you they he she it people".split())
 _CONSEQUENCE = frozenset("would might could will need needs means mean have has lose get".split())
 _PAST = frozenset(C.LEXICON["past"])
 _ANY_QUESTIONS_WORDS = [p.split() for p in _ANY_QUESTIONS]
@@ -529,6 +534,10 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
     """A question by its mark, or (speech has no marks) by its opening: a wh-word or an inverted auxiliary."""
     if b > a and words[b - 1] == "?":
         return True
+    # an indirect question: "i am wondering whether refunds need their own entries."
+    for j in range(a, min(b - 1, a + 8)):
+        if words[j] in _WONDER and words[j + 1] in _INDIRECT:
+            return True
     if b - 1 > a and words[b - 1] in PUNCT_END:
         return False  # typed text that ends with a full stop is a statement
     i = a
@@ -537,7 +546,8 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
     # "i guess my first question is how big ...": look past a short lead-in
     for j in range(i, min(b, i + 8)):
         w = words[j]
-        if w in _WH and (j == i or words[j - 1] in ("is", ",", "question") or (
+        if w in _WH and (j == i or (words[j - 1] == "is" and words[j - 2] not in _THIS_IS) or words[j - 1] in (
+                ",", "question") or (
                 words[j - 1] == "like" and (j < 2 or words[j - 2] not in _NOT_LIKE))):
             return j + 1 < b
         if j == i and w in _AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
@@ -549,7 +559,7 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
     for j in range(i + 1, b - 1):
         asked = asked or words[j - 1] in _ASKING
         if words[j] in _INV_AUX and words[j + 1] in _INV_SUBJ and (
-                words[j - 1] == "or" or (asked and words[j - 1] not in _NO_INV_BEFORE)):
+                words[j - 1] in ("or", ",") or (asked and words[j - 1] not in _NO_INV_BEFORE)):
             return True
     return False
 
@@ -570,6 +580,9 @@ def _answers_itself(words: list[str], a: int, s: int) -> bool:
 
 
 _ASKING = frozenset("question questions wondering wonder curious ask asking".split())
+_WONDER = frozenset("wondering wonder curious".split())
+_THIS_IS = frozenset("here this that it".split())  # "here is what we do" announces, it does not ask
+_INDIRECT = _WH | frozenset("whether if about".split())
 
 
 _NOT_LIKE = frozenset("not i you we they would do did".split())
