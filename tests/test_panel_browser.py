@@ -246,6 +246,21 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
     assert {"tag_id": selected, "status": "confirmed", "by": "interviewer"}.items() <= updates[-1].items(), updates
 
+    # `e` then a rubric hotkey relabels the selected tag: an `edit` in the log, by the interviewer.
+    page.locator(f".chip[data-tag-id='{selected}']").first.click()
+    current = page.locator(f".chip[data-tag-id='{selected}']").first.get_attribute("data-tag")
+    key, new_tag = next((k, t) for k, t in sorted(hotkeys.items()) if t != current)
+    page.keyboard.press("e")
+    page.wait_for_selector("#toast:has-text('Relabel')", timeout=5_000)
+    page.keyboard.press(key)
+    page.wait_for_function(
+        f"document.querySelector(\".chip[data-tag-id='{selected}']\")?.dataset.tag === '{new_tag}'",
+        timeout=10_000)
+    events = _get(base, f"/api/sessions/{session_id}/events", token)
+    updates = [e["data"] for e in events if e["type"] == "tag.updated"]
+    assert {"tag_id": selected, "status": "edited", "by": "interviewer", "tag": new_tag}.items() \
+        <= updates[-1].items(), updates
+
     # The picture of the panel mid-interview, following the live end of the transcript (after a few
     # more tags when they come within 15 s: the picture is for people, nothing is asserted on it).
     page.keyboard.press("End")

@@ -604,6 +604,24 @@ function settlePending(tagId) {
   }
 }
 
+// Relabel: `e` arms it for the selected tag; the next rubric hotkey sends an `edit` with that tag id,
+// Esc (or any other key) disarms. A mode rather than a menu keeps the hand on the keyboard.
+let relabeling = null;
+function startRelabel() {
+  const tag = selectedTag();
+  if (!tag) return;
+  relabeling = tag.id;
+  const keys = state.rubric.tags.map((t) => `${t.hotkey} ${t.label}`).join(" · ");
+  showToast(`Relabel this tag: ${keys} (Esc cancels)`, "info", 8000);
+}
+
+function finishRelabel(rubricTag) {
+  const tagId = relabeling;
+  relabeling = null;
+  hideToast();
+  if (rubricTag && tagId) send({ op: "edit", tag_id: tagId, tag: rubricTag.id });
+}
+
 function addTagNow(rubricTag) {
   const op = { op: "add_tag", tag: rubricTag.id, at_ms: Math.round(state.nowMs) };
   const seg = latestCandidateSegment();
@@ -714,7 +732,8 @@ function renderTagButtons() {
       dataset: { tag: t.id },
       onclick: () => addTagNow(t),
     }, t.hotkey ? el("kbd", {}, t.hotkey) : null, el("span", { class: "addtag-code" }, t.code))),
-    el("span", { class: "keys-more" }, el("kbd", {}, "j"), el("kbd", {}, "k"), " move · ", el("kbd", {}, "/"), " note"),
+    el("span", { class: "keys-more" }, el("kbd", {}, "j"), el("kbd", {}, "k"), " move · ", el("kbd", {}, "e"), " relabel · ",
+      el("kbd", {}, "/"), " note"),
   );
 }
 
@@ -742,6 +761,7 @@ document.addEventListener("keydown", (e) => {
   const onButton = e.target instanceof HTMLElement && e.target.tagName === "BUTTON";
   const key = e.key;
   const rubricTag = state.rubric.byHotkey.get(key.toLowerCase());
+  if (relabeling) { e.preventDefault(); finishRelabel(rubricTag); return; }
   if (rubricTag) { e.preventDefault(); addTagNow(rubricTag); return; }
   switch (key) {
     case "y": case "Y": e.preventDefault(); verdict("confirm"); break;
@@ -749,6 +769,7 @@ document.addEventListener("keydown", (e) => {
     case "n": case "N": case "Backspace": e.preventDefault(); verdict("reject"); break;
     case "j": case "J": e.preventDefault(); move(+1); break;
     case "k": case "K": e.preventDefault(); move(-1); break;
+    case "e": case "E": e.preventDefault(); startRelabel(); break;
     case "/": e.preventDefault(); note.focus(); break;
     case "End": case "l": e.preventDefault(); jumpToLive(); break;
     default: break;
@@ -770,6 +791,11 @@ function showToast(message, level = "info", ms = 5000) {
   toast.hidden = false;
   clearTimeout(toastTimer);
   if (ms) toastTimer = setTimeout(() => { toast.hidden = true; }, ms);
+}
+
+function hideToast() {
+  clearTimeout(toastTimer);
+  $("toast").hidden = true;
 }
 
 function setTitle(title) {
