@@ -85,7 +85,13 @@ def test_demo_interview_with_llm_refinement(tmp_path, model):
     rules = {i: e for i, e in proposed.items() if e.data["source"] == "rules"}
     llm_new = {i: e for i, e in proposed.items() if e.data["source"] == BY}
     updates = [e for e in events if e.type == "tag.updated"]
-    warnings = [e for e in events if e.type == "status" and e.data.get("component") == "llm"]
+    llm_status = [e for e in events if e.type == "status" and e.data.get("component") == "llm"]
+    warnings = [e for e in llm_status if e.data["level"] != "info"]
+    # At the end the log keeps the LLM's bill for the session: requests and tokens, as litellm counted them.
+    summary = [e for e in llm_status if e.data["level"] == "info"]
+    assert len(summary) == 1 and summary[0].seq > max(u.seq for u in events if u.type == "segment.final")
+    assert summary[0].data["details"]["http_requests"] == calls > 0
+    assert summary[0].data["details"]["total_tokens"] > 0, summary[0].data
 
     assert len(candidate) >= 4 and rules, "the demo should give candidate turns and rules tags"
     assert warnings == [], [w.data["message"] for w in warnings]

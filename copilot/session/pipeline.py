@@ -53,6 +53,8 @@ class Refiner(Protocol):
 
     async def aclose(self, timeout_s: float = 5.0) -> None: ...
 
+    def status(self) -> Status: ...
+
 
 class Keeper(Protocol):
     def write(self, chunk: AudioChunk) -> None: ...
@@ -354,6 +356,8 @@ class Pipeline:
         if self.refiner is not None:
             try:
                 await self.refiner.aclose()
+                # The LLM's bill for this session (calls, tokens, cost), kept in the log for review.
+                self.log.record_payload(self.session_id, self.refiner.status())
             except Exception as exc:
                 log.warning("refiner close failed: %s", type(exc).__name__)
         if self.keeper is not None:
