@@ -29,6 +29,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from copilot.config import REPO_DIR, models_dir
 from copilot.errors import ModelError
+from copilot.fileio import write_text_atomic
 
 STAMP = ".verified.json"
 ALLOW_HUB_ENV = "COPILOT_ALLOW_HUB"
@@ -115,14 +116,8 @@ def verify_dir(directory: Path, spec: ModelSpec) -> bool:
         fresh[target] = {"stat": key, "sha256": expected}
     if fresh != stamp:
         with contextlib.suppress(OSError):
-            _write_atomic(stamp_path, json.dumps(fresh, indent=1))
+            write_text_atomic(stamp_path, json.dumps(fresh, indent=1))
     return True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- package sources
