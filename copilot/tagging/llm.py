@@ -568,22 +568,17 @@ class LLMTagger:
         litellm = import_litellm()
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
-                raise _CallFailed("timeout", f"LLM timeout after {self.timeout_s:g} s")
+            remaining = self._time_left(deadline)
             usage.calls += 1
             try:
                 response = litellm.completion(**self._params(messages, remaining))
                 if self.stream:
                     response = litellm.stream_chunk_builder(list(response), messages=messages)
                 return self._account(response, usage)
-            except Exception as exc:  # noqa: BLE001 (classified below; never escapes as a crash)
-                if self._drop_response_format(exc):
-                    continue  # the server refused JSON mode: ask again without it, at once
-                kind, message = self._classify(exc)
-                wait = self._backoff(attempt)
-                if kind in ("config", "output") or attempt >= self.max_retries or time.monotonic() + wait >= deadline:
-                    raise _CallFailed(kind, message) from None
+            except Exception as exc:  # noqa: BLE001 (classified by _retry_wait; never escapes as a crash)
+                wait = self._retry_wait(exc, attempt, deadline)
+            if wait is None:
+                continue  # the server refused JSON mode: ask again without it, at once
             attempt += 1
             usage.retries += 1
             time.sleep(wait)
@@ -592,9 +587,7 @@ class LLMTagger:
         litellm = import_litellm()  # already imported by atag_window
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
-                raise _CallFailed("timeout", f"LLM timeout after {self.timeout_s:g} s")
+            remaining = self._time_left(deadline)
             usage.calls += 1
             try:
                 # wait_for as well as litellm's timeout: the deadline holds even if a provider
@@ -604,15 +597,32 @@ class LLMTagger:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                if self._drop_response_format(exc):
-                    continue  # the server refused JSON mode: ask again without it, at once
-                kind, message = self._classify(exc)
-                wait = self._backoff(attempt)
-                if kind in ("config", "output") or attempt >= self.max_retries or time.monotonic() + wait >= deadline:
-                    raise _CallFailed(kind, message) from None
+                wait = self._retry_wait(exc, attempt, deadline)
+            if wait is None:
+                continue  # the server refused JSON mode: ask again without it, at once
             attempt += 1
             usage.retries += 1
             await asyncio.sleep(wait)
+
+    def _time_left(self, deadline: float) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise _CallFailed("timeout", f"LLM timeout after {self.timeout_s:g} s")
+        return remaining
+
+    def _retry_wait(self, exc: BaseException, attempt: int, deadline: float) -> float | None:
+        """The decision after a failed attempt, shared by the sync and async loops.
+
+        None: ask again at once (response_format was dropped; not counted as a retry). A number: back
+        off that long, then retry. Raises _CallFailed when the failure is final or the deadline is near.
+        """
+        if self._drop_response_format(exc):
+            return None
+        kind, message = self._classify(exc)
+        wait = self._backoff(attempt)
+        if kind in ("config", "output") or attempt >= self.max_retries or time.monotonic() + wait >= deadline:
+            raise _CallFailed(kind, message) from None
+        return wait
 
     async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float) -> Any:
         response = await litellm.acompletion(**self._params(messages, timeout))
