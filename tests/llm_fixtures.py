@@ -6,8 +6,18 @@ import json
 from typing import Any
 
 from copilot.events import Segment
+from copilot.tagging.llm import LLMTagger
 
 FAKE_MODEL = "openai/fake-model"
+BY = f"llm:{FAKE_MODEL}"  # the `source` of the fake model's tags
+
+
+def fake_tagger(rubric, server, **kw) -> LLMTagger:
+    """An LLMTagger on the fake server (`tests.fake_llm_server`), with test-sized timeout and backoff."""
+    kw.setdefault("timeout_s", 2.0)
+    kw.setdefault("backoff_s", 0.05)
+    model = kw.pop("model", FAKE_MODEL)
+    return LLMTagger(rubric, model, api_base=server.api_base, api_key="test", **kw)
 
 
 def conversation() -> list[Segment]:

@@ -10,12 +10,10 @@ import pytest
 
 from copilot.events import Segment, Status, Tag, TagUpdate
 from copilot.tagging.hybrid import DISPUTED_CONFIDENCE, HybridTagger, LLMRefiner, apply, merge
-from copilot.tagging.llm import LLMTagger, import_litellm
+from copilot.tagging.llm import import_litellm
 from copilot.tagging.rubric import load_rubric
 from tests.fake_llm_server import FakeLLMServer, Reply
-from tests.llm_fixtures import FAKE_MODEL, conversation, tags_json
-
-BY = "llm:openai/fake-model"
+from tests.llm_fixtures import BY, conversation, fake_tagger, tags_json
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +26,6 @@ def rubric():
 def server():
     with FakeLLMServer() as s:
         yield s
-
-
-def llm(rubric, server, **kw) -> LLMTagger:
-    kw.setdefault("timeout_s", 2.0)
-    kw.setdefault("backoff_s", 0.05)
-    return LLMTagger(rubric, FAKE_MODEL, api_base=server.api_base, api_key="test", **kw)
 
 
 def rules_tag(seg: Segment, tag: str, confidence: float = 0.8) -> Tag:
@@ -112,7 +104,7 @@ def test_live_refinement_updates_the_same_tags_and_adds_missing_ones(rubric, ser
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         await _live(refiner, [(segs[0], []), (segs[1], [r_c1])])
         return refiner
 
@@ -125,7 +117,7 @@ def test_live_refinement_updates_the_same_tags_and_adds_missing_ones(rubric, ser
     sink.payloads.clear()
 
     async def more():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         await _live(refiner, [(s, []) for s in segs[:3]] + [(segs[3], [r_c2])])
         return refiner
 
@@ -147,7 +139,7 @@ def test_timeout_emits_status_and_submit_never_waits(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server, timeout_s=0.5), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server, timeout_s=0.5), sink)
         worst = await _live(refiner, [(segs[3], [rules_tag(segs[3], "tradeoff_articulation")]), (segs[4], [])])
         return refiner, worst
 
@@ -168,7 +160,7 @@ def test_malformed_json_leaves_rules_tags_and_says_why(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         await _live(refiner, [(segs[4], [rules_tag(segs[4], "steering_decision")])])
 
     asyncio.run(main())
@@ -184,7 +176,7 @@ def test_http_500_is_a_failure_status_after_retries(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server, max_retries=1), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server, max_retries=1), sink)
         await _live(refiner, [(conversation()[4], [])])
         return refiner
 
@@ -200,7 +192,7 @@ def test_429_then_success_in_the_live_path(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         await _live(refiner, [(segs[4], [])])
 
     asyncio.run(main())
@@ -220,7 +212,7 @@ def test_segments_arriving_during_a_call_are_coalesced_into_the_next(rubric, ser
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         worst = 0.0
         for i, seg in enumerate(segs):
             t0 = time.perf_counter()
@@ -251,7 +243,7 @@ def test_counters_tokens_and_status_event(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         await _live(refiner, [(s, []) for s in conversation()[:5]])
         return refiner
 
@@ -272,7 +264,7 @@ def test_aclose_cancels_work_past_its_deadline(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server, timeout_s=10), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server, timeout_s=10), sink)
         refiner.submit(conversation()[4], [], [])
         refiner.submit(conversation()[5], [], [])
         await asyncio.to_thread(server.wait_for_calls, 1)
@@ -291,7 +283,7 @@ def test_submit_from_another_thread_hops_onto_the_loop(rubric, server):
     sink = Sink()
 
     async def main():
-        refiner = LLMRefiner(llm(rubric, server), sink)
+        refiner = LLMRefiner(fake_tagger(rubric, server), sink)
         refiner.submit(conversation()[0], [], [])  # binds the loop
         await asyncio.to_thread(refiner.submit, conversation()[4], [], [])  # e.g. the ASR worker thread
         await asyncio.sleep(0.05)
@@ -305,7 +297,7 @@ def test_hybrid_batch_tagger(rubric, server):
     rules_mod = pytest.importorskip("copilot.tagging.rules", reason="T1's rules tagger not in this checkout yet")
     rules = rules_mod.RulesTagger(rubric)
     segs = conversation()
-    hybrid = HybridTagger(rules, llm(rubric, server))
+    hybrid = HybridTagger(rules, fake_tagger(rubric, server))
     assert hybrid.name == "rules+llm:openai/fake-model"
 
     seg = segs[4]  # "OK let's go with base62 ids from a counter and skip custom aliases for now."

@@ -19,10 +19,9 @@ from copilot.session.log import SessionLog
 from copilot.session.pipeline import Pipeline
 from copilot.session.store import SessionStore
 from tests.fake_llm_server import FakeLLMServer, Reply
-from tests.llm_fixtures import tags_json
+from tests.llm_fixtures import BY, tags_json
 
 TARGET = re.compile(r"^>> \[(?P<id>[^\]]+)\] CANDIDATE: (?P<text>.*)$", re.M)
-BY = "llm:openai/fake-model"
 
 
 def keyword_model(body: dict) -> str:

@@ -14,7 +14,7 @@ from copilot.tagging.llm import LLMError, LLMTagger, find_verbatim, import_litel
 from copilot.tagging.rubric import load_rubric
 from copilot.tagging.select import build_tagger
 from tests.fake_llm_server import FakeLLMServer, Reply
-from tests.llm_fixtures import FAKE_MODEL, conversation, tags_json
+from tests.llm_fixtures import FAKE_MODEL, conversation, fake_tagger, tags_json
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,6 @@ def server():
         yield s
 
 
-def make(rubric, server, **kw) -> LLMTagger:
-    kw.setdefault("timeout_s", 2.0)
-    kw.setdefault("backoff_s", 0.05)
-    model = kw.pop("model", FAKE_MODEL)
-    return LLMTagger(rubric, model, api_base=server.api_base, api_key="test", **kw)
-
-
 def test_valid_tags_get_the_transcripts_exact_span_and_the_prompt_holds_rubric_and_window(rubric, server):
     segs = conversation()
     # The model copies the words with its own case, spacing and punctuation.
@@ -42,7 +35,7 @@ def test_valid_tags_get_the_transcripts_exact_span_and_the_prompt_holds_rubric_a
         ("seg_c1", "requirement_gathering", "HOW MANY new links   per day are we expecting"),
         ("seg_c1", "requirement_gathering", "do links ever expire"),  # same tag twice on a segment: one kept
     )))
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     tags = tagger.tag(segs[1], segs[:1])
 
     assert len(tags) == 1
@@ -70,7 +63,7 @@ def test_valid_tags_get_the_transcripts_exact_span_and_the_prompt_holds_rubric_a
 
 def test_window_is_bounded_and_interleaved_context_kept(rubric, server):
     segs = conversation()
-    tagger = make(rubric, server, window_turns=2)
+    tagger = fake_tagger(rubric, server, window_turns=2)
     result = asyncio.run(tagger.atag_window([segs[3], segs[4]], segs[:3]))
     assert result.ok and result.tags == []
     prompt = server.requests[0].prompt
@@ -89,7 +82,7 @@ def test_invented_quote_unknown_tag_wrong_segment_and_interviewer_speech_are_dro
         ("seg_zz", "tradeoff_articulation", "a key value store"),  # no such segment
         {"segment_id": "seg_c2", "tag": "tradeoff_articulation"},  # no quote at all
     )))
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     result = asyncio.run(tagger.atag_window([segs[2], segs[3]], segs[:2]))  # interviewer turn given as a target
     assert result.ok
     assert [(t.segment_ids[0], t.tag) for t in result.tags] == [("seg_c2", "tradeoff_articulation")]
@@ -104,7 +97,7 @@ def test_code_fenced_json_is_parsed(rubric, server):
     segs = conversation()
     fenced = "Here you go:\n```json\n" + tags_json(("seg_c3", "steering_decision", "let's go with base62 ids")) + "\n```"
     server.script(Reply(content=fenced))
-    tags = make(rubric, server).tag(segs[4], segs[:4])
+    tags = fake_tagger(rubric, server).tag(segs[4], segs[:4])
     assert [t.tag for t in tags] == ["steering_decision"]
     assert tags[0].evidence == "let's go with base62 ids"
 
@@ -112,7 +105,7 @@ def test_code_fenced_json_is_parsed(rubric, server):
 def test_malformed_json_is_a_failure_not_a_crash(rubric, server):
     segs = conversation()
     server.script(Reply(content='{"tags": [{"segment_id": "seg_c3", "tag": '))
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     result = asyncio.run(tagger.atag_window([segs[4]], segs[:4]))
     assert not result.ok and result.error_kind == "output"
     assert "not valid JSON" in result.error
@@ -128,7 +121,7 @@ def test_429_then_success_retries_with_backoff(rubric, server):
     segs = conversation()
     server.script(Reply(status=429), Reply(status=429),
                   Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
-    tagger = make(rubric, server, max_retries=2, backoff_s=0.1)
+    tagger = fake_tagger(rubric, server, max_retries=2, backoff_s=0.1)
     result = asyncio.run(tagger.atag_window([segs[4]], segs[:4]))
     assert result.ok, result.error
     assert [t.tag for t in result.tags] == ["steering_decision"]
@@ -140,7 +133,7 @@ def test_429_then_success_retries_with_backoff(rubric, server):
 
 def test_persistent_500_is_a_failure_after_the_retries(rubric, server):
     server.default = Reply(status=500)
-    tagger = make(rubric, server, max_retries=2)
+    tagger = fake_tagger(rubric, server, max_retries=2)
     result = tagger.tag_window([conversation()[4]])
     assert not result.ok and result.error_kind == "transient"
     assert "HTTP 500" in result.error
@@ -149,7 +142,7 @@ def test_persistent_500_is_a_failure_after_the_retries(rubric, server):
 
 def test_timeout_bounds_the_whole_attempt(rubric, server):
     server.default = Reply(delay_s=2.0)
-    tagger = make(rubric, server, timeout_s=0.5)
+    tagger = fake_tagger(rubric, server, timeout_s=0.5)
     started = time.monotonic()
     result = asyncio.run(tagger.atag_window([conversation()[4]]))
     elapsed = time.monotonic() - started
@@ -162,7 +155,7 @@ def test_streaming_sse_is_parsed_with_usage(rubric, server):
     segs = conversation()
     server.script(Reply(content=tags_json(("seg_c2", "tradeoff_articulation", "we lose ad hoc queries")),
                         prompt_tokens=333, completion_tokens=44))
-    tagger = make(rubric, server, stream=True)
+    tagger = fake_tagger(rubric, server, stream=True)
     result = asyncio.run(tagger.atag_window([segs[3]], segs[:3]))
     assert result.ok, result.error
     assert [t.evidence for t in result.tags] == ["we lose ad hoc queries"]
@@ -178,7 +171,7 @@ def test_tokens_and_cost_from_usage(rubric, server):
     segs = conversation()
     server.default = Reply(content=tags_json(), prompt_tokens=1000, completion_tokens=100)
     # A priced model name served by the fake server: cost comes from litellm's local price map.
-    priced = make(rubric, server, model="openai/gpt-4o-mini")
+    priced = fake_tagger(rubric, server, model="openai/gpt-4o-mini")
     priced.tag(segs[4], segs[:4])
     priced.tag(segs[5], segs[:5])
     litellm = import_litellm()
@@ -189,7 +182,7 @@ def test_tokens_and_cost_from_usage(rubric, server):
     # litellm knows gpt-4o-mini supports json_schema: the strict schema is sent
     assert server.requests[0].body["response_format"]["type"] == "json_schema"
     # An unpriced (local) model: tokens counted, cost unknown rather than an error.
-    local = make(rubric, server)
+    local = fake_tagger(rubric, server)
     local.tag(segs[4], segs[:4])
     assert local.usage.total_tokens == 1100
     assert not local.usage.cost_known and local.usage.cost_usd == 0.0
@@ -216,14 +209,14 @@ def test_unreachable_server_is_a_clear_error_on_the_sync_path(rubric):
 
 def test_bad_key_is_not_retried_and_stops_the_sync_path(rubric, server):
     server.default = Reply(status=401)
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     with pytest.raises(LLMError, match="^LLM openai/fake-model: authentication failed"):
         tagger.tag(conversation()[4])
     assert server.calls() == 1
 
 
 def test_interviewer_segment_alone_costs_no_call(rubric, server):
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     assert tagger.tag(conversation()[0]) == []
     assert server.calls() == 0
 
@@ -280,7 +273,7 @@ def test_server_that_refuses_json_mode_is_asked_again_without_it(rubric, server)
                                     "type": "invalid_request_error"}})
     server.script(Reply(status=400, raw_body=refusal),
                   Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
-    tagger = make(rubric, server)
+    tagger = fake_tagger(rubric, server)
     assert [t.tag for t in tagger.tag(conversation()[4])] == ["steering_decision"]
     assert server.calls() == 2
     assert server.requests[0].body["response_format"] == {"type": "json_object"}
