@@ -353,9 +353,8 @@ class StreamingTranscriber:
     def _channel(self, index: int, speaker: str | None) -> _Channel:
         ch = self._channels.get(index)
         if ch is None:
-            name = speaker or (self.speakers[index] if index < len(self.speakers) else f"speaker{index}")
-            if index < len(self.speakers):
-                name = self.speakers[index]
+            # The transcriber's own speaker names win over the chunk's label.
+            name = self.speakers[index] if index < len(self.speakers) else speaker or f"speaker{index}"
             ch = self._channels[index] = _Channel(self, index, name)
         return ch
 
@@ -374,7 +373,7 @@ def _timed_words(result: UtteranceResult, offset_ms: int, duration_ms: int) -> l
     words = []
     for i, w in enumerate(result.words):
         start, end = w.start, w.end
-        if end - start > max_dur and (i == 0 or (i > 0 and result.words[i - 1].text.rstrip()[-1:] in ".?!")):
+        if end - start > max_dur and (i == 0 or result.words[i - 1].text.rstrip()[-1:] in ".?!"):
             start = end - max_dur
         words.append(TimedWord(w.text, offset_ms + int(round(start * 1000)),
                                offset_ms + int(round(min(end * 1000, duration_ms))), w.probability))
