@@ -1,7 +1,7 @@
 // Calibration page: agreement matrix (kappa / alpha / % with colour AND text), rater x tag counts,
 // timelines per rater, a side-by-side grid over the transcript, and disagreements one click from their text.
 // Reads GET /api/sessions/{id}/calibration?raters=...
-import { apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, pageParams } from "./common.js";
+import { apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, pageParams, showToast } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const params = pageParams();
@@ -28,10 +28,7 @@ export function raterName(r) {
 }
 
 function toast(message, level = "error") {
-  const t = $("toast");
-  t.textContent = message;
-  t.dataset.level = level;
-  t.hidden = false;
+  showToast(message, level, 0);
 }
 
 function statCell(stat, attrs, extra) {

@@ -14,6 +14,7 @@
 //   EventSocket                 -> reconnecting websocket for /ws/sessions/{id}: exponential backoff,
 //                                  resumes with ?after=<last seq>, drops duplicate seqs
 //   isTypingTarget(target)      -> true inside inputs/textareas (so page hotkeys stay out of the way)
+//   showToast(msg, level, ms)   -> the page's #toast with a message; hides after ms (0: stays); hideToast()
 
 export function pageParams(search = window.location.search) {
   const q = new URLSearchParams(search);
@@ -247,6 +248,21 @@ export function isTypingTarget(target) {
   if (tag === "TEXTAREA" || tag === "SELECT") return true;
   if (tag === "INPUT") return !["button", "checkbox", "radio", "submit", "reset"].includes(target.type);
   return false;
+}
+
+let toastTimer = null;
+export function showToast(message, level = "info", ms = 5000) {
+  const toast = document.getElementById("toast");
+  toast.textContent = message;
+  toast.dataset.level = level;
+  toast.hidden = false;
+  clearTimeout(toastTimer);
+  if (ms) toastTimer = setTimeout(() => { toast.hidden = true; }, ms);
+}
+
+export function hideToast() {
+  clearTimeout(toastTimer);
+  document.getElementById("toast").hidden = true;
 }
 
 // Close codes after which retrying cannot help (bad token, foreign origin, unknown session).

@@ -5,8 +5,8 @@
 // window.__copilot, exposes the received seqs and a way to drop the connection.
 
 import {
-  EventSocket, TagBook, apiGet, el, evidenceRanges, fmtTime, highlightEvidence, isHumanSource,
-  isTypingTarget, pageParams, rubricView, sourceLabel, speakerKind, statusText, tagInfo,
+  EventSocket, TagBook, apiGet, el, evidenceRanges, fmtTime, hideToast, highlightEvidence, isHumanSource,
+  isTypingTarget, pageParams, rubricView, showToast, sourceLabel, speakerKind, statusText, tagInfo,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -780,23 +780,6 @@ $("btn-confirm").addEventListener("click", () => verdict("confirm"));
 $("btn-reject").addEventListener("click", () => verdict("reject"));
 $("btn-prev").addEventListener("click", () => move(-1));
 $("btn-next").addEventListener("click", () => move(+1));
-
-// ---------------------------------------------------------------------------------------------- messages
-
-let toastTimer = null;
-function showToast(message, level = "info", ms = 5000) {
-  const toast = $("toast");
-  toast.textContent = message;
-  toast.dataset.level = level;
-  toast.hidden = false;
-  clearTimeout(toastTimer);
-  if (ms) toastTimer = setTimeout(() => { toast.hidden = true; }, ms);
-}
-
-function hideToast() {
-  clearTimeout(toastTimer);
-  $("toast").hidden = true;
-}
 
 function setTitle(title) {
   $("title").textContent = title;

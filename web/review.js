@@ -1,7 +1,7 @@
 // Review page: one session's transcript with tags, notes, search, filters, per-tag summary,
 // jump-to-moment and play-from-segment (when the audio was kept). Reads GET /api/sessions/{id}/review.
 import { apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, sourceLabel, highlightEvidence,
-  evidenceRanges, statusText, isTypingTarget, pageParams } from "./common.js";
+  evidenceRanges, statusText, isTypingTarget, pageParams, showToast } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const params = pageParams();
@@ -34,12 +34,7 @@ function sourceName(group) {
 }
 
 function toast(message, level = "error") {
-  const t = $("toast");
-  t.textContent = message;
-  t.dataset.level = level;
-  t.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { t.hidden = true; }, level === "error" ? 8000 : 4000);
+  showToast(message, level, level === "error" ? 8000 : 4000);
 }
 
 function tagChip(tag) {
