@@ -159,7 +159,7 @@ class RulesTagger:
         if syntax:
             from copilot.tagging.syntax import SyntaxCues
 
-            self.syntax = SyntaxCues.load(rubric, self._families_of)
+            self.syntax = SyntaxCues.load(self._families_of)
         self.classifier = None
         if classifier is True:
             from copilot.tagging.textcat import load_classifier

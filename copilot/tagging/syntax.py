@@ -42,7 +42,7 @@ class SyntaxCues:
         self._imperative = frozenset(C.LEXICON["decide_now"]) - {"go"}
 
     @classmethod
-    def load(cls, rubric: Any, families_of: dict[str, set[str]]) -> "SyntaxCues":
+    def load(cls, families_of: dict[str, set[str]]) -> "SyntaxCues":
         from copilot.errors import ModelError
 
         try:
