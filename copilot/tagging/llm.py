@@ -460,12 +460,9 @@ class LLMTagger:
         return result.tags
 
     def tag_window(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> LLMResult:
-        targets = [s for s in segments if self.taggable(s)]
+        targets, messages = self._request(segments, context)
         if not targets:
             return LLMResult()
-        # untaggable turns (the interviewer's) are still part of the conversation
-        context = [*context, *(s for s in segments if not self.taggable(s))]
-        messages = self.messages(targets, context)
         usage = LLMUsage()
         import_litellm()  # seconds, once: not part of the call's deadline
         started = time.monotonic()
@@ -479,12 +476,9 @@ class LLMTagger:
     # -- async (live path) -------------------------------------------------------------------
     async def atag_window(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> LLMResult:
         """Tag the target `segments` (read with `context` before them). Never raises for LLM trouble."""
-        targets = [s for s in segments if self.taggable(s)]
+        targets, messages = self._request(segments, context)
         if not targets:
             return LLMResult()
-        # untaggable turns (the interviewer's) are still part of the conversation
-        context = [*context, *(s for s in segments if not self.taggable(s))]
-        messages = self.messages(targets, context)
         usage = LLMUsage()
         if _litellm is None:  # seconds, once, off the event loop: not part of the call's deadline
             await asyncio.to_thread(import_litellm)
@@ -497,6 +491,16 @@ class LLMTagger:
         return self._finish(self._interpret(text, targets, usage), started)
 
     # -- internals -----------------------------------------------------------------------------
+    def _request(self, segments: Sequence[Segment], context: Sequence[Segment]
+                 ) -> tuple[list[Segment], list[dict[str, str]]]:
+        """The target segments (those a rubric tag applies to) and the messages asking about them."""
+        targets = [s for s in segments if self.taggable(s)]
+        if not targets:
+            return [], []
+        # untaggable turns (the interviewer's) are still part of the conversation
+        context = [*context, *(s for s in segments if not self.taggable(s))]
+        return targets, self.messages(targets, context)
+
     def _interpret(self, text: str, targets: Sequence[Segment], usage: LLMUsage) -> LLMResult:
         try:
             items = parse_output(text)
