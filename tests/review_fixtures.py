@@ -53,22 +53,20 @@ def build_session(store, title: str = "URL shortener, system design") -> str:
         add(Tag(id=tid, tag=tag, segment_ids=[s.id], start_ms=s.start_ms, end_ms=s.end_ms, speaker=s.speaker,
                 evidence=evidence, rationale="rule match", confidence=conf, source="rules"))
 
+    # The rules tagger's tags, each right after its segment (tag id tag_rNN for segment index NN).
+    rule_tags = {
+        1: (RG, "who are the users", 0.82),
+        3: (RG, "Do links ever expire", 0.77),
+        5: (TA, "gives us strong consistency, but it costs us write throughput", 0.91),
+        6: (TA, "scales writes easily, but we lose transactions", 0.88),
+        8: (SD, "I'll go with the key value store", 0.93),
+        9: (TA, "leave analytics out of scope", 0.55),
+        11: (TA, "cheap, although it adds an invalidation problem", 0.7),
+    }
     for i, s in enumerate(segs):
         add(s)
-        if i == 1:
-            rules(1, RG, "who are the users", 0.82, "tag_r01")
-        if i == 3:
-            rules(3, RG, "Do links ever expire", 0.77, "tag_r03")
-        if i == 5:
-            rules(5, TA, "gives us strong consistency, but it costs us write throughput", 0.91, "tag_r05")
-        if i == 6:
-            rules(6, TA, "scales writes easily, but we lose transactions", 0.88, "tag_r06")
-        if i == 8:
-            rules(8, SD, "I'll go with the key value store", 0.93, "tag_r08")
-        if i == 9:
-            rules(9, TA, "leave analytics out of scope", 0.55, "tag_r09")
-        if i == 11:
-            rules(11, TA, "cheap, although it adds an invalidation problem", 0.7, "tag_r11")
+        if i in rule_tags:
+            rules(i, *rule_tags[i], f"tag_r{i:02d}")
     # The LLM's verdict on every rules tag (as copilot.tagging.hybrid emits them): it confirms most,
     # corrects the scope-out (a steering decision, not a tradeoff) and disputes the cache remark.
     llm = "llm:gpt-4o-mini"
