@@ -71,6 +71,16 @@ def browser():
         b.close()
 
 
+def open_page(browser, url: str):
+    """A page at `url` once the page says it is ready, and the list its script errors go to."""
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    return page, errors
+
+
 def visible_segments(page) -> list[str]:
     return page.eval_on_selector_all(".rv-seg:not([hidden])", "els => els.map(e => e.dataset.segmentId)")
 
@@ -91,11 +101,7 @@ def test_routes_need_the_token(served):
 
 def test_review_page(served, browser, artifacts_dir):
     base, sid = served
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/review.html?session={sid}&token={TOKEN}")
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, f"{base}/review.html?session={sid}&token={TOKEN}")
     assert page.inner_text("#title") == "URL shortener, system design"
     assert len(visible_segments(page)) == 12
     assert page.inner_text("#counter") == "12 segments"
@@ -165,11 +171,7 @@ def test_review_page(served, browser, artifacts_dir):
 
 def test_calibrate_page(served, browser, artifacts_dir):
     base, sid = served
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{base}/calibrate.html?session={sid}&token={TOKEN}&raters=alice,bob")
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, f"{base}/calibrate.html?session={sid}&token={TOKEN}&raters=alice,bob")
 
     # the matrix: kappa per tag for the hand-worked pair, as text (and a colour band as text too)
     cell = page.locator('td[data-pair="human:alice|human:bob"][data-tag="requirement_gathering"]')
