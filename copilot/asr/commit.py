@@ -65,9 +65,6 @@ class UtteranceSegmenter:
         self._prob_sum = 0.0
         self._now_ms = 0
 
-    def utterance_ms(self) -> int:
-        return self._now_ms - self.start_ms if self.in_speech else 0
-
     def push(self, start_ms: int, prob: float) -> UtteranceEvent | None:
         c = self.config
         end = start_ms + WINDOW_MS
@@ -95,11 +92,6 @@ class UtteranceSegmenter:
         if self.silence_ms >= c.short_pause_ms and length >= c.long_utterance_ms:
             return self._end("pause")
         return None
-
-    def restart_at(self, ms: int) -> None:
-        """The caller committed audio up to `ms` inside a running utterance (agreement/max)."""
-        if self.in_speech:
-            self.start_ms = max(self.start_ms, ms)
 
     def flush(self) -> UtteranceEvent | None:
         return self._end("flush") if self.in_speech else None
@@ -267,7 +259,6 @@ class HallucinationFilter:
     no_speech_prob: float = 0.6  # Whisper's own rule: likely no speech...
     logprob_floor: float = -1.0  # ...and not confident about the text
     hopeless_logprob: float = -1.6  # text this unlikely is dropped whatever VAD says
-    max_compression_ratio: float = 2.4
     weak_speech_ms: int = 600  # VAD evidence below this, or...
     weak_mean_prob: float = 0.5  # ...a mean probability below this, is "weak"
 

@@ -8,14 +8,13 @@ running its last word into the window's end), and call `generate` and `align` ou
 tiny.en encodes 1000 frames in about a sixth of the time of 3000, with the same text (see
 docs/asr.md for the figures and the WER check).
 
-Decoding is greedy at temperature 0 with no timestamp tokens and no conditioning on
-previous text (one utterance is one window); word times come from cross-attention
+Decoding is greedy at temperature 0 with no timestamp tokens, one utterance per window,
+optionally conditioned on the channel's previous text; word times come from cross-attention
 alignment (`Whisper.align`), as in faster-whisper's `word_timestamps=True`.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -48,7 +47,6 @@ class UtteranceResult:
     words: list[WordTiming] = field(default_factory=list)
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
     encoder_frames: int = 0
     tokens: list[int] = field(default_factory=list)
 
@@ -161,8 +159,8 @@ def transcribe_utterance(
         return_no_speech_prob=True,
         suppress_blank=True,
         suppress_tokens=_suppressed(model, tokenizer),
-        # Repetition is Whisper's failure mode on short, unclear audio; a 4-gram never
-        # repeats within one utterance of natural speech often enough to matter.
+        # No n-gram ban here: natural speech repeats words, and Whisper's loops are cut
+        # after decoding (`commit.truncate_repetition`, docs/asr.md).
         no_repeat_ngram_size=0,
     )[0]
     tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
@@ -175,7 +173,6 @@ def transcribe_utterance(
         text=text,
         avg_logprob=float(avg_logprob),
         no_speech_prob=float(result.no_speech_prob),
-        compression_ratio=compression_ratio(text),
         encoder_frames=n_frames,
         tokens=tokens,
     )
@@ -204,10 +201,3 @@ def _suppressed(model: "WhisperModel", tokenizer) -> list[int]:
         cache = list(get_suppressed_tokens(tokenizer, [-1]))
         model._copilot_suppress = cache  # type: ignore[attr-defined]
     return cache
-
-
-def compression_ratio(text: str) -> float:
-    if not text:
-        return 0.0
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data))
