@@ -16,7 +16,7 @@ from copilot.events import Segment
 from copilot.tagging.evaluate import evaluate, item_context, item_segment
 from copilot.tagging.rubric import is_interviewer, load_rubric
 from copilot.tagging.rules import RulesTagger
-from copilot.tagging.textcat import (HELDOUT_DATA, TRAIN_DATA, LabelledItem, is_current, load_classifier,
+from copilot.tagging.textcat import (HELDOUT_DATA, TRAIN_DATA, is_current, load_classifier,
                                      load_labelled)
 from tests.conftest import SHARED_DATA, requires_shared
 
@@ -233,13 +233,9 @@ def test_batch_and_per_segment_agree_and_are_fast(tagger, heldout):
 @requires_shared
 def test_ami_real_meeting_floor(rubric, classifier):
     """Real speech nobody here wrote; the labels are a weak proxy (a design meeting of peers, not an interview)."""
-    rows = [json.loads(l) for l in AMI.read_text().splitlines() if l.strip()]
-    items, prev = [], None
-    for r in rows:
-        items.append(LabelledItem(id=r.get("orig_id", ""), text=r["text"], speaker=r["speaker"],
-                                  context=[{"speaker": prev["speaker"], "text": prev["text"]}] if prev else None,
-                                  labels=[] if r["label"] == "none" else [r["label"]]))
-        prev = r
+    from copilot.bench.tagger import ami_items
+
+    items = ami_items(AMI)
     report = evaluate(RulesTagger(rubric, classifier=classifier), items, rubric.tag_ids, "ami")
     print(f"\nAMI ES2002d macro-F1 {report.macro_f1:.3f}: " + ", ".join(
         f"{t.tag} P={t.precision:.2f} R={t.recall:.2f}" for t in report.tags))
