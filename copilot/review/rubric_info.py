@@ -15,19 +15,15 @@ def rubric_tags(name: str) -> dict[str, dict[str, Any]]:
     """`{tag id: {id, label, colour, hotkey, definition}}` in rubric order; RubricError if unknown."""
     from copilot.tagging.rubric import load_rubric
 
-    rubric = load_rubric(name)
-    out: dict[str, dict[str, Any]] = {}
-    for t in rubric.tags:
-        d = t.model_dump(mode="json") if hasattr(t, "model_dump") else dict(t)
-        out[d["id"]] = {k: d.get(k) for k in ("id", "label", "colour", "hotkey", "definition")}
-    return out
+    keep = {"id", "label", "colour", "hotkey", "definition"}
+    return {t.id: t.model_dump(mode="json", include=keep) for t in load_rubric(name).tags}
 
 
 def rubric_tags_or_empty(name: str) -> dict[str, dict[str, Any]]:
     """Same, but a missing or broken rubric gives `{}` (a review still renders with raw tag ids)."""
     try:
         return rubric_tags(name)
-    except (RubricError, ImportError, OSError):
+    except (RubricError, OSError):
         return {}
 
 
