@@ -25,7 +25,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable
 
 from copilot.config import REPO_DIR, models_dir
 from copilot.errors import ModelError
@@ -402,7 +402,3 @@ def _lift_hub_offline() -> None:
     hub_constants = sys.modules.get("huggingface_hub.constants")
     if hub_constants is not None:
         hub_constants.HF_HUB_OFFLINE = False  # type: ignore[attr-defined]
-
-
-def iter_known(manifest: Path | None = None) -> Iterator[ModelSpec]:
-    yield from load_manifest(manifest).values()
