@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from copilot.audio.base import AudioChunk, AudioSource
 from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate
 from copilot.session.log import SessionLog
+from copilot.tagging.base import Tagger
 
 log = logging.getLogger("copilot.session.pipeline")
 
@@ -40,12 +41,6 @@ class Transcriber(Protocol):
     def feed(self, chunk: AudioChunk) -> list[PartialSegment | Segment]: ...
 
     def flush(self) -> list[PartialSegment | Segment]: ...
-
-
-class Tagger(Protocol):
-    name: str
-
-    def tag(self, segment: Segment, context: Sequence[Segment] = ()) -> list[Tag]: ...
 
 
 class Refiner(Protocol):
