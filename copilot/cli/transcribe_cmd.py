@@ -82,25 +82,12 @@ def _format_one(segment: "Segment", fmt: str) -> str:
 
 
 def render(segments: Iterable["Segment"], fmt: str) -> str:
-    segments = list(segments)
     if fmt in ("jsonl", "text"):
         return "".join(_format_one(s, fmt) + "\n" for s in segments)
-    lines = ["WEBVTT", ""] if fmt == "vtt" else []
-    for i, s in enumerate(segments, 1):
-        if fmt == "srt":
-            lines.append(str(i))
-        sep = "." if fmt == "vtt" else ","
-        lines.append(f"{_stamp(s.start_ms, sep)} --> {_stamp(max(s.end_ms, s.start_ms + 1), sep)}")
-        lines.append(f"<v {s.speaker}>{s.text}" if fmt == "vtt" else f"{s.speaker}: {s.text}")
-        lines.append("")
-    return "\n".join(lines)
+    from copilot.review.exports import cues_srt, cues_vtt, segment_cues  # the one subtitle writer
 
-
-def _stamp(ms: int, sep: str) -> str:
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+    cues = segment_cues(segments)
+    return cues_vtt(cues) if fmt == "vtt" else cues_srt(cues)
 
 
 def _clock(ms: int) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from copilot.errors import CopilotError
-from copilot.events import SCHEMA_VERSION, Event
+from copilot.events import SCHEMA_VERSION, Event, Segment
 from copilot.review.fold import SessionView, fmt_ms, fold, summarize, tag_segment
 from copilot.review.rubric_info import labels as rubric_labels
 
@@ -90,8 +90,9 @@ class Cue:
     text: str
 
 
-def _cues(view: SessionView) -> list[Cue]:
-    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), s.speaker, " ".join(s.text.split())) for s in view.segments]
+def segment_cues(segments: Iterable[Segment]) -> list[Cue]:
+    """One cue per segment (never zero-length), text on one line."""
+    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), s.speaker, " ".join(s.text.split())) for s in segments]
 
 
 def _ts(ms: int, sep: str) -> str:
@@ -115,19 +116,27 @@ def _vtt_escape(text: str) -> str:
 
 
 def export_vtt(view: SessionView) -> str:
+    return cues_vtt(segment_cues(view.segments), view.title)
+
+
+def export_srt(view: SessionView) -> str:
+    return cues_srt(segment_cues(view.segments))
+
+
+def cues_vtt(cues: Iterable[Cue], title: str = "") -> str:
     lines = ["WEBVTT", ""]
-    if view.title:
-        lines[0] = f"WEBVTT - {view.title}".replace("-->", "->")
-    for i, c in enumerate(_cues(view), 1):
+    if title:
+        lines[0] = f"WEBVTT - {title}".replace("-->", "->")
+    for i, c in enumerate(cues, 1):
         speaker = c.speaker.replace(">", "").replace("\n", " ")
         lines += [str(i), f"{_ts(c.start_ms, '.')} --> {_ts(c.end_ms, '.')}", f"<v {speaker}>{_vtt_escape(c.text)}", ""]
     return "\n".join(lines)
 
 
-def export_srt(view: SessionView) -> str:
+def cues_srt(cues: Iterable[Cue]) -> str:
     # SRT has no voice tag; the usual convention is a "Speaker: " prefix, which players show as-is.
     lines: list[str] = []
-    for i, c in enumerate(_cues(view), 1):
+    for i, c in enumerate(cues, 1):
         lines += [str(i), f"{_ts(c.start_ms, ',')} --> {_ts(c.end_ms, ',')}", f"{c.speaker}: {c.text}", ""]
     return "\n".join(lines)
 
