@@ -11,17 +11,15 @@ holds the hits; the `none` row holds false alarms, the `none` column misses.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from copilot.events import Segment, new_id
 from copilot.tagging.base import Tagger
 from copilot.tagging.rules import context_turns
-from copilot.tagging.textcat import LabelledItem, load_labelled
+from copilot.tagging.textcat import LabelledItem
 
 NONE = "none"
 
@@ -184,11 +182,3 @@ def evaluate(tagger: Tagger, items: Sequence[LabelledItem], tag_ids: Sequence[st
         latencies_ms=latencies,
         errors=errors,
     )
-
-
-def load_eval_items(path: str | Path) -> list[LabelledItem]:
-    return load_labelled(path)
-
-
-def reports_json(reports: Iterable[EvalReport]) -> str:
-    return json.dumps([r.to_json() for r in reports], indent=2)
