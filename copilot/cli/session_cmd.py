@@ -127,11 +127,11 @@ def _sessions_list(args: argparse.Namespace) -> int:
 def _sessions_export(args: argparse.Namespace) -> int:
     import sys
 
-    from copilot.server.app import export_events
+    from copilot.review.exports import export_session
 
     with _store(args) as store:
         store.session_info(args.session_id)  # a clear error for an unknown id
-        text = export_events(store.events(args.session_id), args.format)
+        text = export_session(store.events(args.session_id), args.format)
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
