@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from copilot.audio.base import SAMPLE_RATE, AudioChunk
+from copilot.audio.file_source import parse_speakers
 from copilot.errors import AudioInputError
 
 QUEUE_SECONDS = 10.0  # how far the consumer may fall behind before blocks are dropped
@@ -148,8 +149,8 @@ class DeviceSource:
         infos = [find_device(device, devices)]
         if system_device is not None:
             infos.append(find_device(system_device, devices))
-        names = [s.strip() for s in speakers.split(",")] if isinstance(speakers, str) else list(speakers)
-        if len(names) < len(infos) or any(not n for n in names):
+        names = parse_speakers(speakers) or []
+        if len(names) < len(infos):
             raise AudioInputError(f"need {len(infos)} speaker name(s) for {len(infos)} device(s), got {names}")
         self.speakers: list[str] = names[: len(infos)]
         self.chunk_ms = chunk_ms
