@@ -38,8 +38,7 @@ def _fold(store: Any, session_id: str) -> SessionView:
 async def _load(request: Request, session_id: str) -> tuple[SessionView, dict[str, Any]]:
     store = request.app.state.store
     view = await asyncio.to_thread(_fold, store, session_id)
-    rubric_json = getattr(request.app.state, "rubric_json", None)
-    rubric = await rubric_json(view.rubric) if rubric_json else None
+    rubric = await request.app.state.rubric_json(view.rubric)  # None for a missing rubric
     return view, rubric or {"id": view.rubric, "tags": []}
 
 
@@ -68,8 +67,8 @@ async def calibration(session_id: str, request: Request,
     out = cal.to_json()
     out["title"] = view.title
     out["rubric"] = rubric
-    out["segments"] = [{k: s.model_dump()[k] for k in ("id", "speaker", "start_ms", "end_ms", "text")}
-                       for s in view.segments]
+    keep = {"id", "speaker", "start_ms", "end_ms", "text"}
+    out["segments"] = [s.model_dump(include=keep) for s in view.segments]
     out["duration_ms"] = view.duration_ms()
     return out
 
