@@ -173,7 +173,6 @@ class _Pending:
     segment: Segment
     context: tuple[Segment, ...]
     rules_tags: tuple[Tag, ...]
-    at: float
 
 
 class LLMRefiner:
@@ -278,7 +277,7 @@ class LLMRefiner:
         if not self.tagger.taggable(segment):
             return
         self.stats.segments += 1
-        self._pending.append(_Pending(segment, context or before, rules_tags, time.monotonic()))
+        self._pending.append(_Pending(segment, context or before, rules_tags))
         if len(self._pending) > self.max_backlog:
             # The LLM is slower than the conversation: the oldest keep their rules tags only.
             overflow = len(self._pending) - self.max_backlog
