@@ -5,8 +5,7 @@
 chromium (never a downloaded browser) at the panel's width beside a video call (380 px). The store
 is the truth every assertion is checked against.
 
-Audio: the bundled demo interview when present (copilot/audio/demo.py), else a short two-voice
-interview synthesized with espeak-ng (tests/synth.py), so that the candidate says things worth tagging.
+Audio: the bundled demo interview (copilot/audio/demo.py), in which the candidate says things worth tagging.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from copilot.audio.demo import DEMO_AUDIO
 from tests.conftest import REPO
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,37 +33,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+/panel\.html\?\S+)")
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
-
-# Short interview: the candidate gathers requirements, weighs a tradeoff, and steers.
-DIALOGUE = [
-    ("interviewer", "Today I would like you to design a photo sharing service."),
-    ("candidate", "Before I start, how many daily active users should we plan for?"),
-    ("interviewer", "Assume about ten million users a day."),
-    ("candidate", "A relational database gives us transactions, but a document store would scale writes "
-                  "better at the cost of joins."),
-    ("candidate", "Let's go with the document store and leave search out of scope for now."),
-    ("interviewer", "Okay, how would you store the photos themselves?"),
-    ("candidate", "I would put the images in object storage behind a content delivery network."),
-]
-
-
-def _interview_audio(tmp: Path) -> Path:
-    try:
-        from copilot.audio.demo import DEMO_AUDIO  # A1's bundled demo interview
-    except ImportError:
-        DEMO_AUDIO = None
-    if DEMO_AUDIO is not None and Path(DEMO_AUDIO).is_file():
-        return Path(DEMO_AUDIO)
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("no bundled demo interview and no espeak-ng to synthesize one")
-    from tests.synth import espeak_dialogue
-
-    path = tmp / "interview.wav"
-    # The clearer voice for the candidate, whose words the tagger reads.
-    espeak_dialogue(DIALOGUE, path, stereo=True, gap_s=0.7,
-                    voices={"candidate": "en-us", "interviewer": "en-gb+m3"})
-    return path
-
 
 def _audio_seconds(path: Path) -> float:
     from copilot.audio.decode import decode_audio
@@ -146,7 +114,7 @@ def _store_events(data_dir: Path, session_id: str) -> list:
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("panel")
-    audio = _interview_audio(tmp_path)
+    audio = Path(DEMO_AUDIO)  # the bundled demo interview (committed)
     # About 25 s of wall time whatever the recording's length, so the replay is still running
     # while the test acts in the panel.
     speed = max(1.0, round(_audio_seconds(audio) / 25.0, 2))
