@@ -427,10 +427,7 @@ class RulesTagger:
 
     def tag(self, segment: Segment, context: Sequence[Segment] = ()) -> list[Tag]:
         an = self.analyze(segment.text, segment.speaker, list(context)[-4:] if context else None)
-        probs = None
-        if (self.classifier is not None and self.mode != "rules-only" and len(an.gated) < len(self.rubric.tags)
-                and an.n_content):
-            probs = self.classifier.predict([an.clean.joined()])[0]
+        probs = self.probabilities([an])[0] if self.mode != "rules-only" else None
         return [self._to_tag(d, segment) for d in self.decide(an, probs, self.mode)]
 
     def tag_many(self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode | None = None,
