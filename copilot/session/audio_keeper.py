@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from copilot.audio.base import SAMPLE_RATE, AudioChunk
+from copilot.fileio import atomic_path
 
 log = logging.getLogger("copilot.session.audio_keeper")
 _END = object()
@@ -104,13 +105,8 @@ class AudioKeeper:
         if self._written == 0:
             self.wav_path.unlink(missing_ok=True)
             return None
-        tmp = self.final_path.with_name(f".{self.final_path.name}.part")
-        try:
+        with atomic_path(self.final_path) as tmp:  # created 0600
             wav_to_flac(self.wav_path, tmp)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.final_path)
-        finally:
-            tmp.unlink(missing_ok=True)
         self.wav_path.unlink(missing_ok=True)
         return self.final_path
 
