@@ -46,10 +46,11 @@ def check_python() -> list[Check]:
 
 def check_models() -> list[Check]:
     from copilot.asr.models import list_models
+    from copilot.cli.asr_options import DEFAULT_MODEL
 
     rows = []
     for row in list_models():
-        default = row.name == "tiny.en"
+        default = row.name == DEFAULT_MODEL
         if not row.installed:
             rows.append(Check(f"model {row.name}", FAIL if default else WARN, f"not installed (from {row.source})",
                               f"copilot models install {row.name}", default))
@@ -72,17 +73,10 @@ def check_asr_runtime() -> list[Check]:
         return [Check("faster-whisper", FAIL, f"cannot import: {exc}", "make setup (reinstalls .venv)", True)]
     out.append(Check("faster-whisper", OK, f"faster-whisper {faster_whisper.__version__}, "
                                            f"ctranslate2 {ctranslate2.__version__}", "", True))
-    try:
-        from copilot.asr.device import cuda_device_count, select_device
+    from copilot.asr.device import cuda_device_count, select_device
 
-        gpus = cuda_device_count()
-        auto = select_device("auto").describe()
-    except ImportError:
-        try:
-            gpus = int(ctranslate2.get_cuda_device_count())
-        except Exception:
-            gpus = 0
-        auto = "cuda float16" if gpus else f"cpu int8, {os.cpu_count()} threads"
+    gpus = cuda_device_count()
+    auto = select_device("auto").describe()
     out.append(Check("compute", OK, f"CUDA devices visible to CTranslate2: {gpus}; --device auto -> {auto}"))
     return out
 
