@@ -59,21 +59,14 @@ class _Parts:
         self.rubric: Any = None
         self.rubric_name = args.rubric
         self.tagger: Any = None
-        self.tagger_note = ""
         self.llm_tagger: Any = None
 
     def load_tagging(self) -> None:
         from copilot.tagging.rubric import load_rubric
+        from copilot.tagging.rules import RulesTagger
 
         self.rubric = load_rubric(self.args.rubric)
-        try:
-            from copilot.tagging.rules import RulesTagger
-        except ModuleNotFoundError as exc:
-            if exc.name != "copilot.tagging.rules":
-                raise
-            self.tagger_note = "rules tagger not installed: transcript only"
-        else:
-            self.tagger = RulesTagger(self.rubric)
+        self.tagger = RulesTagger(self.rubric)
         if self.args.llm:
             from copilot.tagging.select import build_tagger
 
@@ -96,7 +89,7 @@ class _Parts:
 
     def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
         """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
-        cid = getattr(self.args, "continue_id", None)
+        cid = self.args.continue_id
         if cid:
             self.store.continue_session(cid)
             segs = self.store.segments(cid)
@@ -109,7 +102,7 @@ class _Parts:
             "model": self.args.model, "asr_device": self.args.asr_device, "llm": self.args.llm,
             "keep_audio": bool(self.args.keep_audio),
         }
-        rubric_id = getattr(self.rubric, "id", None) or self.rubric_name
+        rubric_id = self.rubric.id or self.rubric_name
         # Store the name the user gave when it is a path, so the server can load the same file.
         rubric_ref = self.rubric_name if Path(self.rubric_name).suffix in (".yaml", ".yml") else rubric_id
         sid = self.store.create_session(SessionStarted(
@@ -138,11 +131,7 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
         from copilot.session.audio_keeper import AudioKeeper
 
         keeper = AudioKeeper(parts.store.audio_path(sid), len(source.speakers))
-    if parts.tagger_note:
-        parts.log.record_payload(sid, Status(level="warning", component="tagger", message=parts.tagger_note))
-    elif parts.tagger is not None:
-        parts.log.record_payload(sid, Status(component="tagger", message="tagging with rules",
-                                             tagger=getattr(parts.tagger, "name", "rules")))
+    parts.log.record_payload(sid, Status(component="tagger", message="tagging with rules", tagger=parts.tagger.name))
 
     app = create_app(parts.store, parts.bus, parts.token, session_log=parts.log,
                      extra_hosts=frozenset({args.host}) if args.host not in ("127.0.0.1", "localhost") else frozenset())
