@@ -73,13 +73,10 @@ def default_cases() -> list[Case]:
             Case("ami", SHARED_AUDIO / "ami" / "ES2011a.Headset-0-40s-46s.wav",
                  ["I'm Abigail Claflin. You can call me Abbie."]),
         ]
-    try:
-        from copilot.audio.demo import DEMO_AUDIO, DEMO_SCRIPT
+    from copilot.audio.demo import DEMO_AUDIO, DEMO_SCRIPT
 
-        refs = [" ".join(t["text"] for t in DEMO_SCRIPT if t["channel"] == ch) for ch in (0, 1)]
-        cases.append(Case("demo", Path(DEMO_AUDIO), refs, mono=False, kind="synthetic"))
-    except ImportError:
-        pass
+    refs = [" ".join(t["text"] for t in DEMO_SCRIPT if t["channel"] == ch) for ch in (0, 1)]
+    cases.append(Case("demo", Path(DEMO_AUDIO), refs, mono=False, kind="synthetic"))
     return cases
 
 
