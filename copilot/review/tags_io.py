@@ -195,18 +195,6 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     return out
 
 
-def append_all(store: Any, events: list[Event]) -> list[Event]:
-    """Append in one transaction when the store offers it (`append_many`), else one by one.
-
-    Validation already happened, so the one-by-one fallback can only stop part-way on an I/O
-    failure; the store's batch append removes even that window.
-    """
-    many = getattr(store, "append_many", None)
-    if callable(many):
-        return list(many(events))
-    return [store.append(e) for e in events]
-
-
 def import_tags(store: Any, session_id: str, text: str, rubric_tag_ids: set[str] | None,
                 rater: str | None = None, source_name: str = "tag file") -> list[Event]:
     from copilot.errors import SessionError
@@ -216,4 +204,4 @@ def import_tags(store: Any, session_id: str, text: str, rubric_tag_ids: set[str]
     tag_file = parse_tag_file(text, source_name)
     view = fold(store.events(session_id), session_id)
     planned = plan_import(view, tag_file, rubric_tag_ids, rater, source_name)
-    return append_all(store, planned)
+    return store.append_many(planned)  # one transaction: all of the file or none of it
