@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from copilot.cli.asr_options import DEFAULT_MODEL
+
 TARGETS = {
     "utterance_to_segment_median_s": 1.5,
     "utterance_to_segment_p95_s": 3.0,
@@ -37,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file", default=None, help="recording to replay (default: the bundled demo interview)")
     p.add_argument("--speed", type=float, default=1.0, help="replay pace (default real time)")
     p.add_argument("--clients", type=int, default=50, help="websocket clients on the session (default 50)")
-    p.add_argument("--model", default="tiny.en")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--asr-device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fanout-events", type=int, default=200,
