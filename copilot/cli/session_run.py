@@ -17,7 +17,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any, Callable
 
-from copilot.errors import AudioInputError, CopilotError
+from copilot.errors import CopilotError
 from copilot.events import SessionStarted, Status
 
 log = logging.getLogger("copilot.cli.session_run")
@@ -181,17 +181,8 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
     return 0
 
 
-def _speaker_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise AudioInputError("--speakers needs at least one name")
-    return names
-
-
 def run_replay(args: argparse.Namespace) -> int:
-    from copilot.audio.file_source import FileSource
+    from copilot.audio.file_source import FileSource, parse_speakers
 
     if args.speed <= 0:
         raise CopilotError(f"--speed must be > 0, not {args.speed}")
@@ -208,7 +199,7 @@ def run_replay(args: argparse.Namespace) -> int:
         title = args.title or path.stem
     else:
         raise CopilotError("replay needs a FILE (or --demo)")
-    speakers = _speaker_list(args.speakers)
+    speakers = parse_speakers(args.speakers)
     source = FileSource(path, realtime=True, speakers=speakers, speed=args.speed)
     if speakers is None and len(source.speakers) == 2:
         source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
@@ -227,8 +218,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def run_live(args: argparse.Namespace) -> int:
     from copilot.audio.device_source import DeviceSource
+    from copilot.audio.file_source import parse_speakers
 
-    speakers = _speaker_list(args.speakers) or ["interviewer", "candidate"]
+    speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
     parts = _Parts(args)
     parts.load_tagging()
     transcriber = parts.transcriber(speakers)
