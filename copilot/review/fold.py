@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from copilot.events import Event, Note, Segment, SessionEnded, SessionStarted, Status, Tag, TagUpdate
+from copilot.session.view import fold_events, is_machine
 
 
 @dataclass
@@ -123,7 +124,7 @@ class SessionView:
 
 def is_human(who: str) -> bool:
     """An update's `by` (or a source) names a person unless it is a tagger (`rules`, `llm:*`, `copilot:*`)."""
-    return bool(who) and not (who == "rules" or who.startswith(("llm", "rules:", "copilot:")))
+    return bool(who) and not is_machine(who)
 
 
 def segment_at(segments: list[Segment], ms: int) -> Segment | None:
@@ -161,8 +162,6 @@ def fold(events: Iterable[Event], session_id: str | None = None) -> SessionView:
     What `fold_events` does not keep (the tag id as first proposed, the session header, status
     events for import coverage), one extra pass over the events picks up.
     """
-    from copilot.session.view import fold_events
-
     events = [e for e in events if e.persisted]
     folded = fold_events(events)
     view = SessionView(session_id=session_id or (events[0].session_id if events else ""))

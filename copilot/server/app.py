@@ -8,7 +8,6 @@ the token; the static pages do not (they hold no data).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import re
 from pathlib import Path
@@ -20,7 +19,9 @@ from fastapi.staticfiles import StaticFiles
 
 from copilot import config
 from copilot.errors import CopilotError, SessionError
+from copilot.review.exports import export_session
 from copilot.server.auth import require_token
+from copilot.server.review_routes import router as review_router
 from copilot.server.ws import router as ws_router
 from copilot.session.bus import Bus
 from copilot.session.log import SessionLog
@@ -103,10 +104,7 @@ def create_app(
         if not await asyncio.to_thread(store.exists, session_id):
             raise HTTPException(404, f"no session {session_id}")
         events = await asyncio.to_thread(store.events, session_id)
-        try:
-            text = export_events(events, format)
-        except CopilotError as exc:
-            raise HTTPException(501, str(exc)) from None
+        text = export_session(events, format)
         return PlainTextResponse(
             text,
             media_type=EXPORT_TYPES[format],
@@ -124,7 +122,7 @@ def create_app(
 
     app.include_router(api)
     app.include_router(ws_router)
-    _include_optional_router(app, "copilot.server.review_routes")
+    app.include_router(review_router)
 
     static = web_dir or config.web_dir()
     app.mount("/", StaticFiles(directory=static, html=True, check_dir=False), name="web")
@@ -138,35 +136,7 @@ def _get(store: SessionStore, session_id: str) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from None
 
 
-def _include_optional_router(app: FastAPI, module_name: str) -> None:
-    """Routers built by other features (review) plug in when present; the app works without them."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return
-    router = getattr(module, "router", None)
-    if router is not None:
-        app.include_router(router)
-
-
 def load_rubric_json(name: str) -> dict[str, Any]:
     from copilot.tagging.rubric import load_rubric
 
     return load_rubric(name).model_dump(mode="json")
-
-
-def export_events(events: list[Any], fmt: str) -> str:
-    """R1's exporter (`copilot.review.exports`) when present; JSON of the raw log otherwise."""
-    try:
-        from copilot.review.exports import export_session
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("copilot.review.exports",):
-            raise
-        if fmt != "json":
-            raise SessionError(f"export format {fmt} needs copilot.review.exports, which is not installed") from None
-        import json
-
-        return json.dumps([e.model_dump(mode="json") for e in events], indent=2)
-    return export_session(events, fmt)

@@ -47,12 +47,12 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
             if tag is None:
                 continue  # an update of an unknown tag changes nothing
             by = data.get("by", "")
-            if tag.get("human_verdict") and _is_machine(by):
+            if tag.get("human_verdict") and is_machine(by):
                 fields: tuple[str, ...] = ("rationale", "confidence")
             else:
                 tag["status"] = data["status"]
                 tag["by"] = by
-                if not _is_machine(by):
+                if not is_machine(by):
                     tag["human_verdict"] = True
                 fields = ("tag", "evidence", "rationale", "confidence")
             for field in fields:
@@ -73,6 +73,7 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
     }
 
 
-def _is_machine(by: str) -> bool:
-    """Updates by the copilot itself (`llm:<model>`, `rules`) as opposed to a person."""
-    return by == "rules" or by.startswith("llm:")
+def is_machine(by: str) -> bool:
+    """A tagger (`rules`, `llm:<model>`, `copilot:*`) as opposed to a person: the one rule for
+    who counts as human, shared by the live view, review and calibration."""
+    return by == "rules" or by.startswith(("llm", "rules:", "copilot:"))
