@@ -25,6 +25,7 @@ EventType = Literal[
     "session.ended",
     "segment.partial",
     "segment.final",
+    "turn.final",
     "tag.proposed",
     "tag.updated",
     "tag.added",
@@ -85,7 +86,30 @@ class Segment(_Payload):
     words: list[Word] = Field(default_factory=list)
 
 
-TagStatus = Literal["proposed", "confirmed", "rejected", "edited"]
+class Turn(_Payload):
+    """One speaker's continuous speech on one channel, decoded again as a whole once it settled.
+
+    Fragments (`segment.final`) are cut for latency; a turn is what readers quote, tag and
+    calibrate on. `segment_ids` are the fragments it settles. A later `turn.final` with the same
+    `id` and a higher `revision` (a post-call pass with a bigger model) supersedes it; the log
+    stays append-only. `model` says which model produced this revision's text.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("turn"))
+    speaker: str
+    channel: int = 0
+    start_ms: int
+    end_ms: int
+    text: str
+    words: list[Word] = Field(default_factory=list)
+    segment_ids: list[str] = Field(default_factory=list)
+    revision: int = 0
+    model: str = ""
+
+
+# `retracted`: the machine withdrew its own proposal (merged into the same tag on the settled
+# turn, or no longer holding there). Unlike `rejected`, nobody judged it wrong.
+TagStatus = Literal["proposed", "confirmed", "rejected", "edited", "retracted"]
 
 
 class Tag(_Payload):
@@ -104,6 +128,7 @@ class Tag(_Payload):
     rationale: str = ""
     confidence: float = Field(default=1.0, ge=0.0, le=1.0)
     source: str = "rules"
+    turn_id: str | None = None  # the turn it belongs to, once that turn has settled
 
 
 class TagUpdate(_Payload):
@@ -116,6 +141,11 @@ class TagUpdate(_Payload):
     evidence: str | None = None
     rationale: str | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    # A tag carried from its fragments to their settled turn: where it points now.
+    turn_id: str | None = None
+    segment_ids: list[str] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
 
 
 class Note(_Payload):
@@ -141,6 +171,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "session.ended": SessionEnded,
     "segment.partial": PartialSegment,
     "segment.final": Segment,
+    "turn.final": Turn,
     "tag.proposed": Tag,
     "tag.updated": TagUpdate,
     "tag.added": Tag,
