@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from copilot.asr.commit import TimedWord
 from copilot.asr.device import DeviceChoice, select_device
 from copilot.errors import ModelError
 
@@ -117,13 +118,16 @@ def transcribe_utterance(
     language: str | None = None,
     max_new_tokens: int | None = None,
     previous_text: str | None = None,
+    temperature: float = 0.0,
+    best_of: int = 5,
 ) -> UtteranceResult:
     """Transcribe one utterance (<= 29 s of 16 kHz float32 audio) in a single window.
 
     `pad_s=None` reproduces Whisper's 30 s padding (for comparison); the default pads the
     encoder input to the utterance plus 1 s. `previous_text` (the channel's last committed
     words) is given to the decoder as context, as Whisper does across its own windows; it
-    helps short utterances ("ask not") more than it risks. Thread-safe: CTranslate2 releases the GIL and
+    helps short utterances ("ask not") more than it risks. `temperature > 0` samples `best_of`
+    hypotheses instead of searching (faster-whisper's fallback) and keeps the likeliest. Thread-safe: CTranslate2 releases the GIL and
     serialises calls on one model replica.
     """
     from faster_whisper.transcribe import merge_punctuations
@@ -150,10 +154,14 @@ def transcribe_utterance(
         context = tokenizer.encode(" " + previous_text.strip())[-MAX_CONTEXT_TOKENS:]
         prompt = [tokenizer.sot_prev] + context + prompt
     max_length = min(448, len(prompt) + (max_new_tokens or 224))
+    sampling = (
+        {"beam_size": 1, "num_hypotheses": best_of, "sampling_topk": 0, "sampling_temperature": temperature}
+        if temperature > 0 else {"beam_size": beam_size}
+    )
     result = model.model.generate(
         encoder_output,
         [prompt],
-        beam_size=beam_size,
+        **sampling,
         max_length=max_length,
         return_scores=True,
         return_no_speech_prob=True,
@@ -163,12 +171,13 @@ def transcribe_utterance(
         # after decoding (`commit.truncate_repetition`, docs/asr.md).
         no_repeat_ngram_size=0,
     )[0]
-    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    best = max(range(len(result.sequences_ids)), key=lambda i: result.scores[i])
+    tokens = [t for t in result.sequences_ids[best] if t < tokenizer.eot]
     text = tokenizer.decode(tokens).strip()
     seq_len = len(tokens)
     # CTranslate2 returns the length-normalised score (length_penalty=1): undo it as
     # faster-whisper does, then average over the tokens plus end-of-text.
-    avg_logprob = result.scores[0] * seq_len / (seq_len + 1) if seq_len else -10.0
+    avg_logprob = result.scores[best] * seq_len / (seq_len + 1) if seq_len else -10.0
     out = UtteranceResult(
         text=text,
         avg_logprob=float(avg_logprob),
@@ -201,3 +210,24 @@ def _suppressed(model: "WhisperModel", tokenizer) -> list[int]:
         cache = list(get_suppressed_tokens(tokenizer, [-1]))
         model._copilot_suppress = cache  # type: ignore[attr-defined]
     return cache
+
+
+def timed_words(result: UtteranceResult, offset_ms: int, duration_ms: int) -> list[TimedWord]:
+    """Session-timed words; a first word stretched over a leading pause is shortened.
+
+    Cross-attention alignment tends to start the first word at the window's start even when
+    the pre-roll is silent (faster-whisper applies the same correction).
+    """
+    if not result.words:
+        return []
+    durations = [w.end - w.start for w in result.words if w.end > w.start]
+    median = min(0.7, float(np.median(durations))) if durations else 0.3
+    max_dur = max(0.2, 2 * median)
+    words = []
+    for i, w in enumerate(result.words):
+        start, end = w.start, w.end
+        if end - start > max_dur and (i == 0 or result.words[i - 1].text.rstrip()[-1:] in ".?!"):
+            start = end - max_dur
+        words.append(TimedWord(w.text, offset_ms + int(round(start * 1000)),
+                               offset_ms + int(round(min(end * 1000, duration_ms))), w.probability))
+    return words

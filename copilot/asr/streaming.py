@@ -31,7 +31,7 @@ from copilot.asr.commit import (
     quietest_cut,
     truncate_repetition,
 )
-from copilot.asr.engine import UtteranceResult, transcribe_utterance
+from copilot.asr.engine import UtteranceResult, timed_words, transcribe_utterance
 from copilot.asr.vad import WINDOW_MS, StreamingVad
 from copilot.audio.base import SAMPLE_RATE, AudioChunk, AudioSource
 from copilot.events import PartialSegment, Segment, Word
@@ -314,6 +314,11 @@ class StreamingTranscriber:
             self.stats.audio_ms = max(self.stats.audio_ms, chunk.end_ms)
             return channel.process(chunk)
 
+    def channel_states(self) -> list[tuple[int, bool, int]]:
+        """(channel, in speech, ms of its audio the VAD has read) per channel: the turn layer's clock."""
+        return [(i, ch.segmenter.in_speech, ch.vad.processed_ms if ch.vad else ch.fed_ms)
+                for i, ch in sorted(self._channels.items())]
+
     def flush(self) -> list[Output]:
         """End of stream: commit whatever each channel still holds."""
         with self._lock:
@@ -334,7 +339,7 @@ class StreamingTranscriber:
                                       language=self.language, previous_text=context)
         self.stats.decodes += 1
         self.stats.decode_s += time.perf_counter() - t0
-        return _timed_words(result, offset_ms, len(audio) * 1000 // SAMPLE_RATE), result
+        return timed_words(result, offset_ms, len(audio) * 1000 // SAMPLE_RATE), result
 
     def make_segment(self, channel: _Channel, words: Sequence[TimedWord]) -> Segment:
         self.stats.finals += 1
@@ -357,27 +362,6 @@ class StreamingTranscriber:
             name = self.speakers[index] if index < len(self.speakers) else speaker or f"speaker{index}"
             ch = self._channels[index] = _Channel(self, index, name)
         return ch
-
-
-def _timed_words(result: UtteranceResult, offset_ms: int, duration_ms: int) -> list[TimedWord]:
-    """Session-timed words; a first word stretched over a leading pause is shortened.
-
-    Cross-attention alignment tends to start the first word at the window's start even when
-    the pre-roll is silent (faster-whisper applies the same correction).
-    """
-    if not result.words:
-        return []
-    durations = [w.end - w.start for w in result.words if w.end > w.start]
-    median = min(0.7, float(np.median(durations))) if durations else 0.3
-    max_dur = max(0.2, 2 * median)
-    words = []
-    for i, w in enumerate(result.words):
-        start, end = w.start, w.end
-        if end - start > max_dur and (i == 0 or result.words[i - 1].text.rstrip()[-1:] in ".?!"):
-            start = end - max_dur
-        words.append(TimedWord(w.text, offset_ms + int(round(start * 1000)),
-                               offset_ms + int(round(min(end * 1000, duration_ms))), w.probability))
-    return words
 
 
 def transcribe_stream(source: AudioSource, model: "WhisperModel", **kwargs) -> Iterator[Output]:

@@ -76,6 +76,8 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the ASR runs (default %(default)s: CUDA when available)")
     p.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    p.add_argument("--no-turns", action="store_true",
+                   help="fragments only: do not settle and re-decode turns (docs/turns.md)")
     p.add_argument("--keep-audio", action="store_true",
                    help="store the session's audio as FLAC beside the log (for review playback)")
     p.add_argument("--title", default=None, help="session title")

@@ -85,7 +85,12 @@ class _Parts:
         from copilot.asr.streaming import StreamingTranscriber
 
         model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
-        return StreamingTranscriber(model, speakers, realtime=True)
+        fragments = StreamingTranscriber(model, speakers, realtime=True)
+        if self.args.no_turns:
+            return fragments
+        from copilot.asr.turns import TurnTranscriber
+
+        return TurnTranscriber(fragments, model_name=Path(self.args.model).name)
 
     def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
         """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
@@ -148,7 +153,7 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
     pipeline = Pipeline(
         session_id=sid, log=parts.log, source=source, transcriber=transcriber, tagger=parts.tagger,
         refiner_factory=parts.refiner_factory(), keeper=keeper, live_device=live_device, speed=speed,
-        offset_ms=offset_ms,
+        offset_ms=offset_ms, turns=not args.no_turns,
     )
     pipe_task = asyncio.create_task(pipeline.run())
     stop_task = asyncio.create_task(stop.wait())

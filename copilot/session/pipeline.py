@@ -28,8 +28,9 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from pydantic import BaseModel
 
 from copilot.audio.base import AudioChunk, AudioSource
-from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate
+from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate, Turn
 from copilot.session.log import SessionLog
+from copilot.tagging.evidence import anchor_evidence
 from copilot.tagging.base import Tagger
 
 log = logging.getLogger("copilot.session.pipeline")
@@ -37,10 +38,13 @@ log = logging.getLogger("copilot.session.pipeline")
 _END = object()
 
 
-class Transcriber(Protocol):
-    def feed(self, chunk: AudioChunk) -> list[PartialSegment | Segment]: ...
+Transcript = PartialSegment | Segment | Turn
 
-    def flush(self) -> list[PartialSegment | Segment]: ...
+
+class Transcriber(Protocol):
+    def feed(self, chunk: AudioChunk) -> Sequence[Transcript]: ...
+
+    def flush(self) -> Sequence[Transcript]: ...
 
 
 class Refiner(Protocol):
@@ -71,6 +75,7 @@ class PipelineStats:
     dropped_ms: int = 0
     partials: int = 0
     finals: int = 0
+    turns: int = 0
     tags: int = 0
     refiner_emits: int = 0
     tag_ms: list[float] = field(default_factory=list)  # rules tagger time per segment
@@ -179,45 +184,123 @@ class AsrStage:
 
 
 class TagStage:
-    """Rules tags at once (inline, ms); the LLM refines in the background when configured."""
+    """Rules tags at once (inline, ms); the LLM refines in the background when configured.
+
+    Tags belong to turns (docs/turns.md): while a turn is open, a fragment's tag that the turn
+    already carries updates that chip instead of adding a second; when the turn settles, it is
+    tagged again on its whole text and each standing machine chip is carried to it as a
+    `tag.updated` of the same tag id (so a person's verdict stays with it) onto the no longer supports it. With turns, the LLM is asked once per settled turn.
+    """
 
     def __init__(self, session_id: str, log_: SessionLog, stats: PipelineStats, tagger: Tagger | None,
-                 refiner: Refiner | None, context_turns: int) -> None:
+                 refiner: Refiner | None, context_turns: int, *, turns: bool = False) -> None:
         self.session_id = session_id
         self.log = log_
         self.stats = stats
         self.tagger = tagger
         self.refiner = refiner
+        self.turns = turns
         self.context: deque[Segment] = deque(maxlen=context_turns)
+        # Standing machine chips of each channel's open turn: rubric tag -> the Tag as it stands.
+        self._chips: dict[int, dict[str, Tag]] = {}
+        self._turn_fragments: dict[str, list[str]] = {}  # turn id -> its fragment ids (for the refiner's tags)
+
+    def _run_tagger(self, segment: Segment, context: Sequence[Segment]) -> list[Tag]:
+        if self.tagger is None:
+            return []
+        t = time.perf_counter()
+        try:
+            return self.tagger.tag(segment, context)
+        except Exception as exc:  # a tagger bug must not stop transcription
+            log.warning("tagger failed on a segment: %s", type(exc).__name__)
+            self.log.record_payload(self.session_id, Status(
+                level="error", component="tagger", message=f"rules tagger failed: {type(exc).__name__}"))
+            return []
+        finally:
+            self.stats.tag_ms.append((time.perf_counter() - t) * 1000)
 
     def on_segment(self, segment: Segment) -> None:
         context = tuple(self.context)
-        tags: list[Tag] = []
-        if self.tagger is not None:
-            t = time.perf_counter()
-            try:
-                tags = self.tagger.tag(segment, context)
-            except Exception as exc:  # a tagger bug must not stop transcription
-                log.warning("tagger failed on a segment: %s", type(exc).__name__)
-                self.log.record_payload(self.session_id, Status(
-                    level="error", component="tagger", message=f"rules tagger failed: {type(exc).__name__}"))
-            self.stats.tag_ms.append((time.perf_counter() - t) * 1000)
-            for tag in tags:
+        tags = self._run_tagger(segment, context)
+        chips = self._chips.setdefault(segment.channel, {})
+        for tag in tags:
+            chip = chips.get(tag.tag) if self.turns else None
+            if chip is None:
+                if self.turns:
+                    chips[tag.tag] = tag
                 self.log.record(Event.of(self.session_id, tag, type="tag.proposed"))
                 self.stats.tags += 1
-        if self.refiner is not None:
+                continue
+            # The open turn already carries this tag: the chip grows with the turn.
+            grown = chip.model_copy(update={
+                "segment_ids": chip.segment_ids + [s for s in tag.segment_ids if s not in chip.segment_ids],
+                "end_ms": max(chip.end_ms, tag.end_ms), "confidence": max(chip.confidence, tag.confidence)})
+            chips[tag.tag] = grown
+            self.log.record(Event.of(self.session_id, TagUpdate(
+                tag_id=chip.id, status="proposed", by=chip.source, segment_ids=grown.segment_ids,
+                end_ms=grown.end_ms, confidence=grown.confidence)))
+        if self.refiner is not None and not self.turns:
             self.refiner.submit(segment, context, tags)
-        self.context.append(segment)
+        if not self.turns:
+            self.context.append(segment)
+
+    def on_turn(self, turn: Turn) -> None:
+        """The turn settled: tag its whole text; carry or retract the chips of its fragments."""
+        as_segment = Segment(id=turn.id, speaker=turn.speaker, channel=turn.channel, start_ms=turn.start_ms,
+                             end_ms=turn.end_ms, text=turn.text, words=turn.words)
+        self._turn_fragments[turn.id] = list(turn.segment_ids)
+        context = tuple(self.context)
+        fragment_ids = set(turn.segment_ids)
+        chips = self._chips.get(turn.channel, {})
+        mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
+        for name in mine:
+            del chips[name]
+        where = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
+                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
+        standing: list[Tag] = []
+        for tag in self._run_tagger(as_segment, context):
+            chip = mine.pop(tag.tag, None)
+            if chip is None:
+                new = tag.model_copy(update=where)
+                self.log.record(Event.of(self.session_id, new, type="tag.proposed"))
+                self.stats.tags += 1
+                standing.append(new)
+                continue
+            self.log.record(Event.of(self.session_id, TagUpdate(
+                tag_id=chip.id, status="proposed", by=chip.source, evidence=tag.evidence,
+                rationale=tag.rationale, confidence=tag.confidence, **where)))
+            standing.append(chip.model_copy(update={"evidence": tag.evidence, "rationale": tag.rationale,
+                                                     "confidence": tag.confidence, **where}))
+        for chip in mine.values():
+            # The whole turn did not raise this tag again (the settled text may, say, punctuate
+            # a question as a statement); the fragment's evidence still stands, so the chip moves
+            # to the turn with its evidence widened to the turn's sentence that holds it.
+            evidence = anchor_evidence(turn.text, chip.evidence)
+            self.log.record(Event.of(self.session_id, TagUpdate(
+                tag_id=chip.id, status="proposed", by=chip.source, evidence=evidence, **where)))
+            standing.append(chip.model_copy(update={"evidence": evidence, **where}))
+        if self.refiner is not None:
+            self.refiner.submit(as_segment, context, standing)
+        self.context.append(as_segment)
 
     async def emit(self, payload: BaseModel) -> None:
         """The refiner's callback: its tags, updates and warnings become log events."""
         self.stats.refiner_emits += 1
         if isinstance(payload, Tag):
+            payload = self._on_turn_fragments(payload)
             self.log.record(Event.of(self.session_id, payload, type="tag.proposed"))
         elif isinstance(payload, (TagUpdate, Status)):
             self.log.record(Event.of(self.session_id, payload))
         else:
             log.warning("refiner emitted %s; ignored", type(payload).__name__)
+
+    def _on_turn_fragments(self, tag: Tag) -> Tag:
+        """A tag the LLM put on a turn points at the turn's fragments, like the rules' tags."""
+        turns = [sid for sid in tag.segment_ids if sid in self._turn_fragments]
+        if not turns:
+            return tag
+        ids = [f for sid in tag.segment_ids for f in self._turn_fragments.get(sid, [sid])]
+        return tag.model_copy(update={"segment_ids": ids, "turn_id": turns[0]})
 
 
 class Pipeline:
@@ -244,6 +327,7 @@ class Pipeline:
         status_interval_s: float = 1.0,
         context_turns: int = 8,
         end_session: bool = True,
+        turns: bool = False,
     ) -> None:
         self.session_id = session_id
         self.log = log
@@ -258,7 +342,7 @@ class Pipeline:
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
                                 drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
         self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver)
-        self.tags = TagStage(session_id, log, self.stats, tagger, None, context_turns)
+        self.tags = TagStage(session_id, log, self.stats, tagger, None, context_turns, turns=turns)
         self.refiner: Refiner | None = None
         self._refiner_factory = refiner_factory
         self._stopped = False
@@ -317,8 +401,12 @@ class Pipeline:
         self.log.record_payload(self.session_id, Status(
             component="audio", message="audio started", details={"audio_t0": self.stats.audio_t0}))
 
-    def _on_output(self, out: PartialSegment | Segment) -> None:
-        if isinstance(out, Segment):
+    def _on_output(self, out: Transcript) -> None:
+        if isinstance(out, Turn):
+            self.stats.turns += 1
+            self.log.record(Event.of(self.session_id, out))
+            self.tags.on_turn(out)
+        elif isinstance(out, Segment):
             self.stats.finals += 1
             self.log.record(Event.of(self.session_id, out))
             self.tags.on_segment(out)
