@@ -1,15 +1,15 @@
 """`copilot bench asr`: real-time factor, end-of-utterance latency, streaming vs one-shot WER, memory.
 
-- RTF: the files streamed as fast as possible (no partials, as `copilot transcribe`), wall
-  time / audio time; also CPU seconds (all threads) / audio time.
+- RTF: the files streamed as fast as possible through both layers (fragments and turns, no
+  partials), wall time / audio time; also CPU seconds (all threads) / audio time.
 - Latency: the files replayed at real-time pace by a feeder thread (20 ms chunks, 1.5 s of
   silence after each file so the last utterance ends the way it would live); the engine runs
   in this thread. For every final segment: wall time when it was emitted minus wall time when
   the chunk holding the end of its audio was fed (its last word's end, or the end of the
   speech region per faster-whisper's batch VAD when alignment stretched the word into silence).
 - WER (jiwer, lowercase, no punctuation) per channel against the reference transcripts, for
-  the engine streaming and for faster-whisper's own one-shot `transcribe` of the whole channel
-  with the same greedy decoding (beam 1, temperature 0, VAD filter).
+  the fragments, the settled turns, and faster-whisper's own one-shot `transcribe` of the whole
+  channel: greedy (beam 1, temperature 0, VAD filter) and with its defaults (beam 5, VAD filter).
 - Peak RSS of this process (ru_maxrss).
 """
 
@@ -32,7 +32,8 @@ from copilot.cli.asr_options import add_asr_arguments
 from copilot.config import REPO_DIR
 
 SHARED_AUDIO = (REPO_DIR / ".." / "shared" / "data" / "audio").resolve()
-TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "rtf": 0.15, "peak_rss_mb": 600}
+TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "turn_latency_median_s": 1.5, "rtf": 0.3,
+           "peak_rss_mb": 700}
 
 
 @dataclass
@@ -52,12 +53,17 @@ class CaseResult:
     channels: int
     segments: int = 0
     stream_wer: float | None = None
+    turn_wer: float | None = None
     oneshot_wer: float | None = None
+    oneshot5_wer: float | None = None
+    turns: int = 0
     ref_words: int = 0
     rtf: float = 0.0  # wall time / audio time
     cpu_rtf: float = 0.0  # CPU seconds (all threads) / audio time: less sensitive to a busy machine
     latencies_s: list[float] = field(default_factory=list)
+    turn_latencies_s: list[float] = field(default_factory=list)
     stream_text: list[str] = field(default_factory=list)
+    turn_text: list[str] = field(default_factory=list)
 
 
 def default_cases() -> list[Case]:
@@ -109,36 +115,41 @@ def wer(reference: str, hypothesis: str) -> float:
 
 # ------------------------------------------------------------------ runs
 
-def stream_fast(model, case: Case, **kwargs) -> tuple[list, float, float, float]:
-    """Stream a file as fast as possible: (segments, wall s, process CPU s, audio s)."""
+def stream_fast(model, case: Case, **kwargs) -> tuple[list, list, float, float, float]:
+    """Stream a file as fast as possible: (segments, turns, wall s, process CPU s, audio s)."""
     from copilot.asr.streaming import StreamingTranscriber
+    from copilot.asr.turns import TurnTranscriber
     from copilot.audio.file_source import FileSource
-    from copilot.events import Segment
+    from copilot.events import Segment, Turn
 
     source = FileSource(case.path, mono=case.mono)
-    transcriber = StreamingTranscriber(model, source.speakers, **kwargs)
-    segments = []
+    transcriber = TurnTranscriber(StreamingTranscriber(model, source.speakers, **kwargs))
+    out = []
     t0, c0 = time.perf_counter(), time.process_time()
     for chunk in source.chunks():
-        segments += [s for s in transcriber.feed(chunk) if isinstance(s, Segment)]
-    segments += [s for s in transcriber.flush() if isinstance(s, Segment)]
-    return segments, time.perf_counter() - t0, time.process_time() - c0, source.duration_ms / 1000
+        out += transcriber.feed(chunk)
+    out += transcriber.flush()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return ([o for o in out if isinstance(o, Segment)], [o for o in out if isinstance(o, Turn)], wall, cpu,
+            source.duration_ms / 1000)
 
 
-def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 20, **kwargs) -> tuple[list, list[float]]:
-    """Replay at real-time pace; returns (segments, latency in seconds per final segment)."""
+def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 20,
+                    **kwargs) -> tuple[list, list[float], list[float]]:
+    """Replay at real-time pace; returns (segments, latency in seconds per final segment, per turn)."""
     import numpy as np
 
     from copilot.asr.streaming import StreamingTranscriber
+    from copilot.asr.turns import TurnTranscriber
     from copilot.audio.base import SAMPLE_RATE, AudioChunk
     from copilot.audio.file_source import FileSource
-    from copilot.events import Segment
+    from copilot.events import Segment, Turn
 
     source = FileSource(case.path, mono=case.mono)
     x = source.samples
     x = np.concatenate([x, np.zeros((x.shape[0], int(tail_s * SAMPLE_RATE)), dtype=np.float32)], axis=1)
     speech = [speech_regions(x[ch]) for ch in range(x.shape[0])]
-    transcriber = StreamingTranscriber(model, source.speakers, realtime=True, **kwargs)
+    transcriber = TurnTranscriber(StreamingTranscriber(model, source.speakers, realtime=True, **kwargs))
     q: queue.Queue = queue.Queue()
     fed: list[tuple[int, float]] = []  # (chunk end ms, wall time it was handed over)
     step = SAMPLE_RATE * chunk_ms // 1000
@@ -160,6 +171,7 @@ def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 2
     thread.start()
     segments: list = []
     latencies: list[float] = []
+    turn_latencies: list[float] = []
     done = False
     while not done:
         items = [q.get()]
@@ -173,15 +185,18 @@ def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 2
                 done = True
                 break
             for out in transcriber.feed(chunk):
-                if isinstance(out, Segment):
+                if isinstance(out, (Segment, Turn)):
                     now = time.monotonic()
-                    segments.append(out)
                     end_ms = speech_end(speech[out.channel], out.end_ms)
                     fed_at = next((t for fed_ms, t in list(fed) if fed_ms >= end_ms), now)
-                    latencies.append(now - fed_at)
+                    if isinstance(out, Turn):
+                        turn_latencies.append(now - fed_at)
+                    else:
+                        segments.append(out)
+                        latencies.append(now - fed_at)
     segments += [s for s in transcriber.flush() if isinstance(s, Segment)]
     thread.join()
-    return segments, latencies
+    return segments, latencies, turn_latencies
 
 
 def speech_regions(samples) -> list[tuple[int, int]]:
@@ -252,15 +267,16 @@ def la2_baseline(model, samples, *, chunk_s: float = 1.0, max_buffer_s: float = 
         t += chunk_s
 
 
-def one_shot(model, case: Case) -> list[str]:
-    """faster-whisper's own transcription of each whole channel (same greedy decoding)."""
+def one_shot(model, case: Case, beam_size: int = 1) -> list[str]:
+    """faster-whisper's own transcription of each whole channel: greedy (beam 1, temperature 0,
+    no conditioning) or, with `beam_size=5`, its defaults (temperature fallback, conditioning)."""
     from copilot.audio.file_source import FileSource
 
     source = FileSource(case.path, mono=case.mono)
     texts = []
+    options = ({"temperature": 0.0, "condition_on_previous_text": False} if beam_size == 1 else {})
     for ch in range(source.samples.shape[0]):
-        segs, _ = model.transcribe(source.samples[ch], beam_size=1, temperature=0.0,
-                                   condition_on_previous_text=False, vad_filter=True)
+        segs, _ = model.transcribe(source.samples[ch], beam_size=beam_size, vad_filter=True, **options)
         texts.append(" ".join(s.text.strip() for s in segs))
     return texts
 
@@ -310,23 +326,20 @@ def run(args: argparse.Namespace) -> int:
     device = getattr(model, "copilot_device", None)
     results: list[CaseResult] = []
     for case in cases:
-        segs, wall, cpu, audio_s = stream_fast(model, case, emit_partials=False)
+        segs, turns, wall, cpu, audio_s = stream_fast(model, case, emit_partials=False)
         channels = FileSource(case.path, mono=case.mono).samples.shape[0]
         r = CaseResult(case.name, case.kind, round(audio_s, 2), channels, len(segs), rtf=wall / audio_s,
-                       cpu_rtf=cpu / audio_s)
+                       cpu_rtf=cpu / audio_s, turns=len(turns))
         r.stream_text = channel_texts(segs, channels)
+        r.turn_text = channel_texts(turns, channels)
         if case.references:
-            errs = n = 0
-            for ref, hyp in zip(case.references, r.stream_text):
-                e, k = word_errors(ref, hyp)
-                errs, n = errs + e, n + k
-            r.stream_wer, r.ref_words = errs / n, n
-            errs = 0
-            for ref, hyp in zip(case.references, one_shot(model, case)):
-                errs += word_errors(ref, hyp)[0]
-            r.oneshot_wer = errs / n
+            r.ref_words = sum(len(normalize_text(ref).split()) for ref in case.references)
+            r.stream_wer = _case_wer(case.references, r.stream_text)
+            r.turn_wer = _case_wer(case.references, r.turn_text)
+            r.oneshot_wer = _case_wer(case.references, one_shot(model, case))
+            r.oneshot5_wer = _case_wer(case.references, one_shot(model, case, beam_size=5))
         if not args.no_realtime:
-            _, r.latencies_s = stream_realtime(model, case)
+            _, r.latencies_s, r.turn_latencies_s = stream_realtime(model, case)
         results.append(r)
     report = summarize(results, args, device, cpu_cores())
     if args.baseline:
@@ -336,6 +349,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0
+
+
+def _case_wer(references: Sequence[str], texts: Sequence[str]) -> float:
+    errs = n = 0
+    for ref, hyp in zip(references, texts):
+        e, k = word_errors(ref, hyp)
+        errs, n = errs + e, n + k
+    return errs / max(1, n)
 
 
 def run_baseline(model, cases: list[Case]) -> dict:
@@ -361,6 +382,7 @@ def run_baseline(model, cases: list[Case]) -> dict:
 
 def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
     lat = [x for r in results for x in r.latencies_s]
+    turn_lat = [x for r in results for x in r.turn_latencies_s]
     total_audio = sum(r.audio_s for r in results)
 
     def group_wer(kind: str, attr: str) -> float | None:
@@ -379,12 +401,16 @@ def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
         "latency_p95_s": round(percentile(lat, 0.95), 3) if lat else None,
         "latency_max_s": round(max(lat), 3) if lat else None,
         "latency_segments": len(lat),
-        "wer": {kind: {"streaming": group_wer(kind, "stream_wer"), "one_shot": group_wer(kind, "oneshot_wer")}
+        "turn_latency_median_s": round(statistics.median(turn_lat), 3) if turn_lat else None,
+        "turn_latency_p95_s": round(percentile(turn_lat, 0.95), 3) if turn_lat else None,
+        "latency_turns": len(turn_lat),
+        "wer": {kind: {"streaming": group_wer(kind, "stream_wer"), "turns": group_wer(kind, "turn_wer"),
+                       "one_shot": group_wer(kind, "oneshot_wer"), "one_shot_beam5": group_wer(kind, "oneshot5_wer")}
                 for kind in ("real", "synthetic")},
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "targets": TARGETS,
         "files": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()
-                   if k not in ("latencies_s",)} | {"latency_median_s": round(statistics.median(r.latencies_s), 3)
+                   if k not in ("latencies_s", "turn_latencies_s")} | {"latency_median_s": round(statistics.median(r.latencies_s), 3)
                                                     if r.latencies_s else None} for r in results],
     }
     return report
@@ -405,9 +431,13 @@ def print_report(rep: dict) -> None:
     print(f"  latency p95           {rep['latency_p95_s']} s (target <= {TARGETS['latency_p95_s']}) "
           f"{ok('latency_p95_s', rep['latency_p95_s'])}   max {rep['latency_max_s']} s over "
           f"{rep['latency_segments']} segments")
+    print(f"  turn settles after    {rep['turn_latency_median_s']} s median "
+          f"(target <= {TARGETS['turn_latency_median_s']}) {ok('turn_latency_median_s', rep['turn_latency_median_s'])}"
+          f"   p95 {rep['turn_latency_p95_s']} s over {rep['latency_turns']} turns")
     for kind, w in rep["wer"].items():
         if w["streaming"] is not None:
-            print(f"  WER {kind:<10}        streaming {w['streaming']:.3f}   one-shot {w['one_shot']:.3f}")
+            print(f"  WER {kind:<10}        fragments {w['streaming']:.3f}   turns {w['turns']:.3f}   "
+                  f"one-shot beam 1 {w['one_shot']:.3f}   beam 5 {w['one_shot_beam5']:.3f}")
     print(f"  peak RSS              {rep['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}) "
           f"{ok('peak_rss_mb', rep['peak_rss_mb'])}")
     base = rep.get("baseline_la2_1s")
@@ -417,5 +447,8 @@ def print_report(rep: dict) -> None:
     for f in rep["files"]:
         sw = "-" if f["stream_wer"] is None else f"{f['stream_wer']:.3f}"
         ow = "-" if f["oneshot_wer"] is None else f"{f['oneshot_wer']:.3f}"
-        print(f"    {f['name']:<8} {f['audio_s']:>6.1f} s  rtf {f['rtf']:.3f} (cpu {f['cpu_rtf']:.3f})  WER stream {sw} one-shot {ow}  "
+        tw = "-" if f["turn_wer"] is None else f"{f['turn_wer']:.3f}"
+        o5 = "-" if f["oneshot5_wer"] is None else f"{f['oneshot5_wer']:.3f}"
+        print(f"    {f['name']:<8} {f['audio_s']:>6.1f} s  rtf {f['rtf']:.3f} (cpu {f['cpu_rtf']:.3f})  WER fragments {sw} "
+              f"turns {tw} one-shot {ow} / beam 5 {o5}  "
               f"latency median {f['latency_median_s']}")

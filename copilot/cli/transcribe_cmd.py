@@ -11,7 +11,7 @@ from copilot.cli.asr_options import add_asr_arguments
 from copilot.fileio import write_text_atomic
 
 if TYPE_CHECKING:
-    from copilot.events import Segment
+    from copilot.events import Segment, Turn
 
 FORMATS = ("jsonl", "text", "vtt", "srt")
 
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speakers", default=None, metavar="A,B",
                    help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
     p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
+    p.add_argument("--layer", choices=("turns", "fragments"), default=None,
+                   help="turns: one entry per settled turn, decoded as a whole; fragments: the pieces cut "
+                        "for latency (default: fragments for jsonl, turns for text, vtt and srt)")
     p.add_argument("--partials", action="store_true",
                    help="also print partial hypotheses (jsonl: objects with \"partial\": true; text: to stderr)")
     p.add_argument("-o", "--output", default=None, metavar="PATH",
@@ -37,18 +40,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from copilot.asr.streaming import transcribe_stream
+    from copilot.asr.turns import transcribe_turns
     from copilot.audio.file_source import FileSource
     from copilot.cli.asr_options import load_model_from_args
-    from copilot.events import PartialSegment
+    from copilot.events import PartialSegment, Segment, Turn
 
     # Input first (decoding fails fast and names the file), then the model.
     source = FileSource(args.file, realtime=args.realtime, speakers=args.speakers)
     model = load_model_from_args(args)
     live = args.output is None and args.format in ("jsonl", "text")
-    segments: list[Segment] = []
+    layer = args.layer or ("fragments" if args.format == "jsonl" else "turns")
+    wanted = Turn if layer == "turns" else Segment
+    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, emit_partials=args.partials,
+                               realtime=args.realtime)
+              if layer == "turns" else
+              transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime))
+    segments: list[Segment | Turn] = []
     out = sys.stdout
-    for item in transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime):
+    for item in stream:
+        if not isinstance(item, (PartialSegment, wanted)):
+            continue  # the other layer
         if isinstance(item, PartialSegment):
             if live and args.format == "jsonl":
                 _write(out, json.dumps({"partial": True, "speaker": item.speaker, "start_ms": item.start_ms,
@@ -74,14 +88,14 @@ def _write(out: TextIO, line: str) -> None:
     out.flush()
 
 
-def _format_one(segment: "Segment", fmt: str) -> str:
+def _format_one(segment: "Segment | Turn", fmt: str) -> str:
     if fmt == "jsonl":
         return json.dumps({"speaker": segment.speaker, "start_ms": segment.start_ms,
                            "end_ms": segment.end_ms, "text": segment.text})
     return f"[{_clock(segment.start_ms)}] {segment.speaker}: {segment.text}"
 
 
-def render(segments: Iterable["Segment"], fmt: str) -> str:
+def render(segments: Iterable["Segment | Turn"], fmt: str) -> str:
     if fmt in ("jsonl", "text"):
         return "".join(_format_one(s, fmt) + "\n" for s in segments)
     from copilot.review.exports import cues_srt, cues_vtt, segment_cues  # the one subtitle writer
