@@ -15,7 +15,8 @@ const params = pageParams();
 const state = {
   rubric: rubricView(null),
   speakers: [],
-  segments: new Map(), // id -> segment payload
+  segments: new Map(), // id -> segment payload (its text replaced by its turn's once that settles)
+  turnRevision: new Map(), // turn id -> the revision shown
   items: [], // segments and notes in session-time order: {kind: "seg", seg} | {kind: "note", note, at}
   turnOf: new Map(), // segment id -> its turn {node, text, chips, speaker, startMs, endMs, segIds}
   lastTurn: null, // the turn a new segment may join
@@ -103,6 +104,9 @@ function applyEvent(ev) {
     case "segment.final":
       addSegment(d);
       advanceNow(d.end_ms);
+      break;
+    case "turn.final":
+      settleTurn(d);
       break;
     case "tag.proposed":
     case "tag.added":
@@ -267,6 +271,26 @@ function addSegment(seg) {
   removePartial(seg.channel ?? 0);
   placeItem({ kind: "seg", seg });
   afterGrowth();
+}
+
+// A settled turn (decoded again as a whole) takes the place of its fragments in the same paragraph:
+// the first fragment's span shows the turn's text and the others empty, so nothing moves, and a
+// selected tag stays selected (its chip follows the fragments to the turn by a tag.updated).
+function settleTurn(turn) {
+  const ids = (turn.segment_ids || []).filter((id) => state.segments.has(id));
+  const revision = turn.revision || 0;
+  if (!ids.length || (state.turnRevision.get(turn.id) ?? -1) > revision) return;
+  state.turnRevision.set(turn.id, revision);
+  ids.forEach((id, i) => {
+    const seg = state.segments.get(id);
+    state.segments.set(id, { ...seg, text: i === 0 ? turn.text : "", turn_id: turn.id });
+    const span = document.getElementById(`seg-${id}`);
+    if (span) {
+      span.classList.add("seg--settled");
+      span.dataset.turnId = turn.id;
+    }
+    renderSegmentTags(id, { chips: i === ids.length - 1 });
+  });
 }
 
 function showPartial(p) {
