@@ -248,7 +248,8 @@ def fold(events: Iterable[Event], session_id: str | None = None) -> SessionView:
                 continue
             added = kind == "tag.added"
             tags[tag.id] = TagState(
-                tag=tag, original_tag=tag.tag, kind=kind, status="confirmed" if added else "proposed",
+                tag=tag, original_tag=tag.tag, kind="tag.added" if added else "tag.proposed",
+                status="confirmed" if added else "proposed",
                 by=actors.canonical(tag.source) if added else tag.source, seq=ev.seq, updated_seq=ev.seq,
                 human_verdict_given=added, human_evidence=added and bool(tag.evidence),
             )
