@@ -28,8 +28,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from copilot.events import Event, Segment
 from copilot import actors
+from copilot.events import Event, Segment
 from copilot.session.fold import SessionView, TagState, fold
 
 COVERAGE_COMPONENT = "calibration"  # status events that record a tag-file import and its coverage
@@ -92,7 +92,7 @@ def _verdicts(state: TagState) -> dict[str, str | None]:
         human_ruled = human_ruled or actors.is_human(upd.by)
         # "proposed" from another rater is a demotion (the LLM disputing a rules tag): not endorsed.
         verdicts[actors.rater(upd.by)] = None if upd.status in ("rejected", "proposed", "retracted") else own
-    if not state.standing and state.status == "retracted":
+    if state.status == "retracted":
         # Withdrawn by the machine before anyone ruled on it: nobody's vote.
         return dict.fromkeys(verdicts)
     return verdicts

@@ -18,9 +18,9 @@ from typing import Iterable
 from copilot import actors
 from copilot.errors import CopilotError
 from copilot.events import SCHEMA_VERSION, Event, Segment
+from copilot.review.rubric_info import labels as rubric_labels
 from copilot.review.summary import fmt_ms, summarize, tag_segment
 from copilot.session.fold import SessionView, fold
-from copilot.review.rubric_info import labels as rubric_labels
 
 FORMATS = ("md", "json", "vtt", "srt")
 EXPORT_FORMAT = "interview-copilot.session"

@@ -18,12 +18,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from copilot import actors
 from copilot.errors import SessionError
 from copilot.review.calibration import calibrate_view
-from copilot import actors
 from copilot.review.summary import summarize
-from copilot.session.fold import SessionView, fold
 from copilot.server.auth import require_token
+from copilot.session.fold import SessionView, fold
 
 router = APIRouter(prefix="/api/sessions", dependencies=[Depends(require_token)])
 
