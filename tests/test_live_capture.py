@@ -83,7 +83,7 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
                         got.append(json.loads(ws.recv(timeout=1)))
                     except TimeoutError:
                         pass
-            assert any(m["type"] == "status" and m["seq"] is None and m["data"].get("asr_lag_ms") is not None
+            assert any(m["type"] == "control" and m["seq"] is None and m["data"]["kind"] == "asr_lag"
                        for m in got)
             tags = [m for m in got if m["type"] == "tag.proposed"]
             assert any(t["data"]["tag"] == "requirement_gathering" and t["data"]["speaker"] == "candidate"

@@ -212,7 +212,7 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.wait_for_selector(f".chip--confirmed[data-tag-id='{selected}']", timeout=10_000)
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "confirmed", "by": "interviewer"}.items() <= updates[-1].items(), updates
+    assert {"tag_id": selected, "status": "confirmed", "by": "human:interviewer"}.items() <= updates[-1].items(), updates
 
     # `e` then a rubric hotkey relabels the selected tag: an `edit` in the log, by the interviewer.
     page.locator(f".chip[data-tag-id='{selected}']").first.click()
@@ -226,7 +226,7 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
         timeout=10_000)
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "edited", "by": "interviewer", "tag": new_tag}.items() \
+    assert {"tag_id": selected, "status": "edited", "by": "human:interviewer", "tag": new_tag}.items() \
         <= updates[-1].items(), updates
 
     # The picture of the panel mid-interview, following the live end of the transcript (after a few

@@ -71,7 +71,9 @@ def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
     # Live clients saw the same persisted events, plus live-only lag status (seq null).
     persisted_live = [e.seq for e in live if e.seq is not None]
     assert persisted_live == [e.seq for e in events[1:]]  # all after session.started (created before subscribe)
-    assert any(e.type == "status" and e.data.get("asr_lag_ms") is not None for e in live)
+    assert any(e.type == "control" and e.data["kind"] == "asr_lag" and e.data["asr_lag_ms"] >= 0 for e in live)
+    # The audio clock is a typed control event, and the only control kind the store keeps.
+    assert [e.data["kind"] for e in events if e.type == "control"] == ["audio_clock"]
     # --keep-audio: a private two-channel FLAC of the whole session, and no temp file left.
     flac = store.audio_path(sid)
     assert stat.S_IMODE(os.stat(flac).st_mode) == 0o600

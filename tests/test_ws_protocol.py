@@ -59,8 +59,8 @@ def _until_caught_up(ws) -> list[dict]:
     got = []
     while True:
         msg = _recv(ws)
-        if msg["type"] == "status" and msg["data"].get("message") == "caught-up":
-            assert msg["seq"] is None
+        if msg["type"] == "control" and msg["data"].get("kind") == "caught_up":
+            assert msg["seq"] is None and msg["data"]["sent"] == len(got)
             return got
         got.append(msg)
 
@@ -136,7 +136,7 @@ def test_client_ops_become_logged_events_broadcast_to_all(served):
         for ws in (a, b):
             msg = _recv(ws)
             assert msg["type"] == "tag.updated" and msg["data"]["status"] == "confirmed"
-            assert msg["data"]["by"] == "alice" and msg["seq"] == 5
+            assert msg["data"]["by"] == "human:alice" and msg["seq"] == 5
         a.send(json.dumps({"op": "add_tag", "tag": "steering_decision", "at_ms": 1200}))
         for ws in (a, b):
             msg = _recv(ws)

@@ -4,7 +4,7 @@ Runs `copilot replay` (real-time pace, tiny.en, rules tagger) as a separate proc
 user would, connects N websocket clients to its session and measures:
 - end of utterance -> final segment at a client: the reference end of each spoken turn (the demo's
   script gives it; for another file, the segment's last word) placed on the wall clock with the
-  session's `audio started` status, to the moment the turn's last segment arrives;
+  session's `audio_clock` control event, to the moment the turn's last segment arrives;
 - segment -> its tags: the arrival of a `tag.proposed` minus the arrival of its segment;
 - fan-out: for every stored event and every client, arrival time minus the event's creation time.
 Targets (2-core CPU, tiny.en): latency median <= 1.5 s and p95 <= 3 s, tags median <= 100 ms,
@@ -122,8 +122,8 @@ async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
 def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[str, Any]] | None,
              speed: float, path: Path) -> dict[str, Any]:
     first = sinks[0]
-    t0 = next((m["data"]["details"]["audio_t0"] for _, m in first
-               if m["type"] == "status" and m["data"].get("message") == "audio started"), None)
+    t0 = next((m["data"]["audio_t0"] for _, m in first
+               if m["type"] == "control" and m["data"].get("kind") == "audio_clock"), None)
     if t0 is None:
         raise RuntimeError("the session never reported its audio clock")
     seg_arrival: dict[str, float] = {}
@@ -156,7 +156,7 @@ def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[s
     for sink in sinks:
         live = False
         for t, m in sink:
-            if m["type"] == "status" and m["data"].get("message") == "caught-up":
+            if m["type"] == "control" and m["data"].get("kind") == "caught_up":
                 live = True
                 continue
             if live and m["seq"] is not None:

@@ -48,7 +48,7 @@ def _store(args: argparse.Namespace):
 
 def _view(store, session_id: str):
     from copilot.errors import SessionError
-    from copilot.review.fold import fold
+    from copilot.session.fold import fold
 
     if not store.exists(session_id):
         raise SessionError(f"no session {session_id}")

@@ -28,8 +28,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from copilot import actors
 from copilot.events import Event, Segment
-from copilot.review.fold import SessionView, TagState, fold
+from copilot.session.fold import SessionView, TagState, fold
 
 COVERAGE_COMPONENT = "calibration"  # status events that record a tag-file import and its coverage
 
@@ -37,23 +38,9 @@ COVERAGE_COMPONENT = "calibration"  # status events that record a tag-file impor
 # --- raters and their claims ------------------------------------------------------------------------
 
 
-def rater_of_source(source: str) -> str:
-    """The rater a tag's `source` (or an update's `by`) speaks for."""
-    if source in ("rules", "copilot:rules") or source.startswith("rules"):
-        return "copilot:rules"
-    if source.startswith("llm") or source == "copilot:llm":
-        return "copilot:llm"
-    if source.startswith("human:") or source.startswith("copilot:"):
-        return source
-    return f"human:{source}" if source else "human:interviewer"
-
-
 def normalize_rater(name: str) -> str:
     """What a user types on the command line (`alice`, `rules`, `llm`, `human:alice`) -> rater id."""
-    name = name.strip()
-    if name in ("rules", "llm"):
-        return f"copilot:{name}"
-    return rater_of_source(name)
+    return actors.rater(name.strip())
 
 
 @dataclass
@@ -92,15 +79,22 @@ def raters_seen(view: SessionView) -> list[str]:
 
 
 def _verdicts(state: TagState) -> dict[str, str | None]:
-    """rater -> the tag id that rater asserts for this tag (None = the rater rejected it)."""
+    """rater -> the tag id that rater asserts for this tag (None = the rater does not assert it)."""
     label = state.original_tag
-    verdicts: dict[str, str | None] = {rater_of_source(state.source): label}
+    verdicts: dict[str, str | None] = {actors.rater(state.source): label}
+    human_ruled = state.kind == "tag.added"
     for upd in state.history:
-        if upd.tag is not None:
+        own = upd.tag if upd.tag is not None else label
+        # The tag id others endorse follows the fold: a machine relabel after a person's verdict
+        # is the machine's own claim only.
+        if upd.tag is not None and (actors.is_human(upd.by) or not human_ruled):
             label = upd.tag
-        rater = rater_of_source(upd.by)
+        human_ruled = human_ruled or actors.is_human(upd.by)
         # "proposed" from another rater is a demotion (the LLM disputing a rules tag): not endorsed.
-        verdicts[rater] = None if upd.status in ("rejected", "proposed") else label
+        verdicts[actors.rater(upd.by)] = None if upd.status in ("rejected", "proposed", "retracted") else own
+    if state.status == "retracted":
+        # Withdrawn by the machine before anyone ruled on it: nobody's vote.
+        return dict.fromkeys(verdicts)
     return verdicts
 
 
@@ -377,7 +371,7 @@ def _fmt(stat: Stat, pct: bool = False) -> str:
 
 def format_report(cal: Calibration) -> str:
     """The readable table `copilot calibrate` prints."""
-    from copilot.review.fold import fmt_ms
+    from copilot.review.summary import fmt_ms
 
     lines = [f"Session {cal.session_id}: {cal.units} segments, {len(cal.raters)} raters: {', '.join(cal.raters)}"]
     if len(cal.raters) < 2:

@@ -15,10 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from copilot import actors
 from copilot.errors import CopilotError
 from copilot.events import SCHEMA_VERSION, Event, Segment
-from copilot.review.fold import SessionView, fmt_ms, fold, summarize, tag_segment
 from copilot.review.rubric_info import labels as rubric_labels
+from copilot.review.summary import fmt_ms, summarize, tag_segment
+from copilot.session.fold import SessionView, fold
 
 FORMATS = ("md", "json", "vtt", "srt")
 EXPORT_FORMAT = "interview-copilot.session"
@@ -224,7 +226,8 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
                        f"({q.source}, {q.status}, confidence {q.confidence:.2f}"
                        f"{f', {q.support} raters' if q.support > 1 else ''})")
         out.append("")
-    verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human]
+    # A tag the machine withdrew itself (retracted) was never put to a person.
+    verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human and t.status != "retracted"]
     kept = [(t, v) for t, v in verdicts if v and v[0] in ("confirmed", "edited")]
     rejected = [(t, v) for t, v in verdicts if v and v[0] == "rejected"]
     unreviewed = sum(1 for _, v in verdicts if v is None)
@@ -243,7 +246,7 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     if view.notes:
         for n in view.notes:
             when = f"[{fmt_ms(n.at_ms)}] " if n.at_ms is not None else ""
-            who = f" ({_md(n.by)})" if n.by else ""
+            who = f" ({_md(actors.display_name(n.by))})" if n.by else ""
             out.append(f"- {when}{_md(n.text)}{who}")
     else:
         out.append("No notes.")

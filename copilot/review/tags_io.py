@@ -22,10 +22,11 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from copilot import actors
 from copilot.errors import CopilotError
 from copilot.events import Event, Status, Tag
 from copilot.review.calibration import COVERAGE_COMPONENT, claims_by_rater, normalize_rater
-from copilot.review.fold import SessionView, fold
+from copilot.session.fold import SessionView, fold
 
 TAGS_FORMAT = "interview-copilot.tags"
 TAGS_VERSION = 1
@@ -70,7 +71,7 @@ class TagFile(_Strict):
 
 def rater_name(name: str) -> str:
     """`alice` or `human:alice` -> `alice`; anything else is refused."""
-    bare = name.removeprefix("human:")
+    bare = actors.display_name(actors.human(name))
     if not _RATER.match(bare):
         raise TagFileError(f"bad rater name {name!r} (letters, digits, . _ @ - ; up to 64 characters)")
     return bare
@@ -152,7 +153,7 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     if bare in RESERVED_RATERS:
         raise TagFileError(f"{source_name}: rater name {bare!r} is reserved for the copilot's own tags; "
                            f"import under a person's name with --rater NAME")
-    source = f"human:{bare}"
+    source = actors.human(bare)
     seg_ids = {s.id for s in view.segments}
     existing_ids = {t.id for t in view.tags}
     seen_ids: set[str] = set()

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from copilot import actors
 from copilot.events import Event, Note, Tag, TagUpdate
 
 MAX_MESSAGE_BYTES = 8 * 1024
@@ -94,24 +95,25 @@ def op_to_event(
         if rubric_tag_ids is not None and tag not in rubric_tag_ids:
             raise BadMessage(f"unknown rubric tag {tag!r} (rubric has: {', '.join(sorted(rubric_tag_ids))})")
 
+    who = actors.human(rater)  # the connection's rater is a person
     if isinstance(op, (Confirm, Reject, Edit)):
         if not tag_exists(op.tag_id):
             raise BadMessage(f"no tag {op.tag_id!r} in this session")
         if isinstance(op, Confirm):
-            upd = TagUpdate(tag_id=op.tag_id, status="confirmed", by=rater)
+            upd = TagUpdate(tag_id=op.tag_id, status="confirmed", by=who)
         elif isinstance(op, Reject):
-            upd = TagUpdate(tag_id=op.tag_id, status="rejected", by=rater)
+            upd = TagUpdate(tag_id=op.tag_id, status="rejected", by=who)
         else:
             if op.tag is None and op.evidence is None:
                 raise BadMessage("edit needs 'tag' or 'evidence'")
             if op.tag is not None:
                 check_rubric(op.tag)
-            upd = TagUpdate(tag_id=op.tag_id, status="edited", by=rater, tag=op.tag, evidence=op.evidence)
+            upd = TagUpdate(tag_id=op.tag_id, status="edited", by=who, tag=op.tag, evidence=op.evidence)
         return Event.of(session_id, upd)
     if isinstance(op, AddTag):
         check_rubric(op.tag)
         return Event.of(session_id, _human_tag(op, rater, segments))
-    return Event.of(session_id, Note(text=op.text, at_ms=op.at_ms, by=rater))
+    return Event.of(session_id, Note(text=op.text, at_ms=op.at_ms, by=who))
 
 
 def _human_tag(op: AddTag, rater: str, segments: Any) -> Tag:
@@ -148,5 +150,5 @@ def _human_tag(op: AddTag, rater: str, segments: Any) -> Tag:
         speaker=speaker,
         evidence=evidence,
         confidence=1.0,
-        source=f"human:{rater}",
+        source=actors.human(rater),
     )

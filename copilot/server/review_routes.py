@@ -18,10 +18,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from copilot import actors
 from copilot.errors import SessionError
 from copilot.review.calibration import calibrate_view
-from copilot.review.fold import SessionView, fold, source_group, summarize
+from copilot.review.summary import summarize
 from copilot.server.auth import require_token
+from copilot.session.fold import SessionView, fold
 
 router = APIRouter(prefix="/api/sessions", dependencies=[Depends(require_token)])
 
@@ -52,7 +54,7 @@ async def review(session_id: str, request: Request) -> dict[str, Any]:
     out = view.to_json()
     out["rubric"] = rubric
     out["summary"] = [s.to_json() for s in summarize(view, _labels(rubric))]
-    groups = sorted({source_group(t.source) for t in view.tags}, key=lambda g: (g.startswith("human:"), g))
+    groups = sorted({actors.group(t.source) for t in view.tags}, key=lambda g: (actors.is_human(g), g))
     out["sources"] = groups
     out["has_audio"] = request.app.state.store.audio_path(session_id).exists()
     return out

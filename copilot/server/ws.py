@@ -20,7 +20,7 @@ import re
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from copilot.events import Event, Status
+from copilot.events import CaughtUp, Event, Status
 from copilot.server.auth import origin_ok, token_ok
 from copilot.server.messages import BadMessage, op_to_event, parse_message
 from copilot.session.bus import DROPPED, Subscription
@@ -100,10 +100,7 @@ async def _send_loop(
     for ev in backlog:
         await websocket.send_text(ev.model_dump_json())
         last = ev.seq or last
-    caught_up = Event.of(
-        session_id,
-        Status(component="server", message="caught-up", details={"last_seq": last, "sent": len(backlog)}),
-    )
+    caught_up = Event.of(session_id, CaughtUp(last_seq=last, sent=len(backlog)))
     await websocket.send_text(caught_up.model_dump_json())
     while True:
         item = await sub.get()

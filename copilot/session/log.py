@@ -2,7 +2,7 @@
 
 `record` appends to the store (committed) and only then publishes on the bus, so a client can
 never have seen an event that a crash would lose. Ephemeral events (`segment.partial`) and
-live-only status (`seq: null`) go through `broadcast`, which skips the store.
+live-only control readings (`asr_lag`; `seq: null`) go through `broadcast`, which skips the store.
 """
 
 from __future__ import annotations

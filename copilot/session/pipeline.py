@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from pydantic import BaseModel
 
 from copilot.audio.base import AudioChunk, AudioSource
+from copilot.events import AsrLag, AudioClock  # control events (typed, not message text)
 from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate, Turn
 from copilot.session.log import SessionLog
 from copilot.tagging.evidence import anchor_evidence
@@ -398,8 +399,7 @@ class Pipeline:
         self._clock_sent = True
         # The wall time of session audio 0 ms: lets a client (the pipeline bench) turn segment
         # times into "when was this said", to measure end-of-utterance -> segment latency.
-        self.log.record_payload(self.session_id, Status(
-            component="audio", message="audio started", details={"audio_t0": self.stats.audio_t0}))
+        self.log.record_payload(self.session_id, AudioClock(audio_t0=self.stats.audio_t0))
 
     def _on_output(self, out: Transcript) -> None:
         if isinstance(out, Turn):
@@ -420,10 +420,9 @@ class Pipeline:
             self._maybe_send_clock()
             s = self.stats
             # Live-only (seq null): a lag reading is stale a second later; warnings are logged.
-            self.log.broadcast_payload(self.session_id, Status(
-                component="asr", message="lag", asr_lag_ms=s.asr_lag_ms,
-                details={"audio_queue": self._audio_q.qsize(), "audio_ms": s.audio_ms, "asr_ms": s.asr_ms,
-                         "dropped_ms": s.dropped_ms}))
+            self.log.broadcast_payload(self.session_id, AsrLag(
+                asr_lag_ms=s.asr_lag_ms, audio_queue=self._audio_q.qsize(), audio_ms=s.audio_ms,
+                asr_ms=s.asr_ms, dropped_ms=s.dropped_ms))
             if s.dropped_chunks > self._reported_drops:
                 self._reported_drops = s.dropped_chunks
                 self.log.record_payload(self.session_id, Status(

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from copilot.errors import SessionError
-from copilot.events import EPHEMERAL_TYPES, Event, SessionEnded, SessionStarted, new_id
-from copilot.session.view import fold_events
+from copilot.events import Event, SessionEnded, SessionStarted, new_id
+from copilot.session.fold import fold
 
 DB_NAME = "sessions.db"
 
@@ -149,7 +149,7 @@ class SessionStore:
         """Persist several events in ONE transaction: all of them get consecutive seqs, or none
         is stored (a tag-file import is never half-imported)."""
         for event in events:
-            if event.type in EPHEMERAL_TYPES:
+            if not event.persisted:
                 raise ValueError(f"{event.type} is ephemeral and is never stored")
         rows = [(event, json.dumps(event.data)) for event in events]
         stored: list[Event] = []
@@ -262,10 +262,12 @@ class SessionStore:
         return [_row_info(r) for r in rows]
 
     def get_session(self, session_id: str) -> dict[str, Any]:
-        """The folded view of the log: info plus segments, tags (current status/by), notes."""
+        """The session's row plus its folded log (`copilot.session.fold`): speakers, segments, turns,
+        tags (current status / by / standing, history), notes, ended."""
         info = self.session_info(session_id)
-        view = fold_events(self.events(session_id))
-        return {**info, **view, "last_seq": info["last_seq"]}
+        view = fold(self.events(session_id), session_id).to_json()
+        keep = ("speakers", "segments", "turns", "tags", "notes", "ended")
+        return {**info, **{k: view[k] for k in keep}, "last_seq": info["last_seq"]}
 
     def has_tag(self, session_id: str, tag_id: str) -> bool:
         row = self._reader().execute(
