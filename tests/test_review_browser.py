@@ -104,7 +104,7 @@ def test_review_page(served, browser, artifacts_dir):
     page, errors = open_page(browser, f"{base}/review.html?session={sid}&token={TOKEN}")
     assert page.inner_text("#title") == "URL shortener, system design"
     assert len(visible_segments(page)) == 12
-    assert page.inner_text("#counter") == "12 segments"
+    assert page.inner_text("#counter") == "12 turns"
 
     # per-tag summary: counts, and the strongest quote first (the interviewer-confirmed one)
     card = page.locator('.rv-card[data-tag="tradeoff_articulation"]')
@@ -118,7 +118,7 @@ def test_review_page(served, browser, artifacts_dir):
     page.fill("#search", "key value store")
     assert visible_segments(page) == ["seg_07", "seg_09"]
     assert page.locator(".rv-seg:not([hidden]) mark.rv-hit").count() == 2
-    assert page.inner_text("#counter") == "2 of 12 segments"
+    assert page.inner_text("#counter") == "2 of 12 turns"
     page.fill("#search", "")
     assert len(visible_segments(page)) == 12
 

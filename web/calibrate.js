@@ -251,7 +251,7 @@ async function main() {
   const title = cal.title || cal.session_id;
   document.title = `${title} · calibration`;
   $("title").textContent = title;
-  $("meta").textContent = `${cal.units} segments · ${cal.raters.length} raters · ${cal.disagreements.length} disagreements`;
+  $("meta").textContent = `${cal.units} turns · ${cal.raters.length} raters · ${cal.disagreements.length} disagreements`;
   $("to-review").href = `review.html?session=${encodeURIComponent(params.session)}&token=${encodeURIComponent(params.token)}`;
   renderPicker([...new Set([...all, ...cal.raters])], cal.raters);
   if (cal.raters.length < 2) toast("Agreement needs at least two raters: import another rater's tags (copilot tags import).", "warning");

@@ -19,10 +19,12 @@ function segmentAt(ms) {
   return best;
 }
 
-// A tag's segments: the ones it lists, else the one at its start time (a hotkey tag at a moment).
+// A tag's row: the turn (unit) holding its turn or fragments, else the one at its start time (a hotkey
+// tag at a moment). Rows are units (`data.units`): settled turns, plus fragments no turn settled.
 function tagSegments(tag) {
-  const known = (tag.segment_ids || []).filter((id) => segRows.has(id) || data.segIndex.has(id));
-  if (known.length) return known;
+  const ids = [tag.turn_id, ...(tag.segment_ids || [])].filter(Boolean);
+  const known = [...new Set(ids.map((id) => data.unitOf.get(id)).filter(Boolean))];
+  if (known.length) return known.slice(0, 1);
   const s = segmentAt(tag.start_ms);
   return s ? [s.id] : [];
 }
@@ -148,7 +150,7 @@ function applyFilters() {
     li.hidden = Boolean(q && !li.textContent.toLowerCase().includes(q)) || state.onlyTagged;
   }
   const total = segRows.size;
-  $("counter").textContent = shown === total ? `${total} segments` : `${shown} of ${total} segments`;
+  $("counter").textContent = shown === total ? `${total} turns` : `${shown} of ${total} turns`;
 }
 
 function jumpTo(segId) {
@@ -249,7 +251,7 @@ function renderHeader() {
   $("title").textContent = title;
   const started = data.started_at ? new Date(data.started_at * 1000).toLocaleString() : "";
   const standing = data.tags.filter(isStanding).length;
-  $("meta").textContent = [started, `${fmtTime(data.duration_ms)} long`, `${data.segments.length} segments`,
+  $("meta").textContent = [started, `${fmtTime(data.duration_ms)} long`, `${data.segments.length} turns`,
     `${standing} tags`, `rubric ${rubric.tags.length ? data.rubric.title || data.rubric_name : data.rubric_name}`,
     data.status === "live" ? "still live" : ""].filter(Boolean).join(" · ");
   const q = (extra) => `?session=${encodeURIComponent(params.session)}&token=${encodeURIComponent(params.token)}${extra || ""}`;
@@ -276,7 +278,15 @@ async function main() {
     toast(err.status === 401 ? "The access token was refused (401)." : err.message);
     return;
   }
+  // The review reads units (turns), not the fragments cut for latency.
+  data.fragments = data.segments;
+  data.segments = data.units || data.segments;
   data.segIndex = new Map(data.segments.map((s) => [s.id, s]));
+  data.unitOf = new Map();
+  for (const u of data.segments) {
+    data.unitOf.set(u.id, u.id);
+    for (const sid of u.segment_ids || []) data.unitOf.set(sid, u.id);
+  }
   rubric = rubricView(data.rubric);
   renderHeader();
   renderFilters();

@@ -17,10 +17,10 @@ from typing import Iterable
 
 from copilot import actors
 from copilot.errors import CopilotError
-from copilot.events import SCHEMA_VERSION, Event, Segment
+from copilot.events import SCHEMA_VERSION, Event, Segment, Turn
 from copilot.review.rubric_info import labels as rubric_labels
-from copilot.review.summary import fmt_ms, summarize, tag_segment
-from copilot.session.fold import SessionView, fold
+from copilot.review.summary import fmt_ms, summarize, tag_unit
+from copilot.session.fold import SessionView, Unit, fold
 
 FORMATS = ("md", "json", "vtt", "srt")
 EXPORT_FORMAT = "interview-copilot.session"
@@ -92,8 +92,8 @@ class Cue:
     text: str
 
 
-def segment_cues(segments: Iterable[Segment]) -> list[Cue]:
-    """One cue per segment (never zero-length), text on one line."""
+def segment_cues(segments: Iterable[Segment | Turn | Unit]) -> list[Cue]:
+    """One cue per segment or turn (never zero-length), text on one line."""
     return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), s.speaker, " ".join(s.text.split())) for s in segments]
 
 
@@ -118,11 +118,11 @@ def _vtt_escape(text: str) -> str:
 
 
 def export_vtt(view: SessionView) -> str:
-    return cues_vtt(segment_cues(view.segments), view.title)
+    return cues_vtt(segment_cues(view.units()), view.title)
 
 
 def export_srt(view: SessionView) -> str:
-    return cues_srt(segment_cues(view.segments))
+    return cues_srt(segment_cues(view.units()))
 
 
 def cues_vtt(cues: Iterable[Cue], title: str = "") -> str:
@@ -191,7 +191,8 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     started = ""
     if view.started_ts:
         started = _dt.datetime.fromtimestamp(view.started_ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    speakers = view.started.speakers if view.started else sorted({s.speaker for s in view.segments})
+    units = view.units()
+    speakers = view.started.speakers if view.started else sorted({u.speaker for u in units})
     out = [f"# Interview debrief: {_md(view.title or view.session_id)}", ""]
     out += [
         f"- Session: `{view.session_id}`",
@@ -199,7 +200,7 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
         f"- Duration: {fmt_ms(view.duration_ms())}",
         f"- Rubric: {view.rubric}",
         f"- Speakers: {', '.join(speakers)}",
-        f"- Segments: {len(view.segments)}; tags standing: {len(view.active_tags())} of {len(view.tags)}; "
+        f"- Turns: {len(units)}; tags standing: {len(view.active_tags())} of {len(view.tags)}; "
         f"notes: {len(view.notes)}",
         "",
         "## Summary by tag",
@@ -251,13 +252,14 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     else:
         out.append("No notes.")
     out += ["", "## Transcript", ""]
-    by_segment: dict[str, list[str]] = {}
+    by_unit: dict[str, list[str]] = {}
+    unit_of = view.unit_of(units)
     for t in view.active_tags():
-        seg = tag_segment(view, t.tag)
-        for sid in t.tag.segment_ids or ([seg.id] if seg else []):
-            by_segment.setdefault(sid, []).append(labels.get(t.tag.tag, t.tag.tag))
-    for seg in view.segments:
-        tags = sorted(set(by_segment.get(seg.id, [])))
+        unit = tag_unit(t.tag, units, unit_of)
+        if unit is not None:
+            by_unit.setdefault(unit.id, []).append(labels.get(t.tag.tag, t.tag.tag))
+    for seg in units:
+        tags = sorted(set(by_unit.get(seg.id, [])))
         marks = f" _[{'; '.join(_md(x) for x in tags)}]_" if tags else ""
         out.append(f"**[{fmt_ms(seg.start_ms)}] {_md(seg.speaker)}:** {_md(seg.text)}{marks}  ")
     out.append("")

@@ -4,31 +4,32 @@ their strongest quotes, where a tag sits in the transcript, and session times as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from copilot import actors
-from copilot.events import Segment, Tag
-from copilot.session.fold import SessionView, TagState
+from copilot.events import Tag
+from copilot.session.fold import SessionView, TagState, Unit
 
 
-def segment_at(segments: list[Segment], ms: int) -> Segment | None:
-    """The segment containing `ms`, else the last one that began before it."""
+def unit_at(units: Sequence[Unit], ms: int) -> Unit | None:
+    """The unit (turn) containing `ms`, else the last one that began before it."""
     best = None
-    for s in segments:
-        if s.start_ms <= ms < s.end_ms:
-            return s
-        if s.start_ms <= ms:
-            best = s
+    for u in units:
+        if u.start_ms <= ms < u.end_ms:
+            return u
+        if u.start_ms <= ms:
+            best = u
     return best
 
 
-def tag_segment(view: "SessionView", t: Tag) -> Segment | None:
-    """The segment a tag points at: its first listed segment, else the one at its start time."""
-    idx = view.segment_index()
-    for sid in t.segment_ids:
-        if sid in idx:
-            return idx[sid]
-    return segment_at(view.segments, t.start_ms)
+def tag_unit(t: Tag, units: Sequence[Unit], unit_of: dict[str, str]) -> Unit | None:
+    """The unit (turn) a tag sits on: its turn, or the one holding its first listed fragment,
+    else the one at its start time. `unit_of` is `SessionView.unit_of(units)`."""
+    by_id = {u.id: u for u in units}
+    for key in ([t.turn_id] if t.turn_id else []) + list(t.segment_ids):
+        if key in unit_of:
+            return by_id[unit_of[key]]
+    return unit_at(units, t.start_ms)
 
 
 # --- summaries -------------------------------------------------------------------------------------
@@ -81,6 +82,8 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
     labels = labels or {}
     order = list(labels) + sorted({t.tag.tag for t in view.tags} - set(labels))
     out: list[TagSummary] = []
+    units = view.units()
+    unit_of = view.unit_of(units)
     for tag_id in order:
         all_tags = [t for t in view.tags if t.tag.tag == tag_id]
         standing = [t for t in all_tags if t.standing]
@@ -88,11 +91,11 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
         for t in standing:
             g = actors.group(t.source)
             by_source[g] = by_source.get(g, 0) + 1
-        # One quote per moment (segment): the moments most raters stand behind come first, each
+        # One quote per moment (turn): the moments most raters stand behind come first, each
         # quoted by its strongest tag (a person's word, then confidence, then the longer evidence).
         moments: dict[str, list[TagState]] = {}
         for t in standing:
-            seg = tag_segment(view, t.tag)
+            seg = tag_unit(t.tag, units, unit_of)
             moments.setdefault(seg.id if seg else t.id, []).append(t)
         ranked = []
         for key, group in moments.items():
@@ -102,7 +105,7 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
             ranked.append((-len(backers), _strength(best), key, best, len(backers)))
         quotes = []
         for _, _, key, t, support in sorted(ranked)[:max_quotes]:
-            seg = tag_segment(view, t.tag)
+            seg = tag_unit(t.tag, units, unit_of)
             text = t.tag.evidence or (seg.text if seg else "")
             speaker = t.tag.speaker or (seg.speaker if seg else "")
             quotes.append(Quote(t.id, text, t.tag.start_ms, t.tag.end_ms, speaker, t.source, t.status,

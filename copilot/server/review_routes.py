@@ -69,8 +69,8 @@ async def calibration(session_id: str, request: Request,
     out = cal.to_json()
     out["title"] = view.title
     out["rubric"] = rubric
-    keep = {"id", "speaker", "start_ms", "end_ms", "text"}
-    out["segments"] = [s.model_dump(include=keep) for s in view.segments]
+    # The page's rows are the units calibration counted: turns (and any fragment no turn settled).
+    out["segments"] = [u.to_json() for u in view.units()]
     out["duration_ms"] = view.duration_ms()
     return out
 

@@ -147,6 +147,29 @@ class TurnState:
         return self.turn.segment_ids
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One row of the transcript a reader sees: a settled turn, or a fragment no turn settled
+    (a session recorded with `--no-turns`, or speech cut off by a crash). Review, exports and
+    calibration all count in units, so a tag marks exactly one of them."""
+
+    id: str  # the turn id, or the fragment's own id
+    kind: Literal["turn", "fragment"]
+    speaker: str
+    channel: int
+    start_ms: int
+    end_ms: int
+    text: str
+    segment_ids: tuple[str, ...]  # the fragments it covers
+    revision: int = 0
+    model: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "speaker": self.speaker, "channel": self.channel,
+                "start_ms": self.start_ms, "end_ms": self.end_ms, "text": self.text,
+                "segment_ids": list(self.segment_ids), "revision": self.revision, "model": self.model}
+
+
 @dataclass
 class SessionView:
     """A session's log, folded: what every reader of "the session now" uses."""
@@ -191,6 +214,25 @@ class SessionView:
         """Fragment id -> the id of the turn that settled it."""
         return {sid: t.id for t in self.turns for sid in t.segment_ids}
 
+    def units(self) -> list[Unit]:
+        """The transcript as its reader sees it: settled turns (latest revision), plus any
+        fragment no turn settled, in time order."""
+        settled = self.turn_of_segment()
+        out = [Unit(t.id, "turn", t.turn.speaker, t.turn.channel, t.turn.start_ms, t.turn.end_ms, t.turn.text,
+                    tuple(t.segment_ids), t.turn.revision, t.turn.model) for t in self.turns]
+        out += [Unit(s.id, "fragment", s.speaker, s.channel, s.start_ms, s.end_ms, s.text, (s.id,))
+                for s in self.segments if s.id not in settled]
+        return sorted(out, key=lambda u: (u.start_ms, u.end_ms))
+
+    def unit_of(self, units: list[Unit] | None = None) -> dict[str, str]:
+        """Fragment id or unit id -> the id of the unit that holds it."""
+        out: dict[str, str] = {}
+        for u in units if units is not None else self.units():
+            out[u.id] = u.id
+            for sid in u.segment_ids:
+                out[sid] = u.id
+        return out
+
     def duration_ms(self) -> int:
         if self.ended and self.ended.duration_ms is not None:
             return self.ended.duration_ms
@@ -208,6 +250,7 @@ class SessionView:
             "speakers": self.speakers,
             "segments": [s.model_dump(mode="json") for s in self.segments],
             "turns": [t.turn.model_dump(mode="json") for t in self.turns],
+            "units": [u.to_json() for u in self.units()],
             "tags": [t.to_json() for t in self.tags],
             "notes": [n.model_dump(mode="json") for n in self.notes],
             "ended": self.ended.model_dump(mode="json") if self.ended else None,
