@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from copilot.asr.device import DeviceChoice, select_device
+from copilot.asr.options import DEFAULT_MODEL
 from copilot.errors import ModelError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class UtteranceResult:
     tokens: list[int] = field(default_factory=list)
 
 
-def load_model(name_or_path: str = "tiny.en", device: str = "auto", compute_type: str | None = None,
+def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", compute_type: str | None = None,
                *, cpu_threads: int | None = None) -> "WhisperModel":
     """Load a faster-whisper model from a local directory (resolved by name via `resolve_model`)."""
     choice = select_device(device, compute_type)
