@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from copilot.asr.device import DeviceChoice, select_device
+from copilot.asr.models import resolve_model
 from copilot.asr.options import DEFAULT_MODEL
 from copilot.errors import ModelError
 
@@ -61,9 +62,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", compute_
 
 
 def _resolve(name_or_path: str) -> str:
-    from copilot.asr.models import resolve_model  # a local directory, or a clear ModelError
-
-    return resolve_model(name_or_path)
+    return resolve_model(name_or_path)  # a local directory, or a clear ModelError
 
 
 def _load(path: str, choice: DeviceChoice, cpu_threads: int | None) -> "WhisperModel":

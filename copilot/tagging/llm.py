@@ -41,8 +41,6 @@ from copilot.tagging.rubric import Rubric
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass
 class LLMResult:
     """What one window's call produced. `error` set means: no usable answer (rules tags stand)."""

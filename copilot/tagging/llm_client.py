@@ -5,8 +5,8 @@ retry (429, 5xx, timeouts, dropped connections; exponential backoff with jitter)
 response format and the fallback when a server refuses it, and tokens and cost per call. What it
 does not know: prompts, rubrics, tags (`llm_prompt.py`, `llm.py`).
 
-litellm is imported lazily (it takes seconds: 22 s measured here under load, about 3 s on an idle
-2-core machine) with `LITELLM_LOCAL_MODEL_COST_MAP=True` so the import never touches the network,
+litellm is imported lazily (it takes seconds: `import litellm` measured 22 s on this busy 2-core
+machine) with `LITELLM_LOCAL_MODEL_COST_MAP=True` so the import never touches the network,
 and only when an LLM is configured. litellm's and the OpenAI client's own retries are switched off
 so that one deadline covers the whole attempt. See docs/llm.md.
 """

@@ -172,7 +172,7 @@ class RulesTagger:
         self.syntax = None
         if syntax:
             self.syntax = SyntaxCues.load(self._families_of)
-        self.classifier = None
+        self.classifier: Classifier | None = None
         if classifier is True:
             self.classifier = load_classifier(rubric.id)
         elif isinstance(classifier, (str, Path)):
