@@ -10,7 +10,7 @@ import pytest
 
 from copilot.events import Segment, Status, Tag, TagUpdate
 from copilot.tagging.hybrid import DISPUTED_CONFIDENCE, HybridTagger, LLMRefiner, apply, merge
-from copilot.tagging.llm import import_litellm
+from copilot.tagging.llm_client import import_litellm
 from copilot.tagging.rubric import load_rubric
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import BY, conversation, fake_tagger, tags_json

@@ -1,8 +1,8 @@
 """Review and calibration pages in a real browser (Playwright for Python driving Debian's chromium).
 
 A session is built in a real SQLite store through the store API (tests/review_fixtures.py), two
-raters' tag files are imported with `copilot tags import` (subprocess), and the real app (S1's
-`create_app`, with this feature's router) serves it from a uvicorn thread on 127.0.0.1.
+raters' tag files are imported with `copilot tags import` (subprocess), and the real app (the
+composition root's, `copilot.runtime.Runtime.app`) serves it from a uvicorn thread on 127.0.0.1.
 
 Hand-worked agreement for alice vs bob on the 12 segments (units):
   requirement gathering: alice {2,4}, bob {2,4,6}: p_o = 11/12; P(a)=2/12, P(b)=3/12
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from copilot.session.bus import Bus
+from copilot.runtime import Runtime, RuntimeConfig
 from copilot.session.store import SessionStore
 from tests.review_fixtures import ALICE, BOB, build_session, rater_file
 
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debia
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from copilot.server.app import create_app
     from copilot.server.runner import ServerThread
 
     tmp = tmp_path_factory.mktemp("review")
@@ -54,11 +53,8 @@ def served(tmp_path_factory):
         r = subprocess.run([sys.executable, "-m", "copilot", "tags", "import", sid, str(f), "--data-dir", str(data)],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-    store = SessionStore(data)
-    app = create_app(store, Bus(), TOKEN)
-    with ServerThread(app) as server:
+    with Runtime(RuntimeConfig(data_dir=data, token=TOKEN)) as rt, ServerThread(rt.app()) as server:
         yield server.base_url, sid
-    store.close()
 
 
 @pytest.fixture(scope="module")

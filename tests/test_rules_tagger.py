@@ -34,7 +34,7 @@ def classifier(rubric, tmp_path_factory):
         return load_classifier(rubric.id)
     from copilot.tagging.textcat import train_for_rubric
 
-    out = train_for_rubric(rubric, out=tmp_path_factory.mktemp("tagger") / rubric.id)
+    out = train_for_rubric(rubric, RulesTagger(rubric, classifier=False), out=tmp_path_factory.mktemp("tagger") / rubric.id)
     return load_classifier(rubric.id, out)
 
 

@@ -18,9 +18,10 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from copilot.events import Event, SessionStarted
+if TYPE_CHECKING:  # pydantic stays out of `copilot --help` (tests/test_import_graph.py)
+    from copilot.events import Event
 
 
 @dataclass
@@ -69,6 +70,7 @@ def score_run(model: Any, audio: Path, info: dict, rubric_name: str, *, turns: b
     from copilot.asr.streaming import StreamingTranscriber
     from copilot.asr.turns import TurnTranscriber
     from copilot.audio.file_source import FileSource
+    from copilot.events import SessionStarted
     from copilot.session.bus import Bus
     from copilot.session.log import SessionLog
     from copilot.session.pipeline import Pipeline
@@ -91,7 +93,7 @@ def score_run(model: Any, audio: Path, info: dict, rubric_name: str, *, turns: b
     return score_events(events, info["turns"], mode="turns" if turns else "fragments only")
 
 
-def score_events(events: list[Event], script: list[dict], *, mode: str) -> TurnTagScore:
+def score_events(events: "list[Event]", script: list[dict], *, mode: str) -> TurnTagScore:
     """Fold the machine tags and score them per spoken turn of `script`."""
     segments = {e.data["id"]: e.data for e in events if e.type == "segment.final"}
     tags: dict[str, dict] = {}

