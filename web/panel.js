@@ -378,6 +378,12 @@ function renderSegmentTags(segId, { chips = true } = {}) {
   const seg = state.segments.get(segId);
   const span = document.getElementById(`seg-${segId}`);
   if (!turn || !seg || !span) return;
+  if (!seg.text) { // a fragment whose settled turn is shown in its first fragment's place
+    span.replaceChildren();
+    span.classList.remove("seg--tagged", "seg--selected");
+    if (chips) renderTurnChips(turn);
+    return;
+  }
   const tags = tagsOfSegment(segId).filter(visibleTag);
   const live = tags.filter((t) => isStanding(t));
   const ranges = [];
