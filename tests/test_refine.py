@@ -75,13 +75,16 @@ def replayed(dialogue, tmp_path_factory):
 def fresh_copy(replayed, tmp_path) -> tuple[Path, str]:
     """The replayed session in a store of its own (each test changes its log)."""
     import shutil
+    import sqlite3
 
     data, sid = replayed
     copy = tmp_path / "data"
-    with SessionStore(data) as store:  # checkpoint the WAL so the file copy is whole
-        store._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     copy.mkdir()
-    shutil.copy2(data / "sessions.db", copy / "sessions.db")
+    src, dst = sqlite3.connect(data / "sessions.db"), sqlite3.connect(copy / "sessions.db")
+    with src, dst:
+        src.backup(dst)  # SQLite's own copy: the WAL's pages included
+    src.close()
+    dst.close()
     (copy / "sessions").mkdir()
     shutil.copy2(data / "sessions" / f"{sid}.flac", copy / "sessions" / f"{sid}.flac")
     return copy, sid
@@ -144,6 +147,10 @@ def test_refine_with_tiny_appends_revisions_and_moves_tags(replayed, tmp_path):
                   end_ms=turns[-1].end_ms, speaker=turns[-1].speaker, evidence=turns[-1].text,
                   source="human:alice", turn_id=turns[-1].id)
         store.append(Event.of(sid, own))
+        # The machine withdrew another of its tags: if the refined turn raises it, it is proposed anew.
+        withdrawn = machine[-1]
+        assert withdrawn is not judged
+        store.append(Event.of(sid, TagUpdate(tag_id=withdrawn.id, status="retracted", by=withdrawn.source)))
         before = store.events(sid)
 
     out = copilot("sessions", "refine", sid, "--model", "tiny.en", data=data)
@@ -160,7 +167,10 @@ def test_refine_with_tiny_appends_revisions_and_moves_tags(replayed, tmp_path):
     # The same model, beam 5 and the same prompts: the machine tags still hold and are updated in place.
     updated = {e.data["tag_id"] for e in new if e.type == "tag.updated"}
     assert updated, "no machine tag was carried to its refined turn"
-    assert re.search(rf"tags: {len(updated)} updated", summary), summary
+    assert withdrawn.id not in touched
+    added = [Tag.model_validate(e.data) for e in new if e.type == "tag.proposed"]
+    assert [(t.tag, t.turn_id) for t in added] == [(withdrawn.tag, withdrawn.turn_id)]
+    assert re.search(rf"tags: {len(updated)} updated, 1 added", summary), summary
 
     # A second pass is revision 2 of the same turns; revision 1 stays in the log.
     out = copilot("sessions", "refine", sid, "--model", "tiny.en", data=data)

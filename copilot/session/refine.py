@@ -51,7 +51,7 @@ class RefineSummary:
     tags_not_raised: int = 0  # machine tags the refined text no longer raises (left standing)
     decode_s: float = 0.0
     total_s: float = 0.0
-    audio_s: float = 0.0  # speech decoded (sum of the turns' spans)
+    audio_s: float = 0.0  # audio decoded: the turns' spans with their margins
     events: list[Event] = field(default_factory=list)  # what was appended, with seqs
 
     def line(self) -> str:
@@ -61,7 +61,7 @@ class RefineSummary:
         kept = f", {self.kept} kept as they were (every decode failed its checks)" if self.kept else ""
         return (f"refined {self.refined} of {self.turns} turns of {self.session_id} with {self.model}{kept}: "
                 f"{self.words_changed} of {self.words_before} words changed in {self.changed} turns; {tags}; "
-                f"{self.total_s:.1f} s ({self.decode_s:.1f} s decoding {self.audio_s:.1f} s of speech)")
+                f"{self.total_s:.1f} s ({self.decode_s:.1f} s decoding {self.audio_s:.1f} s of turn audio)")
 
 
 # ------------------------------------------------------------------ reading the log
