@@ -24,10 +24,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from copilot.errors import SessionError
 from copilot.events import Event, Segment, Status, Tag, TagUpdate, Turn, Word
+
+if TYPE_CHECKING:
+    from copilot.asr.turns import TurnConfig
+    from copilot.session.store import SessionStore
 
 DEFAULT_REFINE_MODEL = "base"
 # Silence after the turn in the encoder input. Live, 1 s keeps tiny.en fast; base, given 1 s or
@@ -158,7 +162,7 @@ def word_edits(before: str, after: str) -> int:
 
 # ------------------------------------------------------------------ the run
 
-def check_refinable(store: Any, session_id: str) -> tuple[dict[str, Any], list[Event], list[Turn], Path]:
+def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, Any], list[Event], list[Turn], Path]:
     """The session's info, log, latest turns and kept audio, or a one-line SessionError."""
     info = store.session_info(session_id)  # "no session X"
     if info["status"] == "live":
@@ -175,10 +179,12 @@ def check_refinable(store: Any, session_id: str) -> tuple[dict[str, Any], list[E
     return info, events, turns, audio
 
 
-def refine_session(store: Any, session_id: str, *, model: str = DEFAULT_REFINE_MODEL, device: str = "auto",
-                   compute_type: str | None = None, config: Any = None, pad_s: float | None = REFINE_PAD_S,
+def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAULT_REFINE_MODEL,
+                   device: str = "auto", compute_type: str | None = None, config: "TurnConfig | None" = None,
+                   pad_s: float | None = REFINE_PAD_S,
                    progress: Callable[[str], None] | None = None) -> RefineSummary:
     """Decode the session's turns again with `model`, re-tag them, append it all in one transaction."""
+    from copilot.asr.commit import join_words
     from copilot.asr.engine import load_model
     from copilot.asr.turns import TurnConfig, TurnDecoder
     from copilot.audio.base import SAMPLE_RATE
@@ -192,7 +198,7 @@ def refine_session(store: Any, session_id: str, *, model: str = DEFAULT_REFINE_M
     config = config or TurnConfig()
     whisper = load_model(model, device, compute_type)  # an unknown or missing model fails here
     model_name = Path(model).name
-    rubric = load_rubric(info["rubric"])
+    tagger = RulesTagger(load_rubric(info["rubric"]))  # the session's rubric, as live
     audio = decode_audio(audio_path, mono=False)  # one row per speaker, as kept
     bad = sorted({t.channel for t in turns if t.channel >= audio.channels})
     if bad:
@@ -226,7 +232,7 @@ def refine_session(store: Any, session_id: str, *, model: str = DEFAULT_REFINE_M
         new = Turn(
             id=turn.id, speaker=turn.speaker, channel=turn.channel,
             start_ms=words[0].start_ms, end_ms=max(w.end_ms for w in words),
-            text="".join(w.text for w in words).strip(),
+            text=join_words(words),
             words=[Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms,
                         probability=round(w.probability, 3)) for w in words],
             segment_ids=list(turn.segment_ids), revision=turn.revision + 1, model=model_name)
@@ -241,7 +247,6 @@ def refine_session(store: Any, session_id: str, *, model: str = DEFAULT_REFINE_M
 
     # 2. Tag the refined turns again, against the tags the log holds now.
     say("tagging the refined turns")
-    tagger = RulesTagger(rubric)
     tags = tag_states(events)
     out: list[Event] = []
     context: list[Segment] = []
