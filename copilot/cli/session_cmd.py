@@ -1,4 +1,4 @@
-"""`copilot live`, `copilot replay`, `copilot serve`, `copilot sessions list|export|delete|end`."""
+"""`copilot live`, `copilot replay`, `copilot serve`, `copilot sessions list|export|delete|end|refine`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _server_args(serve)
     serve.set_defaults(handler=_serve)
 
-    sessions = sub.add_parser("sessions", help="list, export, end or delete stored sessions")
+    sessions = sub.add_parser("sessions", help="list, export, end, refine or delete stored sessions")
     which = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = which.add_parser("list", help="list sessions, newest first")
     ls.add_argument("--json", action="store_true", help="one JSON array")
@@ -55,6 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     end.add_argument("--reason", default="closed after interruption")
     end.add_argument("--data-dir", metavar="DIR", default=None)
     end.set_defaults(handler=_sessions_end)
+    refine = which.add_parser("refine", help="decode an ended session's kept audio again with a bigger model, "
+                                             "as new revisions of its turns (docs/turns.md)")
+    refine.add_argument("session_id", metavar="ID")
+    refine.add_argument("--model", default="base",
+                        help="model name from `copilot models` or a model directory (default %(default)s)")
+    refine.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the ASR runs (default %(default)s: CUDA when available)")
+    refine.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    refine.add_argument("--data-dir", metavar="DIR", default=None)
+    refine.set_defaults(handler=_sessions_refine)
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -151,4 +161,17 @@ def _sessions_end(args: argparse.Namespace) -> int:
     with _store(args) as store:
         ev = store.end_session(args.session_id, reason=args.reason)
     print(f"ended {args.session_id} (seq {ev.seq})")
+    return 0
+
+
+def _sessions_refine(args: argparse.Namespace) -> int:
+    import sys
+
+    from copilot.session.refine import refine_session
+
+    with _store(args) as store:
+        summary = refine_session(store, args.session_id, model=args.model, device=args.asr_device,
+                                 compute_type=args.compute_type,
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(summary.line())
     return 0
