@@ -1,0 +1,290 @@
+"""Echo and crosstalk gate between two channels, before the transcriber.
+
+When the interviewer uses speakers, the call's audio (channel 1, the candidate) leaks into the
+microphone (channel 0): a quieter, slightly late, linearly related copy. Transcribed as is, the
+candidate's words come out a second time as the interviewer's. This gate cuts each channel into
+short blocks aligned on session time and asks, per block: is this channel's audio explained by
+the other channel's recent past? It measures the normalized cross-correlation of the block's
+window against the other channel at lags 0..`max_lag_ms` (pre-emphasised, so the peak is sharp
+and a vowel's pitch does not correlate with itself), and the fitted level of the copy. A block
+that is a copy (correlation >= `threshold`) and no louder than its source (fitted gain <=
+`max_gain`) is the other channel's leak: it is replaced by silence, so the VAD sees no speech
+there. The louder, earlier channel owns correlated speech; when both channels look like a copy of
+the other, only the better-explained one is gated. Real double-talk (both speak at once) keeps
+both: the leak is a small part of a loud block, so the correlation stays low.
+
+Latency: a block is decided as soon as both channels have delivered it (the other channel's
+*past* is all the analysis needs), so the gate adds nothing beyond waiting for the other
+channel's chunk of the same time. A channel that has never delivered holds nobody back (mono
+input passes through), and a stalled one is waited for at most `max_wait_ms`.
+
+Pure numpy; one batch of FFTs per chunk. It knows nothing of models or servers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from copilot.audio.base import SAMPLE_RATE, AudioChunk
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    block_ms: int = 20  # decision granularity
+    window_ms: int = 40  # analysis window ending at the block's end
+    max_lag_ms: int = 100  # how late a leak may be
+    threshold: float = 0.6  # |normalized correlation| above which a block is a copy...
+    release: float = 0.4  # ...and, while already gating, the level it must fall below to stop
+    max_gain: float = 1.0  # a leak is no louder than its source (amplitude ratio)
+    floor_dbfs: float = -65.0  # blocks quieter than this are left alone (nothing to hear)
+    max_wait_ms: int = 500  # how long a lagging (stalled) channel is waited for
+    preemphasis: float = 0.95
+
+
+@dataclass
+class EchoStats:
+    blocks: int = 0  # blocks decided (per channel pair)
+    gated: list[int] = field(default_factory=lambda: [0, 0])  # blocks silenced, per channel
+    passthrough_chunks: int = 0  # chunks passed on ungated (one channel only, late data)
+    cpu_s: float = 0.0  # time spent deciding
+
+
+class EchoSuppressor:
+    """Feed `AudioChunk`s of two channels (interleaved, any size); get gated chunks back.
+
+    `push` returns the chunks that are ready, in time order per channel; `flush` returns the
+    rest at the end of the stream. Chunks of channels other than 0 and 1 pass through.
+    """
+
+    def __init__(self, config: EchoConfig | None = None) -> None:
+        c = self.config = config or EchoConfig()
+        self.block = SAMPLE_RATE * c.block_ms // 1000
+        self.window = max(self.block, SAMPLE_RATE * c.window_ms // 1000)
+        self.lag = SAMPLE_RATE * c.max_lag_ms // 1000
+        self.history = self.window + self.lag + 1  # +1: the pre-emphasis needs the sample before
+        self.nfft = _fast_len(self.window + self.lag)
+        self.floor = float(10 ** (c.floor_dbfs / 10)) * self.window  # energy of a window at the floor
+        self.stats = EchoStats()
+        self._base: int | None = None  # session sample index of buffer index 0 (both channels)
+        self._buf = [np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)]
+        self._len = [0, 0]  # real samples delivered per channel (buffer index)
+        self._seen = [0, 0]  # chunks delivered per channel
+        self._pos = 0  # buffer index up to which blocks are decided
+        self._out = [0, 0]  # buffer index up to which each channel was emitted
+        self._speaker = ["", ""]
+        self._gating = [False, False]
+        self._gain = [1.0, 1.0]  # gain applied at the end of the last block (for the ramp)
+
+    # -- public
+    def push(self, chunk: AudioChunk) -> list[AudioChunk]:
+        ch = chunk.channel
+        if ch not in (0, 1):
+            self.stats.passthrough_chunks += 1
+            return [chunk]
+        samples = np.asarray(chunk.samples, dtype=np.float32).reshape(-1)
+        start = chunk.start_ms * SAMPLE_RATE // 1000
+        if self._base is None:
+            self._base = start
+        self._speaker[ch] = chunk.speaker
+        self._seen[ch] += 1
+        out: list[AudioChunk] = []
+        begin = start - self._base
+        if begin < 0:  # before the session's first sample: nothing to align it with
+            samples, begin = samples[-begin:], 0
+        late = self._store(ch, begin, samples)
+        if late is not None:  # audio for a time already decided: on as it is
+            self.stats.passthrough_chunks += 1
+            out.append(late)
+        out.extend(self._advance(final=False))
+        return out
+
+    def flush(self) -> list[AudioChunk]:
+        return self._advance(final=True)
+
+    def process(self, x: np.ndarray, chunk_ms: int = 100) -> np.ndarray:
+        """Gate a whole (2, n) recording (offline use: kept audio, tests); returns a new array."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != 2:
+            raise ValueError(f"expected audio of shape (2, n), got {x.shape}")
+        out = np.zeros_like(x)
+        step = SAMPLE_RATE * chunk_ms // 1000
+        pieces: list[AudioChunk] = []
+        for i in range(0, x.shape[1], step):
+            for ch in (0, 1):
+                pieces += self.push(AudioChunk(x[ch, i:i + step], ch, str(ch), i * 1000 // SAMPLE_RATE))
+        pieces += self.flush()
+        for p in pieces:
+            a = p.start_ms * SAMPLE_RATE // 1000
+            out[p.channel, a:a + len(p.samples)] = p.samples
+        return out
+
+    # -- buffering
+    def _store(self, ch: int, begin: int, samples: np.ndarray) -> AudioChunk | None:
+        """Put samples at buffer index `begin`; returns the part before `_pos`, already decided."""
+        end = begin + len(samples)
+        buf = self._buf[ch]
+        if end > len(buf):
+            grown = np.zeros(max(end, 2 * len(buf)), dtype=np.float32)
+            grown[:len(buf)] = buf
+            buf = self._buf[ch] = grown
+        late = None
+        keep_from = max(begin, self._out[ch])  # never emit a time twice
+        if keep_from < self._pos and keep_from < end:
+            a, b = keep_from, min(end, self._pos)
+            late = self._chunk(ch, a, samples[a - begin:b - begin].copy())
+            self._out[ch] = max(self._out[ch], b)
+        buf[begin:end] = samples
+        self._len[ch] = max(self._len[ch], end)
+        return late
+
+    def _ready_end(self, final: bool) -> int:
+        """Buffer index up to which blocks can be decided now."""
+        lens = self._len
+        if final:
+            return max(lens)
+        end, lead = min(lens), max(lens)
+        wait = SAMPLE_RATE * self.config.max_wait_ms // 1000
+        for ch in (0, 1):
+            if self._seen[ch] == 0 and self._seen[1 - ch] >= 2:
+                end = lead  # never heard from (mono input): holds nobody back
+            elif lead - lens[ch] > wait:
+                end = max(end, lead - wait)  # stalled: waited for `max_wait_ms`, then taken as silence
+        return end
+
+    def _advance(self, final: bool) -> list[AudioChunk]:
+        end = self._ready_end(final)
+        n_blocks = (end - self._pos) // self.block
+        if final and end > self._pos + n_blocks * self.block:
+            n_blocks += 1  # the ragged tail is decided as a (zero-padded) block
+        if n_blocks <= 0:
+            return []
+        t0 = time.perf_counter()
+        stop = self._pos + n_blocks * self.block
+        for ch in (0, 1):
+            if len(self._buf[ch]) < stop:
+                grown = np.zeros(stop, dtype=np.float32)
+                grown[:len(self._buf[ch])] = self._buf[ch]
+                self._buf[ch] = grown
+        gains = self._decide(self._pos, n_blocks)
+        out = []
+        for ch in (0, 1):
+            a = max(self._out[ch], self._pos)
+            b = min(stop, max(self._len[ch], a))  # only what the channel really delivered
+            if b > a:
+                seg = self._buf[ch][a:b] * self._gain_curve(ch, gains[ch])[a - self._pos:b - self._pos]
+                out.append(self._chunk(ch, a, seg.astype(np.float32)))
+                self._out[ch] = b
+            self._gain[ch] = float(gains[ch][-1])
+        self._pos = stop
+        self._trim()
+        self.stats.cpu_s += time.perf_counter() - t0
+        return out
+
+    def _trim(self) -> None:
+        drop = self._pos - self.history
+        if drop >= 4 * SAMPLE_RATE and all(o >= self._pos for o, s in zip(self._out, self._seen) if s):
+            assert self._base is not None
+            for ch in (0, 1):
+                self._buf[ch] = self._buf[ch][drop:].copy()
+                self._len[ch] = max(0, self._len[ch] - drop)
+                self._out[ch] = max(0, self._out[ch] - drop)
+            self._pos -= drop
+            self._base += drop
+
+    def _chunk(self, ch: int, index: int, samples: np.ndarray) -> AudioChunk:
+        assert self._base is not None
+        return AudioChunk(samples, ch, self._speaker[ch] or str(ch), (self._base + index) * 1000 // SAMPLE_RATE)
+
+    def _gain_curve(self, ch: int, block_gains: np.ndarray) -> np.ndarray:
+        """Per-sample gain: each block's gain, with a 2 ms ramp where it changes (no clicks)."""
+        curve = np.repeat(block_gains.astype(np.float32), self.block)
+        ramp = SAMPLE_RATE * 2 // 1000
+        prev = self._gain[ch]
+        for i, g in enumerate(block_gains):
+            if g != prev:
+                s = i * self.block
+                curve[s:s + ramp] = np.linspace(prev, g, ramp, dtype=np.float32)
+            prev = g
+        return curve
+
+    # -- the decision
+    def _windows(self, ch: int, pos: int, n_blocks: int, length: int) -> np.ndarray:
+        """(n_blocks, length) pre-emphasised windows of channel `ch` ending at each block's end."""
+        buf = self._buf[ch]
+        first_end = pos + self.block
+        lo = first_end - length - 1
+        pad = max(0, -lo)
+        seg = buf[max(0, lo):pos + n_blocks * self.block]
+        if pad:
+            seg = np.concatenate([np.zeros(pad, dtype=np.float32), seg])
+        emph = seg[1:] - self.config.preemphasis * seg[:-1]
+        idx = np.arange(n_blocks)[:, None] * self.block + np.arange(length)[None, :]
+        return emph[idx]
+
+    def _decide(self, pos: int, n_blocks: int) -> list[np.ndarray]:
+        """Gain per block and channel: 0 where the block is the other channel's leak, else 1."""
+        c = self.config
+        self.stats.blocks += n_blocks
+        ones = [np.ones(n_blocks, dtype=np.float32), np.ones(n_blocks, dtype=np.float32)]
+        if min(self._seen) == 0:
+            return ones  # one channel only: nothing can leak
+        W, L = self.window, self.lag
+        rho = np.zeros((2, n_blocks))
+        gain = np.zeros((2, n_blocks))
+        energy = np.zeros((2, n_blocks))
+        wins = [self._windows(ch, pos, n_blocks, W) for ch in (0, 1)]
+        for ch in (0, 1):
+            energy[ch] = np.einsum("ij,ij->i", wins[ch], wins[ch])
+        # Only blocks with something to hear are analysed (most of a conversation is one voice or
+        # none, so this skips most of the FFT work).
+        rows = np.flatnonzero((energy > self.floor).any(axis=0))
+        if len(rows):
+            refs = [self._windows(ch, pos, n_blocks, W + L)[rows] for ch in (0, 1)]
+            spec_r = [np.fft.rfft(r, self.nfft, axis=1) for r in refs]
+            for ch in (0, 1):
+                other = 1 - ch
+                a, r = wins[ch][rows], refs[other]
+                # xc[:, j] = sum_n r[j + n] a[n]: the other channel `L - j` samples earlier.
+                xc = np.fft.irfft(spec_r[other] * np.conj(np.fft.rfft(a, self.nfft, axis=1)), self.nfft,
+                                  axis=1)[:, :L + 1]
+                c2 = np.zeros((len(rows), W + L + 1))
+                np.cumsum(r * r, axis=1, out=c2[:, 1:])
+                er = c2[:, W:W + L + 1] - c2[:, :L + 1]
+                norm = np.abs(xc) / np.sqrt(energy[ch, rows][:, None] * er + 1e-12)
+                j = np.argmax(norm, axis=1)
+                k = np.arange(len(rows))
+                rho[ch, rows] = norm[k, j]
+                gain[ch, rows] = np.abs(xc[k, j]) / (er[k, j] + 1e-12)
+        gains = ones
+        for i in range(n_blocks):
+            leak = [False, False]
+            for ch in (0, 1):
+                thr = c.release if self._gating[ch] else c.threshold
+                leak[ch] = bool(rho[ch, i] >= thr and gain[ch, i] <= c.max_gain and energy[ch, i] > self.floor)
+            if leak[0] and leak[1]:  # each looks like the other's copy: the better-explained one is
+                leak[int(rho[0, i] >= rho[1, i])] = False
+            for ch in (0, 1):
+                self._gating[ch] = leak[ch]
+                if leak[ch]:
+                    gains[ch][i] = 0.0
+                    self.stats.gated[ch] += 1
+        return gains
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (pocketfft is fast on these)."""
+    best = 1 << int(np.ceil(np.log2(n)))
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
