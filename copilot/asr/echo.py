@@ -38,6 +38,7 @@ class EchoConfig:
     max_lag_ms: int = 100  # how late a leak may be
     threshold: float = 0.6  # |normalized correlation| above which a block is a copy...
     release: float = 0.4  # ...and, while already gating, the level it must fall below to stop
+    silence: float = 0.99  # a leak block this well explained is silenced; below, the fitted copy is subtracted
     max_gain: float = 1.0  # a leak is no louder than its source (amplitude ratio)
     floor_dbfs: float = -65.0  # blocks quieter than this are left alone (nothing to hear)
     max_wait_ms: int = 500  # how long a lagging (stalled) channel is waited for
@@ -48,6 +49,7 @@ class EchoConfig:
 class EchoStats:
     blocks: int = 0  # blocks decided (per channel pair)
     gated: list[int] = field(default_factory=lambda: [0, 0])  # blocks silenced, per channel
+    subtracted: list[int] = field(default_factory=lambda: [0, 0])  # blocks with the copy subtracted
     passthrough_chunks: int = 0  # chunks passed on ungated (one channel only, late data)
     cpu_s: float = 0.0  # time spent deciding
 
@@ -75,7 +77,8 @@ class EchoSuppressor:
         self._pos = 0  # buffer index up to which blocks are decided
         self._out = [0, 0]  # buffer index up to which each channel was emitted
         self._speaker = ["", ""]
-        self._gating = [False, False]
+        self._gating = [False, False]  # this channel is being silenced as the other's leak
+        self._onset = [False, False]  # the last block heard looked like a copy (gating starts at two)
         self._gain = [1.0, 1.0]  # gain applied at the end of the last block (for the ramp)
 
     # -- public
@@ -168,13 +171,18 @@ class EchoSuppressor:
                 grown = np.zeros(stop, dtype=np.float32)
                 grown[:len(self._buf[ch])] = self._buf[ch]
                 self._buf[ch] = grown
-        gains = self._decide(self._pos, n_blocks)
+        gains, subtract = self._decide(self._pos, n_blocks)
+        clean = [self._buf[ch][self._pos:stop].copy() for ch in (0, 1)]
+        for ch, i, lag, g in subtract:
+            s = self._pos + i * self.block
+            if s - lag >= 0:
+                clean[ch][i * self.block:(i + 1) * self.block] -= g * self._buf[1 - ch][s - lag:s - lag + self.block]
         out = []
         for ch in (0, 1):
             a = max(self._out[ch], self._pos)
             b = min(stop, max(self._len[ch], a))  # only what the channel really delivered
             if b > a:
-                seg = self._buf[ch][a:b] * self._gain_curve(ch, gains[ch])[a - self._pos:b - self._pos]
+                seg = (clean[ch] * self._gain_curve(ch, gains[ch]))[a - self._pos:b - self._pos]
                 out.append(self._chunk(ch, a, seg.astype(np.float32)))
                 self._out[ch] = b
             self._gain[ch] = float(gains[ch][-1])
@@ -224,16 +232,19 @@ class EchoSuppressor:
         idx = np.arange(n_blocks)[:, None] * self.block + np.arange(length)[None, :]
         return emph[idx]
 
-    def _decide(self, pos: int, n_blocks: int) -> list[np.ndarray]:
-        """Gain per block and channel: 0 where the block is the other channel's leak, else 1."""
+    def _decide(self, pos: int, n_blocks: int) -> tuple[list[np.ndarray], list[tuple[int, int, int, float]]]:
+        """Gain per block and channel (0 where the block is the other channel's leak, else 1), and
+        the blocks from which the fitted copy is subtracted: (channel, block, lag, gain)."""
         c = self.config
         self.stats.blocks += n_blocks
         ones = [np.ones(n_blocks, dtype=np.float32), np.ones(n_blocks, dtype=np.float32)]
+        subtract: list[tuple[int, int, int, float]] = []
         if min(self._seen) == 0:
-            return ones  # one channel only: nothing can leak
+            return ones, subtract  # one channel only: nothing can leak
         W, L = self.window, self.lag
         rho = np.zeros((2, n_blocks))
-        gain = np.zeros((2, n_blocks))
+        gain = np.zeros((2, n_blocks))  # fitted amplitude of the copy (signed: polarity may flip)
+        lag = np.zeros((2, n_blocks), dtype=np.int64)
         energy = np.zeros((2, n_blocks))
         wins = [self._windows(ch, pos, n_blocks, W) for ch in (0, 1)]
         for ch in (0, 1):
@@ -257,21 +268,35 @@ class EchoSuppressor:
                 j = np.argmax(norm, axis=1)
                 k = np.arange(len(rows))
                 rho[ch, rows] = norm[k, j]
-                gain[ch, rows] = np.abs(xc[k, j]) / (er[k, j] + 1e-12)
+                gain[ch, rows] = xc[k, j] / (er[k, j] + 1e-12)
+                lag[ch, rows] = L - j
         gains = ones
         for i in range(n_blocks):
-            leak = [False, False]
+            quiet = [bool(energy[ch, i] <= self.floor) for ch in (0, 1)]
+            copy = [False, False]
             for ch in (0, 1):
                 thr = c.release if self._gating[ch] else c.threshold
-                leak[ch] = bool(rho[ch, i] >= thr and gain[ch, i] <= c.max_gain and energy[ch, i] > self.floor)
-            if leak[0] and leak[1]:  # each looks like the other's copy: the better-explained one is
-                leak[int(rho[0, i] >= rho[1, i])] = False
+                copy[ch] = bool(not quiet[ch] and rho[ch, i] >= thr and abs(gain[ch, i]) <= c.max_gain)
+            if copy[0] and copy[1]:  # each looks like the other's copy: the better-explained one is
+                copy[int(rho[0, i] >= rho[1, i])] = False
             for ch in (0, 1):
-                self._gating[ch] = leak[ch]
-                if leak[ch]:
+                if quiet[ch]:
+                    pass  # nothing to hear: the state carries over the pauses between words
+                elif not copy[ch]:
+                    self._gating[ch] = self._onset[ch] = False
+                elif not self._gating[ch]:
+                    # A leak is speech, hundreds of ms long: gating starts at its second copy-like
+                    # block, so one spurious match (a window with a few ms of signal) gates nothing.
+                    self._gating[ch], self._onset[ch] = self._onset[ch], True
+                if self._gating[ch] and rho[ch, i] >= c.silence:
                     gains[ch][i] = 0.0
                     self.stats.gated[ch] += 1
-        return gains
+                elif self._gating[ch] and not quiet[ch]:
+                    # Partly explained (double-talk, or a leak the room has coloured): take the copy
+                    # out and keep the rest, so a near speaker's quiet sounds are not cut away.
+                    subtract.append((ch, i, int(lag[ch, i]), float(gain[ch, i])))
+                    self.stats.subtracted[ch] += 1
+        return gains, subtract
 
 
 def _fast_len(n: int) -> int:

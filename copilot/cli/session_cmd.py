@@ -76,6 +76,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the ASR runs (default %(default)s: CUDA when available)")
     p.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="transcribe both channels as they are, even where one is the other's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--keep-audio", action="store_true",
                    help="store the session's audio as FLAC beside the log (for review playback)")
     p.add_argument("--title", default=None, help="session title")

@@ -85,7 +85,7 @@ class _Parts:
         from copilot.asr.streaming import StreamingTranscriber
 
         model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
-        return StreamingTranscriber(model, speakers, realtime=True)
+        return StreamingTranscriber(model, speakers, realtime=True, echo_gate=getattr(self.args, "echo_gate", True))
 
     def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
         """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""

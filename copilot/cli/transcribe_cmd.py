@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace, as if live")
     p.add_argument("--speakers", default=None, metavar="A,B",
                    help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="stereo: transcribe each channel as it is, even where it is the other channel's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
     p.add_argument("--partials", action="store_true",
                    help="also print partial hypotheses (jsonl: objects with \"partial\": true; text: to stderr)")
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     live = args.output is None and args.format in ("jsonl", "text")
     segments: list[Segment] = []
     out = sys.stdout
-    for item in transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime):
+    for item in transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime,
+                                  echo_gate=args.echo_gate):
         if isinstance(item, PartialSegment):
             if live and args.format == "jsonl":
                 _write(out, json.dumps({"partial": True, "speaker": item.speaker, "start_ms": item.start_ms,
