@@ -344,3 +344,31 @@ def test_real_voice_leaking_after_the_other_finishes_is_not_transcribed_twice(mo
     assert not leaked & words0, channel_text(segs, 0)
     assert wer(STEREO_0, channel_text(segs, 0)) <= 0.2, channel_text(segs, 0)
     assert wer(STEREO_1, channel_text(segs, 1)) <= 0.2, channel_text(segs, 1)
+
+
+@requires_shared
+def test_transcribe_cli_gates_by_default_and_no_echo_gate_turns_it_off(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    x = read_wav(shared_audio("stereo_diarization.wav"))
+    y = np.zeros((2, x.shape[1] + 3 * RATE), dtype=np.float32)
+    y[0, :x.shape[1]] = x[0]
+    y[1, int(5.2 * RATE):int(5.2 * RATE) + int(2.6 * RATE)] = x[1, :int(2.6 * RATE)]
+    mix = sox_echo_mix(write_audio(y, tmp_path / "seq.wav"), tmp_path / "seq_mix.wav", -12, 40)
+
+    def interviewer_words(*flags: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-m", "copilot", "transcribe", str(mix), "--device", "cpu", *flags],
+                              cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        rows = [json.loads(line) for line in proc.stdout.splitlines()]
+        return set(normalize_text(" ".join(r["text"] for r in rows if r["speaker"] == "interviewer")).split())
+
+    leaked = {"horizon", "seems", "extremely", "distant"}
+    assert not leaked & interviewer_words()
+    assert leaked & interviewer_words("--no-echo-gate")

@@ -38,6 +38,8 @@ class EchoConfig:
     max_lag_ms: int = 100  # how late a leak may be
     threshold: float = 0.6  # |normalized correlation| above which a block is a copy...
     release: float = 0.4  # ...and, while already gating, the level it must fall below to stop
+    track: float = 0.9  # a gated block this well explained updates the echo path (lag, gain)
+    path_life_s: float = 10.0  # an echo path not seen for this long is forgotten
     silence: float = 0.99  # a leak block this well explained is silenced; below, the fitted copy is subtracted
     max_gain: float = 1.0  # a leak is no louder than its source (amplitude ratio)
     floor_dbfs: float = -65.0  # blocks quieter than this are left alone (nothing to hear)
@@ -80,6 +82,11 @@ class EchoSuppressor:
         self._gating = [False, False]  # this channel is being silenced as the other's leak
         self._onset = [False, False]  # the last block heard looked like a copy (gating starts at two)
         self._gain = [1.0, 1.0]  # gain applied at the end of the last block (for the ramp)
+        # The other channel's echo path into this one, as last seen clearly.
+        self.path_life = int(c.path_life_s * 1000 / c.block_ms)
+        self._path_lag = [0, 0]
+        self._path_gain = [0.0, 0.0]
+        self._path_age = [self.path_life + 1, self.path_life + 1]  # blocks since it was seen
 
     # -- public
     def push(self, chunk: AudioChunk) -> list[AudioChunk]:
@@ -288,6 +295,14 @@ class EchoSuppressor:
                     # A leak is speech, hundreds of ms long: gating starts at its second copy-like
                     # block, so one spurious match (a window with a few ms of signal) gates nothing.
                     self._gating[ch], self._onset[ch] = self._onset[ch], True
+                self._path_age[ch] += 1
+                if self._gating[ch] and rho[ch, i] >= c.track:
+                    # A clean look at the leak: remember its path (lag, gain), which stays put
+                    # while the same speakers and room are in the call.
+                    same = self._path_age[ch] <= self.path_life and abs(int(lag[ch, i]) - self._path_lag[ch]) <= 16
+                    self._path_gain[ch] = 0.8 * self._path_gain[ch] + 0.2 * gain[ch, i] if same else gain[ch, i]
+                    self._path_lag[ch] = int(lag[ch, i])
+                    self._path_age[ch] = 0
                 if self._gating[ch] and rho[ch, i] >= c.silence:
                     gains[ch][i] = 0.0
                     self.stats.gated[ch] += 1
@@ -295,6 +310,12 @@ class EchoSuppressor:
                     # Partly explained (double-talk, or a leak the room has coloured): take the copy
                     # out and keep the rest, so a near speaker's quiet sounds are not cut away.
                     subtract.append((ch, i, int(lag[ch, i]), float(gain[ch, i])))
+                    self.stats.subtracted[ch] += 1
+                elif not quiet[ch] and self._path_age[ch] <= self.path_life:
+                    # Both talk (the copy is a small part of the block): take out the copy along
+                    # the path last seen clearly; a fit on this block would be biased by the near
+                    # speaker.
+                    subtract.append((ch, i, self._path_lag[ch], self._path_gain[ch]))
                     self.stats.subtracted[ch] += 1
         return gains, subtract
 

@@ -327,7 +327,9 @@ class StreamingTranscriber:
 
     def flush(self) -> list[Output]:
         """End of stream: commit whatever each channel still holds."""
-        out: list[Output] = [o for c in (self.echo.flush() if self.echo else []) for o in self._feed(c)]
+        with self._lock:
+            tail = self.echo.flush() if self.echo is not None else []
+        out: list[Output] = [o for c in tail for o in self._feed(c)]
         with self._lock:
             for ch in sorted(self._channels):
                 out.extend(self._channels[ch].flush())

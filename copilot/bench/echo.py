@@ -35,8 +35,14 @@ TARGET_MISATTRIBUTED = 5  # at -20 dB (issue 8)
 RATE = 16_000
 
 
-def sox_echo_mix(src: Path, dst: Path, level_db: float, delay_ms: int) -> Path:
-    """Stereo `src` -> `dst`: channel 2 at `level_db`, `delay_ms` late, added to channel 1 (sox)."""
+ROOMS = {"reverb": ["reverb", "50", "50", "80"], "wet": ["reverb", "-w", "50", "50", "80"]}
+
+
+def sox_echo_mix(src: Path, dst: Path, level_db: float, delay_ms: int, room: Sequence[str] = ()) -> Path:
+    """Stereo `src` -> `dst`: channel 2 at `level_db`, `delay_ms` late, added to channel 1 (sox).
+
+    `room`: sox effects applied to the leak first (e.g. `ROOMS["reverb"]`: a room's reverberation
+    with the direct path; `ROOMS["wet"]`: reverberation only)."""
     if shutil.which("sox") is None:
         raise RuntimeError("sox is not installed (apt install sox): the echo mixes are made with it")
     with tempfile.TemporaryDirectory(prefix="echo-mix-") as tmp:
@@ -45,7 +51,7 @@ def sox_echo_mix(src: Path, dst: Path, level_db: float, delay_ms: int) -> Path:
         _sox(str(src), str(mic), "remix", "1")
         _sox(str(src), str(cand), "remix", "2")
         # pad delays, trim keeps the length; vol in dB. -m adds the inputs (no averaging: -v 1 each).
-        _sox(str(cand), str(leak), "vol", f"{level_db}dB", "pad", f"{delay_ms / 1000:.3f}", "0")
+        _sox(str(cand), str(leak), *room, "vol", f"{level_db}dB", "pad", f"{delay_ms / 1000:.3f}", "0")
         _sox("-m", "-v", "1", str(mic), "-v", "1", str(leak), str(mixed), "trim", "0", f"{_frames(mic)}s")
         _sox("-M", str(mixed), str(cand), str(dst))
     return dst
@@ -147,6 +153,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delays", type=int, nargs="+", default=list(DELAYS_MS), metavar="MS",
                    help="leak delays in ms (default: 20 40 80)")
     p.add_argument("--no-double-talk", action="store_true", help="skip the double-talk mixes")
+    p.add_argument("--rooms", nargs="*", default=[], choices=sorted(ROOMS), metavar="ROOM",
+                   help="also mix leaks through sox reverb (reverb: with the direct path; wet: reverberation "
+                        "only) at the first level and delay")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,6 +201,18 @@ def run(args: argparse.Namespace) -> int:
                 if not cpu:
                     s, d = gate_cpu(mix)
                     cpu = {"gate_cpu_s": round(s, 3), "audio_s": round(d, 1), "gate_cpu_rtf": round(s / d, 4)}
+        for room in args.rooms:
+            level, delay = args.levels[0], args.delays[0]
+            mix = sox_echo_mix(clean, tmpdir / f"room_{room}.wav", level, delay, ROOMS[room])
+            row = {"level_db": level, "delay_ms": delay, "room": room}
+            for gate in (False, True):
+                segs, _, stats = transcribe(model, mix, gate)
+                key = "on" if gate else "off"
+                row[f"misattributed_{key}"] = len(misattributed(segs, turns, delay))
+                row[f"wer_ch0_{key}"] = round(wer(refs[0], _text(segs, 0)), 3)
+                row[f"wer_ch1_{key}"] = round(wer(refs[1], _text(segs, 1)), 3)
+            rows.append(row)
+            _progress(args, row)
         if not args.no_double_talk:
             samples = FileSource(DEMO_AUDIO, mono=False).samples
             dt_clean = tmpdir / "dt.wav"
@@ -234,10 +255,12 @@ def print_report(rep: dict) -> None:
     print("  level  delay  misattributed off -> on   WER interviewer off -> on   WER candidate off -> on")
     for r in rep["echo"]:
         flag = ""
-        if r["level_db"] is not None and r["level_db"] <= -20:
+        if r["level_db"] is not None and r["level_db"] <= -20 and not r.get("room"):
             flag = "  ok" if r["misattributed_on"] <= rep["target_misattributed_at_-20dB"] else "  OVER TARGET"
+        room = f"  (sox {' '.join(ROOMS[r['room']])} on the leak)" if r.get("room") else ""
         print(f"  {_level(r)}  {r['delay_ms']:>4d}ms  {r['misattributed_off']:>8d} -> {r['misattributed_on']:<8d}"
-              f"   {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}{flag}")
+              f"   {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}"
+              f"{flag}{room}")
     if rep["double_talk"]:
         print("Double-talk (both speak at once, candidate also leaking into the mic)")
         print("  level  delay  WER interviewer off -> on   WER candidate off -> on")
