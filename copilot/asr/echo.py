@@ -183,7 +183,12 @@ class EchoSuppressor:
         for ch, i, lag, g in subtract:
             s = self._pos + i * self.block
             if s - lag >= 0:
-                clean[ch][i * self.block:(i + 1) * self.block] -= g * self._buf[1 - ch][s - lag:s - lag + self.block]
+                block = clean[ch][i * self.block:(i + 1) * self.block]
+                residual = block - g * self._buf[1 - ch][s - lag:s - lag + self.block]
+                # Taking out a true copy only ever lowers the energy; a wrong estimate would add
+                # the other voice, so it is not applied.
+                if np.dot(residual, residual) < np.dot(block, block):
+                    block[:] = residual
         out = []
         for ch in (0, 1):
             a = max(self._out[ch], self._pos)
@@ -306,16 +311,15 @@ class EchoSuppressor:
                 if self._gating[ch] and rho[ch, i] >= c.silence:
                     gains[ch][i] = 0.0
                     self.stats.gated[ch] += 1
-                elif self._gating[ch] and not quiet[ch]:
-                    # Partly explained (double-talk, or a leak the room has coloured): take the copy
-                    # out and keep the rest, so a near speaker's quiet sounds are not cut away.
-                    subtract.append((ch, i, int(lag[ch, i]), float(gain[ch, i])))
-                    self.stats.subtracted[ch] += 1
                 elif not quiet[ch] and self._path_age[ch] <= self.path_life:
-                    # Both talk (the copy is a small part of the block): take out the copy along
-                    # the path last seen clearly; a fit on this block would be biased by the near
-                    # speaker.
+                    # Partly explained, or both talk: take out the copy along the path last seen
+                    # clearly and keep the rest, so the near speaker's sounds are not cut away (a
+                    # fit on this block alone would be biased by the near speaker).
                     subtract.append((ch, i, self._path_lag[ch], self._path_gain[ch]))
+                    self.stats.subtracted[ch] += 1
+                elif self._gating[ch] and not quiet[ch]:
+                    # No clear look at the path yet: this block's own fit.
+                    subtract.append((ch, i, int(lag[ch, i]), float(gain[ch, i])))
                     self.stats.subtracted[ch] += 1
         return gains, subtract
 
