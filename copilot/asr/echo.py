@@ -40,6 +40,7 @@ class EchoConfig:
     release: float = 0.4  # ...and, while already gating, the level it must fall below to stop
     track: float = 0.9  # a gated block this well explained updates the echo path (lag, gain)
     path_life_s: float = 10.0  # an echo path not seen for this long is forgotten
+    relearn_blocks: int = 5  # copy-like blocks in a row at a new lag that replace a known path
     silence: float = 0.99  # a leak block this well explained is silenced; below, the fitted copy is subtracted
     max_gain: float = 1.0  # a leak is no louder than its source (amplitude ratio)
     floor_dbfs: float = -65.0  # blocks quieter than this are left alone (nothing to hear)
@@ -87,6 +88,9 @@ class EchoSuppressor:
         self._path_lag = [0, 0]
         self._path_gain = [0.0, 0.0]
         self._path_age = [self.path_life + 1, self.path_life + 1]  # blocks since it was seen
+        self._onset_lag = [-1, -1]
+        self._new_lag = [-1, -1]  # a candidate new path (the old one moved) and its run length
+        self._new_count = [0, 0]
 
     # -- public
     def push(self, chunk: AudioChunk) -> list[AudioChunk]:
@@ -289,6 +293,19 @@ class EchoSuppressor:
             for ch in (0, 1):
                 thr = c.release if self._gating[ch] else c.threshold
                 copy[ch] = bool(not quiet[ch] and rho[ch, i] >= thr and abs(gain[ch, i]) <= c.max_gain)
+                if copy[ch] and self._gating[ch] and abs(int(lag[ch, i]) - self._onset_lag[ch]) > 16:
+                    copy[ch] = False  # a leak keeps its lag: a jump is a chance likeness, not the leak
+                if copy[ch] and self._path_age[ch] <= self.path_life and abs(int(lag[ch, i]) - self._path_lag[ch]) > 16:
+                    # Off the known echo path: a chance likeness of two voices, unless the path
+                    # really moved, which then holds for `relearn_blocks` at the new lag.
+                    if abs(int(lag[ch, i]) - self._new_lag[ch]) <= 16:
+                        self._new_count[ch] += 1
+                    else:
+                        self._new_lag[ch], self._new_count[ch] = int(lag[ch, i]), 1
+                    if self._new_count[ch] < c.relearn_blocks:
+                        copy[ch] = False
+                    else:
+                        self._path_age[ch] = self.path_life + 1
             if copy[0] and copy[1]:  # each looks like the other's copy: the better-explained one is
                 copy[int(rho[0, i] >= rho[1, i])] = False
             for ch in (0, 1):
@@ -298,8 +315,11 @@ class EchoSuppressor:
                     self._gating[ch] = self._onset[ch] = False
                 elif not self._gating[ch]:
                     # A leak is speech, hundreds of ms long: gating starts at its second copy-like
-                    # block, so one spurious match (a window with a few ms of signal) gates nothing.
-                    self._gating[ch], self._onset[ch] = self._onset[ch], True
+                    # block at the same lag, so one chance match (a window with a few ms of
+                    # signal) gates nothing.
+                    same_lag = abs(int(lag[ch, i]) - self._onset_lag[ch]) <= 16
+                    self._gating[ch], self._onset[ch] = self._onset[ch] and same_lag, True
+                    self._onset_lag[ch] = int(lag[ch, i])
                 self._path_age[ch] += 1
                 if self._gating[ch] and rho[ch, i] >= c.track:
                     # A clean look at the leak: remember its path (lag, gain), which stays put
