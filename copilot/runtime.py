@@ -57,6 +57,7 @@ class RuntimeConfig:
     asr: AsrOptions = field(default_factory=AsrOptions)
     keep_audio: bool = False
     turns: bool = True  # settle fragments into turns, decoded again as a whole (docs/turns.md)
+    echo_gate: bool = True  # silence the other channel's leak before the VAD (docs/asr.md)
     bus_queue_size: int = DEFAULT_QUEUE_SIZE  # events a slow websocket client may fall behind before it is dropped
 
 
@@ -110,7 +111,7 @@ class Runtime:
         return self._model
 
     def transcriber(self, speakers: list[str], *, realtime: bool = True) -> StreamingTranscriber | TurnTranscriber:
-        fragments = StreamingTranscriber(self.model(), speakers, realtime=realtime)
+        fragments = StreamingTranscriber(self.model(), speakers, realtime=realtime, echo_gate=self.config.echo_gate)
         if not self.config.turns:
             return fragments
         return TurnTranscriber(fragments, model_name=Path(self.config.asr.model).name)

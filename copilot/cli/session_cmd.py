@@ -85,6 +85,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     add_asr_arguments(p, device_flag="--asr-device")  # --device is the microphone here
     p.add_argument("--no-turns", action="store_true",
                    help="fragments only: do not settle and re-decode turns (docs/turns.md)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="transcribe both channels as they are, even where one is the other's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--keep-audio", action="store_true",
                    help="store the session's audio as FLAC beside the log (for review playback)")
     p.add_argument("--title", default=None, help="session title")

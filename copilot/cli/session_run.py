@@ -59,6 +59,7 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
                        getattr(args, "compute_type", None)),
         keep_audio=bool(getattr(args, "keep_audio", False)),
         turns=not getattr(args, "no_turns", False),
+        echo_gate=getattr(args, "echo_gate", True),
     )
 
 

@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace, as if live")
     p.add_argument("--speakers", default=None, metavar="A,B",
                    help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="stereo: transcribe each channel as it is, even where it is the other channel's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
     p.add_argument("--layer", choices=("turns", "fragments"), default=None,
                    help="turns: one entry per settled turn, decoded as a whole; fragments: the pieces cut "
@@ -54,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
     live = args.output is None and args.format in ("jsonl", "text")
     layer = args.layer or ("fragments" if args.format == "jsonl" else "turns")
     wanted = Turn if layer == "turns" else Segment
-    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, emit_partials=args.partials,
-                               realtime=args.realtime)
-              if layer == "turns" else
-              transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime))
+    options = {"emit_partials": args.partials, "realtime": args.realtime, "echo_gate": args.echo_gate}
+    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, **options)
+              if layer == "turns" else transcribe_stream(source, model, **options))
     segments: list[Segment | Turn] = []
     out = sys.stdout
     for item in stream:
