@@ -21,6 +21,8 @@ from copilot.session.store import SessionStore
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import BY, tags_json
 
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
+
 TARGET = re.compile(r"^>> \[(?P<id>[^\]]+)\] CANDIDATE: (?P<text>.*)$", re.M)
 
 
@@ -40,21 +42,12 @@ def keyword_model(body: dict) -> str:
     return tags_json(*tags, confidence=0.85)
 
 
-@pytest.fixture(scope="module")
-def model():
-    from copilot.asr.engine import load_model
-
-    return load_model("tiny.en", "cpu")
-
-
-def test_demo_interview_with_llm_refinement(tmp_path, model):
+def test_demo_interview_with_llm_refinement(tmp_path, model, rubric):
     from copilot.asr.streaming import StreamingTranscriber
     from copilot.tagging.hybrid import LLMRefiner
-    from copilot.tagging.rubric import load_rubric
     from copilot.tagging.rules import RulesTagger
     from copilot.tagging.select import build_tagger
 
-    rubric = load_rubric("default")
     store = SessionStore(tmp_path / "data")
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model, delay_s=0.6)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import REPO
+from tests.conftest import run_copilot as run
 from tests.fake_llm_server import FakeLLMServer, Reply
 
 ITEMS = [
@@ -24,11 +25,6 @@ def quote_first_words(body: dict) -> str:
     quote = " ".join(m["text"].split()[:4]).upper()  # the model's copy differs in case
     return json.dumps({"tags": [{"segment_id": m["id"], "tag": tag, "quote": quote, "rationale": "r",
                                  "confidence": 0.8}]})
-
-
-def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], input=stdin, capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
 
 
 def test_tag_command_hybrid():

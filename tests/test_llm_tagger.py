@@ -11,15 +11,9 @@ import pytest
 
 from copilot.errors import CopilotError
 from copilot.tagging.llm import LLMError, LLMTagger, find_verbatim, import_litellm, parse_output, OutputError
-from copilot.tagging.rubric import load_rubric
 from copilot.tagging.select import build_tagger
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import FAKE_MODEL, conversation, fake_tagger, tags_json
-
-
-@pytest.fixture(scope="module")
-def rubric():
-    return load_rubric("default")
 
 
 @pytest.fixture()

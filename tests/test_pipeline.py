@@ -21,12 +21,7 @@ from tests.conftest import requires_shared, shared_audio
 
 from copilot.audio.demo import DEMO_AUDIO as DEMO
 
-
-@pytest.fixture(scope="module")
-def model():
-    from copilot.asr.engine import load_model
-
-    return load_model("tiny.en", "cpu")
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 
 def _run(store, path, model, speakers, *, speed, tagger=None, keep_audio=False, live_events=None):
@@ -80,12 +75,11 @@ def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
     assert sorted(p.name for p in flac.parent.iterdir()) == [flac.name]
 
 
-def test_demo_interview_tags_follow_their_segments(tmp_path, model):
-    from copilot.tagging.rubric import load_rubric
+def test_demo_interview_tags_follow_their_segments(tmp_path, model, rubric):
     from copilot.tagging.rules import RulesTagger
 
     store = SessionStore(tmp_path / "data")
-    tagger = RulesTagger(load_rubric("default"))
+    tagger = RulesTagger(rubric)
     sid, stats = _run(store, DEMO, model, ["interviewer", "candidate"], speed=4.0, tagger=tagger)
     events = store.events(sid)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))

@@ -1,6 +1,6 @@
 """The offline tagger (rules + trained classifier): quality on the held-out set, context, evidence, speech text.
 
-The held-out set (tests/data/tagger_heldout.jsonl) is never read by training. When `make` has not
+The held-out set (copilot/tagging/data/tagger_heldout.jsonl) is never read by training. When `make` has not
 trained the classifier yet (or the training data changed), a session fixture trains it into a temp
 dir, exactly as `copilot tagger train` would.
 """
@@ -21,11 +21,6 @@ from copilot.tagging.textcat import (HELDOUT_DATA, TRAIN_DATA, is_current, load_
 from tests.conftest import SHARED_DATA, requires_shared
 
 AMI = SHARED_DATA / "dialogue_acts" / "ami_ES2002d.jsonl"
-
-
-@pytest.fixture(scope="session")
-def rubric():
-    return load_rubric("default")
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Sequence
 
 from copilot.cli.asr_options import add_asr_arguments
-from copilot.config import REPO_DIR
+from copilot.config import shared_data_dir
 
-SHARED_AUDIO = (REPO_DIR / ".." / "shared" / "data" / "audio").resolve()
+SHARED_AUDIO = shared_data_dir() / "audio"
 TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "rtf": 0.15, "peak_rss_mb": 600}
 
 

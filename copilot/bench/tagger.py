@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from copilot.config import REPO_DIR
+from copilot.config import shared_data_dir
 
-AMI = (REPO_DIR / ".." / "shared" / "data" / "dialogue_acts" / "ami_ES2002d.jsonl").resolve()
+AMI = shared_data_dir() / "dialogue_acts" / "ami_ES2002d.jsonl"
 MODES = ("rules-only", "classifier-only", "combined")
 
 

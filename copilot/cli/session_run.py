@@ -80,12 +80,12 @@ class _Parts:
         llm = self.llm_tagger
         return lambda emit: LLMRefiner(llm, emit)
 
-    def transcriber(self, speakers: list[str]) -> Any:
+    def transcriber(self, speakers: list[str], realtime: bool = True) -> Any:
         from copilot.asr.engine import load_model
         from copilot.asr.streaming import StreamingTranscriber
 
         model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
-        return StreamingTranscriber(model, speakers, realtime=True)
+        return StreamingTranscriber(model, speakers, realtime=realtime)
 
     def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
         """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
@@ -200,13 +200,14 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         raise CopilotError("replay needs a FILE (or --demo)")
     speakers = parse_speakers(args.speakers)
-    source = FileSource(path, realtime=True, speakers=speakers, speed=args.speed)
+    pace = not args.no_pace
+    source = FileSource(path, realtime=pace, speakers=speakers, speed=args.speed)
     if speakers is None and len(source.speakers) == 2:
         source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
     parts = _Parts(args)
     parts.load_tagging()
     # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
-    transcriber = parts.transcriber(list(source.speakers))
+    transcriber = parts.transcriber(list(source.speakers), realtime=pace)
     sid, offset = parts.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path))
     try:
         return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=False,

@@ -138,11 +138,12 @@ class AsrStage:
     """Feeds the transcriber in a worker thread; results hop onto the event loop."""
 
     def __init__(self, transcriber: Transcriber, inp: "queue.Queue[Any]", stats: PipelineStats,
-                 deliver: Callable[[Any], None]) -> None:
+                 deliver: Callable[[Any], None], on_error: Callable[[], None] | None = None) -> None:
         self.transcriber = transcriber
         self.inp = inp
         self.stats = stats
         self.deliver = deliver
+        self.on_error = on_error
         self.error: BaseException | None = None
         self.skip = False  # set by Pipeline.abort: discard queued audio instead of transcribing it
         self.thread = threading.Thread(target=self._run, name="copilot-asr", daemon=True)
@@ -167,6 +168,8 @@ class AsrStage:
                     self.deliver(out)
         except BaseException as exc:
             self.error = exc
+            if self.on_error is not None:
+                self.on_error()  # stop the source: a live device would otherwise feed the drain below forever
             # Drain so a blocked AudioStage can finish.
             while True:
                 try:
@@ -257,7 +260,7 @@ class Pipeline:
         self._audio_q: queue.Queue[Any] = queue.Queue(maxsize=audio_queue_chunks)
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
                                 drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
-        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver)
+        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver, on_error=source.close)
         self.tags = TagStage(session_id, log, self.stats, tagger, None, context_turns)
         self.refiner: Refiner | None = None
         self._refiner_factory = refiner_factory

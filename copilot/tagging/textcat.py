@@ -1,7 +1,7 @@
 """The learned half of the rules tagger: a spaCy `textcat_multilabel` trained on the repo's labelled utterances.
 
-Trained reproducibly (fixed seed, single process, a few seconds) from `tests/data/tagger_train.jsonl`
-into `models/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
+Trained reproducibly (fixed seed, single process, a few seconds) from `copilot/tagging/data/tagger_train.jsonl`
+into `<models dir>/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
 never read here. Training also tunes the per-tag thresholds of the combination with the rules by
 k-fold cross-validation on the training split only (out-of-fold probabilities), and stores them in
 `meta.json` beside the model.
@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from copilot.config import REPO_DIR, models_dir
+from copilot.config import models_dir
 from copilot.errors import CopilotError, ModelError
 
-TRAIN_DATA = REPO_DIR / "tests" / "data" / "tagger_train.jsonl"
-HELDOUT_DATA = REPO_DIR / "tests" / "data" / "tagger_heldout.jsonl"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: an installed copy trains from it too
+TRAIN_DATA = DATA_DIR / "tagger_train.jsonl"
+HELDOUT_DATA = DATA_DIR / "tagger_heldout.jsonl"
 SEED = 1234
 EPOCHS = 20
 META = "meta.json"
