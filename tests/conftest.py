@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 AUDIO = SHARED_DATA / "audio"
 
+# pip's cache as the user had it, before HOME moves (the fresh-venv install test reuses it).
+PIP_CACHE_DIR = os.environ.get("PIP_CACHE_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
+
 _home = Path(tempfile.mkdtemp(prefix="copilot-test-home-"))
 for var, sub in [("HOME", ""), ("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"),
                  ("XDG_DATA_HOME", ".local/share"), ("XDG_RUNTIME_DIR", "run")]:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, requires_shared, run_copilot, shared_audio
+from tests.conftest import requires_shared, run_copilot, shared_audio
 
 pytestmark = [pytest.mark.audio]
 

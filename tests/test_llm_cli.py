@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
-from tests.conftest import REPO
 from tests.conftest import run_copilot as run
 from tests.fake_llm_server import FakeLLMServer, Reply
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from copilot.errors import CopilotError
-from copilot.tagging.llm import LLMError, LLMTagger, find_verbatim, import_litellm, parse_output, OutputError
+from copilot.tagging.llm import LLMError, LLMTagger, OutputError, find_verbatim, import_litellm, parse_output
 from copilot.tagging.select import build_tagger
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import FAKE_MODEL, conversation, fake_tagger, tags_json

@@ -10,6 +10,7 @@ import stat
 import pytest
 
 from copilot.audio.decode import decode_audio
+from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.audio.file_source import FileSource
 from copilot.events import SessionStarted
 from copilot.session.audio_keeper import AudioKeeper
@@ -18,8 +19,6 @@ from copilot.session.log import SessionLog
 from copilot.session.pipeline import Pipeline
 from copilot.session.store import SessionStore
 from tests.conftest import requires_shared, shared_audio
-
-from copilot.audio.demo import DEMO_AUDIO as DEMO
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 

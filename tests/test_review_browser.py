@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from copilot.session.bus import Bus
 from copilot.session.store import SessionStore
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, run_copilot, requires_chromium
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, requires_chromium, run_copilot
 from tests.review_fixtures import ALICE, BOB, build_session, rater_file
 
 TOKEN = "review-test-token"

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import re
 import time
+
 import pytest
 
 from copilot.events import Segment
 from copilot.tagging.evaluate import evaluate, item_context, item_segment
 from copilot.tagging.rubric import is_interviewer, load_rubric
 from copilot.tagging.rules import RulesTagger
-from copilot.tagging.textcat import (HELDOUT_DATA, TRAIN_DATA, is_current, load_classifier,
-                                     load_labelled)
+from copilot.tagging.textcat import HELDOUT_DATA, TRAIN_DATA, is_current, load_classifier, load_labelled
 from tests.conftest import SHARED_DATA, requires_shared
 
 AMI = SHARED_DATA / "dialogue_acts" / "ami_ES2002d.jsonl"

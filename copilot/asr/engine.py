@@ -126,8 +126,7 @@ def transcribe_utterance(
     helps short utterances ("ask not") more than it risks. Thread-safe: CTranslate2 releases the GIL and
     serialises calls on one model replica.
     """
-    from faster_whisper.transcribe import merge_punctuations
-    from faster_whisper.transcribe import get_ctranslate2_storage
+    from faster_whisper.transcribe import get_ctranslate2_storage, merge_punctuations
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:

@@ -201,7 +201,7 @@ class _Sources:
     origin: dict[str, str] = field(default_factory=dict)
 
     def open(self, member: str) -> BinaryIO:
-        for req, opener in self.openers.items():
+        for opener in self.openers.values():
             try:
                 return opener(member)
             except KeyError:

@@ -46,10 +46,10 @@ class _Parts:
     """Everything a live or replay run needs, built (and validated) before the session starts."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from copilot.server.auth import new_token
         from copilot.session.bus import Bus
         from copilot.session.log import SessionLog
         from copilot.session.store import SessionStore, default_store_path
-        from copilot.server.auth import new_token
 
         self.args = args
         self.store = SessionStore(default_store_path(args.data_dir))

@@ -263,7 +263,7 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
             best = min(group, key=_strength)
             ranked.append((-len(backers), _strength(best), key, best, len(backers)))
         quotes = []
-        for _, _, key, t, support in sorted(ranked)[:max_quotes]:
+        for _, _, _key, t, support in sorted(ranked)[:max_quotes]:
             seg = tag_segment(view, t.tag)
             text = t.tag.evidence or (seg.text if seg else "")
             speaker = t.tag.speaker or (seg.speaker if seg else "")

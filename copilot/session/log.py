@@ -8,6 +8,7 @@ live-only status (`seq: null`) go through `broadcast`, which skips the store.
 from __future__ import annotations
 
 import threading
+
 from pydantic import BaseModel
 
 from copilot.events import Event, EventType

@@ -251,7 +251,7 @@ class RulesTagger:
 
         rg_veto_sents: set[int] = set()
         lets_logistic_sents: set[int] = set()
-        for mid, s, e in self.veto(doc):
+        for mid, s, _e in self.veto(doc):
             key = self.vocab.strings[mid]
             if key == "rg_veto":
                 rg_veto_sents.add(sent_of[s])
