@@ -15,7 +15,7 @@ import signal
 import sys
 import webbrowser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from copilot.errors import CopilotError
 from copilot.events import SessionStarted, Status
@@ -87,7 +87,7 @@ class _Parts:
         model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
         return StreamingTranscriber(model, speakers, realtime=realtime)
 
-    def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
+    def open_session(self, *, mode: Literal["live", "replay"], title: str, speakers: list[str], source: str) -> tuple[str, int]:
         """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
         cid = self.args.continue_id
         if cid:

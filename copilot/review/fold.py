@@ -230,7 +230,7 @@ class TagSummary:
         return d
 
 
-def _strength(t: TagState) -> tuple:
+def _strength(t: TagState) -> tuple[int, int, float, int]:
     # A person's word outranks a machine's: human-endorsed first, then machine-confirmed or
     # edited, then unreviewed or disputed proposals; within each, the fuller verbatim evidence (it
     # shows the reader more), then confidence.

@@ -43,9 +43,10 @@ def fold_events(events: Iterable[Event]) -> dict[str, Any]:
             tag["history"] = []
             tags[tag["id"]] = tag
         elif ev.type == "tag.updated":
-            tag = tags.get(data.get("tag_id", ""))
-            if tag is None:
+            known = tags.get(data.get("tag_id", ""))
+            if known is None:
                 continue  # an update of an unknown tag changes nothing
+            tag = known
             by = data.get("by", "")
             if tag.get("human_verdict") and is_machine(by):
                 fields: tuple[str, ...] = ("rationale", "confidence")

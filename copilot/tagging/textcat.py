@@ -108,7 +108,7 @@ def train_textcat(texts: Sequence[str], cats: Sequence[dict[str, float]], labels
 
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    tc = nlp.add_pipe(
+    tc: Any = nlp.add_pipe(  # spaCy types the pipe as a bare callable
         "textcat_multilabel",
         config={
             "model": {
