@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.conftest import run_copilot as run
 from tests.fake_llm_server import FakeLLMServer, Reply
 
@@ -24,6 +26,7 @@ def quote_first_words(body: dict) -> str:
                                  "confidence": 0.8}]})
 
 
+@pytest.mark.slow  # a subprocess that imports litellm and waits on the fake server
 def test_tag_command_hybrid():
     stdin = "".join(json.dumps(item) + "\n" for item in ITEMS)
     with FakeLLMServer() as server:
