@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 from fastapi import FastAPI
 
@@ -117,7 +117,7 @@ class Runtime:
         return TurnTranscriber(fragments, model_name=Path(self.config.asr.model).name)
 
     # -- sessions ---------------------------------------------------------------------------------
-    def open_session(self, *, mode: str, title: str, speakers: list[str], source: str,
+    def open_session(self, *, mode: Literal["live", "replay"], title: str, speakers: list[str], source: str,
                      continue_id: str | None = None) -> tuple[str, int]:
         """Create the session, or take up `continue_id` (left live by an interrupted run).
 

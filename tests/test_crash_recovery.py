@@ -18,6 +18,9 @@ from websockets.sync.client import connect
 
 from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.session.store import SessionStore
+from tests.conftest import run_copilot as _cli
+
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "crash-test-token"
@@ -55,11 +58,6 @@ class _Proc:
         if self.p.poll() is None:
             self.p.kill()
         self.p.wait(timeout=10)
-
-
-def _cli(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "copilot", *args, "--data-dir", str(data)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

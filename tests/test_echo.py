@@ -123,7 +123,7 @@ def test_interleaved_chunks_come_out_as_soon_as_both_channels_have_them():
             emitted_after.append((i, out.channel, out.end_ms))
     assert not s.flush()
     # Chunk k of channel 1 (push 2k+1) releases chunk k of both channels: no added delay.
-    for push, ch, end_ms in emitted_after:
+    for push, _ch, end_ms in emitted_after:
         assert push % 2 == 1
         assert end_ms == (push // 2 + 1) * 100
 

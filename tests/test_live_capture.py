@@ -20,7 +20,8 @@ from copilot.session.store import SessionStore
 from tests import pulse
 from tests.synth import espeak_say
 
-pytestmark = pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available()))
+pytestmark = [pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
+              pytest.mark.audio, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 MIC, SYSTEM = "copilot_live_mic", "copilot_live_sys"

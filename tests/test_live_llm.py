@@ -11,14 +11,16 @@ import re
 
 import pytest
 
+from copilot.asr.engine import load_model
 from copilot.audio.demo import DEMO_AUDIO
 from copilot.audio.file_source import FileSource
 from copilot.events import SessionStarted
-from copilot.asr.engine import load_model
 from copilot.runtime import Runtime, RuntimeConfig
 from copilot.tagging.hybrid import LLMRefiner
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import BY, tags_json
+
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 TARGET = re.compile(r"^>> \[(?P<id>[^\]]+)\] CANDIDATE: (?P<text>.*)$", re.M)
 

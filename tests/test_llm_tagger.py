@@ -13,15 +13,9 @@ from copilot.errors import CopilotError
 from copilot.tagging.llm import LLMTagger
 from copilot.tagging.llm_client import LLMError, import_litellm
 from copilot.tagging.llm_prompt import OutputError, find_verbatim, parse_output
-from copilot.tagging.rubric import load_rubric
 from copilot.tagging.select import build_tagger
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import FAKE_MODEL, conversation, fake_tagger, tags_json
-
-
-@pytest.fixture(scope="module")
-def rubric():
-    return load_rubric("default")
 
 
 @pytest.fixture()

@@ -25,14 +25,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from copilot.audio.demo import DEMO_AUDIO
-from tests.conftest import REPO
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, requires_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
 URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+/panel\.html\?\S+)")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+pytestmark = [requires_chromium, pytest.mark.browser, pytest.mark.audio, pytest.mark.slow]
 
 def _audio_seconds(path: Path) -> float:
     from copilot.audio.decode import decode_audio

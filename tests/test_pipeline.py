@@ -11,12 +11,13 @@ import pytest
 
 from copilot.asr.engine import load_model
 from copilot.audio.decode import decode_audio
+from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.audio.file_source import FileSource
 from copilot.events import SessionStarted
 from copilot.runtime import Runtime, RuntimeConfig
 from tests.conftest import requires_shared, shared_audio
 
-from copilot.audio.demo import DEMO_AUDIO as DEMO
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from copilot.runtime import Runtime, RuntimeConfig
 from copilot.session.store import SessionStore
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, requires_chromium, run_copilot
 from tests.review_fixtures import ALICE, BOB, build_session, rater_file
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
 TOKEN = "review-test-token"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+pytestmark = [requires_chromium, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +45,7 @@ def served(tmp_path_factory):
     for name, marks in (("alice", ALICE), ("bob", BOB)):
         f = tmp / f"{name}.json"
         f.write_text(json.dumps(rater_file(sid, name, marks)))
-        r = subprocess.run([sys.executable, "-m", "copilot", "tags", "import", sid, str(f), "--data-dir", str(data)],
-                           cwd=REPO, capture_output=True, text=True, timeout=120)
+        r = run_copilot("tags", "import", sid, str(f), data=data)
         assert r.returncode == 0, r.stderr
     with Runtime(RuntimeConfig(data_dir=data, token=TOKEN)) as rt, ServerThread(rt.app()) as server:
         yield server.base_url, sid

@@ -13,28 +13,21 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from copilot.review.exports import parse_vtt
 from copilot.session.store import SessionStore
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, requires_chromium
+from tests.conftest import run_copilot as copilot
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-
-
-def copilot(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     data = tmp_path_factory.mktemp("replay") / "data"
-    r = copilot("replay", "--demo", "--speed", "8", "--no-browser", "--exit-when-done", "--keep-audio",
+    r = copilot("replay", "--demo", "--no-pace", "--no-browser", "--exit-when-done", "--keep-audio",
                 "--data-dir", str(data), timeout=600)
     if r.returncode != 0 and "model" in r.stderr.lower() and "not installed" in r.stderr.lower():
         pytest.skip(f"ASR model missing: {r.stderr.strip()}")
@@ -111,7 +104,8 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
     assert cal["disagreements"][0]["text"] == extra.text
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+@requires_chromium
+@pytest.mark.browser
 def test_review_page_of_a_replayed_session_via_copilot_serve(replayed):
     from playwright.sync_api import sync_playwright
 

@@ -130,8 +130,7 @@ def transcribe_utterance(
     hypotheses instead of searching (faster-whisper's fallback) and keeps the likeliest. Thread-safe: CTranslate2 releases the GIL and
     serialises calls on one model replica.
     """
-    from faster_whisper.transcribe import merge_punctuations
-    from faster_whisper.transcribe import get_ctranslate2_storage
+    from faster_whisper.transcribe import get_ctranslate2_storage, merge_punctuations
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Sequence
 
 from copilot.asr.options import add_asr_arguments
-from copilot.config import REPO_DIR
+from copilot.config import shared_data_dir
 
-SHARED_AUDIO = (REPO_DIR / ".." / "shared" / "data" / "audio").resolve()
+SHARED_AUDIO = shared_data_dir() / "audio"
 TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "turn_latency_median_s": 1.5, "rtf": 0.3,
            "peak_rss_mb": 700}
 
@@ -313,8 +313,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from copilot.asr.device import cpu_cores
-    from copilot.audio.file_source import FileSource
     from copilot.asr.engine import load_model
+    from copilot.audio.file_source import FileSource
 
     if args.files:
         cases = [Case(Path(f).stem, Path(f), None) for f in args.files]

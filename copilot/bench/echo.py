@@ -164,10 +164,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from copilot.asr.engine import load_model
     from copilot.audio.demo import DEMO_AUDIO, DEMO_SCRIPT
     from copilot.audio.file_source import FileSource
     from copilot.bench.asr import wer
-    from copilot.asr.engine import load_model
 
     model = load_model(args.model, args.device, args.compute_type)
     turns = DEMO_SCRIPT

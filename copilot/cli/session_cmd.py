@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("file", nargs="?", metavar="FILE", help="audio file (any format; stereo = two speakers)")
     replay.add_argument("--demo", action="store_true", help="replay the bundled demo interview")
     replay.add_argument("--speed", type=float, default=1.0, help="pace: 1.0 = real time, 2.0 = twice as fast")
+    replay.add_argument("--no-pace", action="store_true",
+                        help="no live pacing: feed the recording as fast as the ASR takes it (scripts, tests)")
     replay.add_argument("--speakers", default=None, help="names per channel (default: interviewer,candidate)")
     replay.add_argument("--exit-when-done", action="store_true",
                         help="stop serving when the replay ends (default: keep serving until Ctrl-C)")

@@ -136,14 +136,15 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         raise CopilotError("replay needs a FILE (or --demo)")
     speakers = parse_speakers(args.speakers)
-    source = FileSource(path, realtime=True, speakers=speakers, speed=args.speed)
+    pace = not args.no_pace
+    source = FileSource(path, realtime=pace, speakers=speakers, speed=args.speed)
     if speakers is None and len(source.speakers) == 2:
         source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
     rt = Runtime(runtime_config(args))
     try:
         # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
         rt.tagging()
-        transcriber = rt.transcriber(list(source.speakers))
+        transcriber = rt.transcriber(list(source.speakers), realtime=pace)
         sid, offset = rt.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path),
                                       continue_id=args.continue_id)
         return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=False,

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="rubric to train for (default: every rubric in rubric_tags/)")
     tr.add_argument("--if-missing", action="store_true", help="skip a rubric whose model is current")
     tr.add_argument("--data", default=None, metavar="FILE.jsonl", help="labelled training data "
-                    "(default: tests/data/tagger_train.jsonl)")
+                    "(default: copilot/tagging/data/tagger_train.jsonl)")
     tr.add_argument("--out", default=None, metavar="DIR", help="model directory (default: models/tagger/<rubric>)")
     tr.set_defaults(handler=_train)
 

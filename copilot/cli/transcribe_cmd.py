@@ -45,10 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from copilot.asr.engine import load_model
     from copilot.asr.streaming import transcribe_stream
     from copilot.asr.turns import transcribe_turns
     from copilot.audio.file_source import FileSource
-    from copilot.asr.engine import load_model
     from copilot.events import PartialSegment, Segment, Turn
 
     # Input first (decoding fails fast and names the file), then the model.

@@ -69,7 +69,7 @@ class TagSummary:
         return d
 
 
-def _strength(t: TagState) -> tuple:
+def _strength(t: TagState) -> tuple[int, int, float, int]:
     # A person's word outranks a machine's: human-endorsed first, then machine-confirmed or
     # edited, then unreviewed or disputed proposals; within each, the fuller verbatim evidence (it
     # shows the reader more), then confidence.
@@ -104,7 +104,7 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
             best = min(group, key=_strength)
             ranked.append((-len(backers), _strength(best), key, best, len(backers)))
         quotes = []
-        for _, _, key, t, support in sorted(ranked)[:max_quotes]:
+        for _, _, _key, t, support in sorted(ranked)[:max_quotes]:
             seg = tag_unit(t.tag, units, unit_of)
             text = t.tag.evidence or (seg.text if seg else "")
             speaker = t.tag.speaker or (seg.speaker if seg else "")

@@ -18,7 +18,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,9 @@ from copilot.errors import CopilotError
 from copilot.events import Event, Status, Tag
 from copilot.review.calibration import COVERAGE_COMPONENT, claims_by_rater, normalize_rater
 from copilot.session.fold import SessionView, fold
+
+if TYPE_CHECKING:
+    from copilot.session.store import SessionStore
 
 TAGS_FORMAT = "interview-copilot.tags"
 TAGS_VERSION = 1
@@ -196,7 +199,7 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     return out
 
 
-def import_tags(store: Any, session_id: str, text: str, rubric_tag_ids: set[str] | None,
+def import_tags(store: SessionStore, session_id: str, text: str, rubric_tag_ids: set[str] | None,
                 rater: str | None = None, source_name: str = "tag file") -> list[Event]:
     from copilot.errors import SessionError
 

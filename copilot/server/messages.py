@@ -48,7 +48,7 @@ class AddNote(_Op):
 
 
 ClientOp = Annotated[Union[Confirm, Reject, Edit, AddTag, AddNote], Field(discriminator="op")]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientOp)
+_ADAPTER: TypeAdapter[Confirm | Reject | Edit | AddTag | AddNote] = TypeAdapter(ClientOp)
 
 
 class BadMessage(Exception):

@@ -8,6 +8,7 @@ live-only control readings (`asr_lag`; `seq: null`) go through `broadcast`, whic
 from __future__ import annotations
 
 import threading
+
 from pydantic import BaseModel
 
 from copilot.events import Event, EventType

@@ -28,11 +28,21 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from pydantic import BaseModel
 
 from copilot.audio.base import AudioChunk, AudioSource
-from copilot.events import AsrLag, AudioClock  # control events (typed, not message text)
-from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate, Turn
+from copilot.events import (  # control events (typed, not message text)
+    AsrLag,
+    AudioClock,
+    Event,
+    PartialSegment,
+    Segment,
+    SessionEnded,
+    Status,
+    Tag,
+    TagUpdate,
+    Turn,
+)
 from copilot.session.log import SessionLog
-from copilot.tagging.evidence import anchor_evidence
 from copilot.tagging.base import Tagger
+from copilot.tagging.evidence import anchor_evidence
 
 log = logging.getLogger("copilot.session.pipeline")
 
@@ -144,11 +154,12 @@ class AsrStage:
     """Feeds the transcriber in a worker thread; results hop onto the event loop."""
 
     def __init__(self, transcriber: Transcriber, inp: "queue.Queue[Any]", stats: PipelineStats,
-                 deliver: Callable[[Any], None]) -> None:
+                 deliver: Callable[[Any], None], on_error: Callable[[], None] | None = None) -> None:
         self.transcriber = transcriber
         self.inp = inp
         self.stats = stats
         self.deliver = deliver
+        self.on_error = on_error
         self.error: BaseException | None = None
         self.skip = False  # set by Pipeline.abort: discard queued audio instead of transcribing it
         self.thread = threading.Thread(target=self._run, name="copilot-asr", daemon=True)
@@ -173,6 +184,8 @@ class AsrStage:
                     self.deliver(out)
         except BaseException as exc:
             self.error = exc
+            if self.on_error is not None:
+                self.on_error()  # stop the source: a live device would otherwise feed the drain below forever
             # Drain so a blocked AudioStage can finish.
             while True:
                 try:
@@ -263,8 +276,8 @@ class TagStage:
         mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
         for name in mine:
             del chips[name]
-        where = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
-                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
+        where: dict[str, Any] = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
+                                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
         standing: list[Tag] = []
         for tag in self._run_tagger(as_segment, context):
             chip = mine.pop(tag.tag, None)
@@ -349,7 +362,7 @@ class Pipeline:
         self._audio_q: queue.Queue[Any] = queue.Queue(maxsize=audio_queue_chunks)
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
                                 drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
-        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver)
+        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver, on_error=source.close)
         self.tags = TagStage(session_id, log, self.stats, tagger, refiner_factory, context_turns, turns=turns)
         self.refiner = self.tags.refiner
         self._stopped = False

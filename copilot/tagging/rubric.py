@@ -26,7 +26,7 @@ AppliesTo = Literal["candidate", "interviewer", "any"]
 
 def is_interviewer(speaker: str | None) -> bool:
     """Interviewer speech is context, not tagged: any speaker named `interviewer...`."""
-    return bool(speaker) and speaker.strip().lower().startswith("interviewer")
+    return speaker is not None and speaker.strip().lower().startswith("interviewer")
 
 
 def speaker_applies(applies_to: str, speaker: str | None) -> bool:
@@ -189,9 +189,9 @@ def parse_rubric(text: str, filename: str = "<rubric>") -> Rubric:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else "unknown line"
+        where = f"line {mark.line + 1}" if mark is not None else "unknown line"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RubricError(f"{filename}: {line}: invalid YAML: {problem}") from None
+        raise RubricError(f"{filename}: {where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise RubricError(f"{filename}: line 1: a rubric must be a mapping with id, version, title, tags")
     lines = _line_index(node)

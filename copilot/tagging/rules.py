@@ -265,7 +265,7 @@ class RulesTagger:
         r = _Reading(clean=clean, words=words, doc=doc, sents=sents, sent_of=sent_of,
                      question=[_is_question(words, a, b) for a, b in sents],
                      sent_sets=[frozenset(words[a:b]) for a, b in sents], gated=gated, hits=hits)
-        for mid, s, e in self.veto(doc):
+        for mid, s, _e in self.veto(doc):
             key = self.vocab.strings[mid]
             if key == "rg_veto":
                 r.rg_veto_sents.add(sent_of[s])

@@ -14,8 +14,8 @@ from typing import Any
 
 from copilot.errors import CopilotError
 from copilot.tagging.base import Tagger
-from copilot.tagging.kinds import RULES_KINDS, TAGGER_KINDS
 from copilot.tagging.hybrid import HybridTagger
+from copilot.tagging.kinds import RULES_KINDS, TAGGER_KINDS
 from copilot.tagging.llm import LLMTagger
 from copilot.tagging.rubric import Rubric
 from copilot.tagging.rules import Mode, RulesTagger

@@ -1,7 +1,7 @@
 """The learned half of the rules tagger: a spaCy `textcat_multilabel` trained on the repo's labelled utterances.
 
-Trained reproducibly (fixed seed, single process, a few seconds) from `tests/data/tagger_train.jsonl`
-into `models/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
+Trained reproducibly (fixed seed, single process, a few seconds) from `copilot/tagging/data/tagger_train.jsonl`
+into `<models dir>/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
 never read here. Training also tunes the per-tag thresholds of the combination with the rules by
 k-fold cross-validation on the training split only (out-of-fold probabilities), and stores them in
 `meta.json` beside the model.
@@ -23,22 +23,26 @@ import spacy
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 
-from copilot.config import REPO_DIR, models_dir
+from copilot.config import models_dir
 from copilot.errors import CopilotError, ModelError
 from copilot.tagging import cues as C
 from copilot.tagging.normalize import Clean
 from copilot.tagging.rubric import Rubric, is_interviewer
 
-TRAIN_DATA = REPO_DIR / "tests" / "data" / "tagger_train.jsonl"
-HELDOUT_DATA = REPO_DIR / "tests" / "data" / "tagger_heldout.jsonl"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: an installed copy trains from it too
+TRAIN_DATA = DATA_DIR / "tagger_train.jsonl"
+HELDOUT_DATA = DATA_DIR / "tagger_heldout.jsonl"
 SEED = 1234
 EPOCHS = 20
 META = "meta.json"
 
 
 class Analysis(Protocol):
-    rules: Mapping[str, Any]  # tag -> the best cue hit (its `.weight`)
-    n_content: int
+    @property
+    def rules(self) -> Mapping[str, Any]: ...  # tag -> the best cue hit (its `.weight`)
+
+    @property
+    def n_content(self) -> int: ...
 
 
 class Analyzer(Protocol):
@@ -123,7 +127,7 @@ def train_textcat(texts: Sequence[str], cats: Sequence[dict[str, float]], labels
     """A blank-English pipeline with one `textcat_multilabel` (bag of 1-2-grams): fast to train and run."""
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    tc = nlp.add_pipe(
+    tc: Any = nlp.add_pipe(  # spaCy types the pipe as a bare callable
         "textcat_multilabel",
         config={
             "model": {
