@@ -149,7 +149,12 @@ def _sessions_delete(args: argparse.Namespace) -> int:
 
 
 def _sessions_end(args: argparse.Namespace) -> int:
+    from copilot.session.audio_keeper import recover_recording
+
     with _store(args) as store:
+        store.session_info(args.session_id)  # a clear error for an unknown id
+        # A run killed with --keep-audio left its raw recording: it becomes the session's FLAC.
+        flac = recover_recording(store.audio_path(args.session_id))
         ev = store.end_session(args.session_id, reason=args.reason)
-    print(f"ended {args.session_id} (seq {ev.seq})")
+    print(f"ended {args.session_id} (seq {ev.seq})" + (f"; audio kept in {flac}" if flac else ""))
     return 0

@@ -94,6 +94,7 @@ class _Parts:
             self.store.continue_session(cid)
             segs = self.store.segments(cid)
             offset = max((s["end_ms"] for s in segs), default=0) + 1000
+            offset = max(offset, _kept_audio_ms(self.store.audio_path(cid), append=bool(self.args.keep_audio)))
             self.log.record_payload(cid, Status(
                 component="server", message="session continued after an interruption",
                 details={"offset_ms": offset, "source": source}))
@@ -108,6 +109,17 @@ class _Parts:
         sid = self.store.create_session(SessionStarted(
             title=title, mode=mode, rubric=rubric_ref, speakers=speakers, source=source, config=config))
         return sid, 0
+
+
+def _kept_audio_ms(flac: Path, *, append: bool) -> int:
+    """Audio kept for a session being continued. Without --keep-audio, a crash's recording is
+    recovered into the FLAC now; with it, the keeper appends to it. Either way the new run's clock
+    starts after it, so audio and transcript share one timeline."""
+    from copilot.session.audio_keeper import recorded_ms, recover_recording
+
+    if not append:
+        recover_recording(flac)
+    return recorded_ms(flac)
 
 
 async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str, offset_ms: int,

@@ -203,9 +203,15 @@ class SessionStore:
         return info
 
     def delete_session(self, session_id: str) -> None:
-        """Remove the session, its events and its kept audio (if any)."""
+        """Remove everything of the session: its events, its kept audio, and any temporary
+        recording a crash left (`.ID.recording.wav`, half-written `.ID.flac.*.tmp`).
+
+        `secure_delete` zeroes the freed pages and a TRUNCATE checkpoint empties the WAL, so the
+        transcript does not linger in the database files either (best effort while another
+        process holds a read transaction open on the same store)."""
         with self._lock:
             conn = self._writer
+            conn.execute("PRAGMA secure_delete=ON")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
@@ -214,11 +220,20 @@ class SessionStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if cur.rowcount:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if cur.rowcount == 0:
             raise SessionError(f"no session {session_id}")
-        audio = self.audio_path(session_id)
-        if audio.exists():
-            audio.unlink()
+        for path in self.session_files(session_id):
+            path.unlink(missing_ok=True)
+
+    def session_files(self, session_id: str) -> list[Path]:
+        """The session's files beside the log: its FLAC and any temporary recording or encode."""
+        folder = self.dir / "sessions"
+        if not folder.is_dir():
+            return []
+        prefix = f"{session_id}."  # ids never contain a dot, so ses_ab never matches ses_abc
+        return sorted(p for p in folder.iterdir() if p.name.lstrip(".").startswith(prefix))
 
     def audio_path(self, session_id: str) -> Path:
         """Where `--keep-audio` puts this session's recording (beside the log)."""
