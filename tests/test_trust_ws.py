@@ -209,3 +209,37 @@ def test_rest_checks_host_and_origin_like_the_websocket(served):
     assert _get(served, f"/api/sessions/{sid}", Host="127.0.0.1:1:2").status_code in (400, 403)
     assert _get(served, f"/api/sessions/{sid}", Origin="http://evil.example").status_code == 403
     assert _get(served, "/panel.html").status_code == 200
+
+
+def test_pages_work_under_their_content_security_policy(served):
+    """The headers are real and the pages still run under them: a real chromium loads the panel and
+    the review page, receives the transcript over the websocket, and reports no CSP violation."""
+    from pathlib import Path
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("needs Debian's chromium (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    sid = _session(served, 2)
+    page_r = httpx.get(f"{served.base_url}/panel.html")
+    csp = page_r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and f"ws://127.0.0.1:{served.port}" in csp
+    assert "unsafe-inline" not in csp and page_r.headers["x-frame-options"] == "DENY"
+    api_r = _get(served, f"/api/sessions/{sid}")
+    assert api_r.headers["cache-control"] == "no-store" and api_r.headers["x-content-type-options"] == "nosniff"
+    violations: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+            page.goto(f"{served.base_url}/panel.html?session={sid}&token={TOKEN}")
+            page.wait_for_function("document.body.innerText.includes('line 1')", timeout=15000)
+            page.goto(f"{served.base_url}/review.html?session={sid}&token={TOKEN}")
+            page.wait_for_function("document.body.innerText.includes('line 1')", timeout=15000)
+        finally:
+            browser.close()
+    assert violations == []

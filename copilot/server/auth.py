@@ -142,7 +142,9 @@ class HttpGuard:
                 if is_api:
                     headers["Cache-Control"] = "no-store"
                 else:
-                    headers["Content-Security-Policy"] = self.CSP
+                    # The panel's websocket to this very host (the Host header was checked above).
+                    ws_self = f"ws://{conn.headers['host']} wss://{conn.headers['host']}"
+                    headers["Content-Security-Policy"] = self.CSP.replace("ws: wss:", ws_self)
                     headers["X-Frame-Options"] = "DENY"
             await send(message)
 
