@@ -110,6 +110,24 @@ def origin_ok(conn: HTTPConnection, extra_hosts: frozenset[str] = frozenset()) -
     return same_port and _allowed(o.hostname, extra_hosts)
 
 
+def allow_bound_host(app: Any, host: str) -> bool:
+    """A server bound beyond loopback accepts its own host (REST, pages and websocket alike).
+
+    Returns True when the bind exposes the server to the network."""
+    if host in LOOPBACK_HOSTS:
+        return False
+    state = getattr(app, "state", None)
+    if state is not None:
+        state.extra_hosts = frozenset(getattr(state, "extra_hosts", frozenset())) | {host}
+    return True
+
+
+def exposure_warning(host: str, port: int) -> str:
+    where = "every interface" if host in WILDCARD_HOSTS else host
+    return (f"copilot: warning: listening on {where} (port {port}), not only 127.0.0.1: anyone on your network "
+            f"who gets the token can read transcripts and audio; the token travels in clear over plain http")
+
+
 class HttpGuard:
     """ASGI middleware for plain HTTP: refuse a foreign Host or Origin (403) before any route, and
     mark every response private: `/api` responses (transcripts, audio) are never cached, and the
@@ -128,7 +146,9 @@ class HttpGuard:
             await self.app(scope, receive, send)  # the websocket checks itself, with close codes
             return
         conn = HTTPConnection(scope)
-        if not host_ok(conn, self.extra_hosts) or not origin_ok(conn, self.extra_hosts):
+        # The app's own list: `allow_bound_host` adds the host the server was bound to.
+        extra = getattr(getattr(scope.get("app"), "state", None), "extra_hosts", self.extra_hosts)
+        if not host_ok(conn, extra) or not origin_ok(conn, extra):
             response = PlainTextResponse("forbidden: foreign Host or Origin", status_code=403)
             await response(scope, receive, send)
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from typing import Any
 
@@ -44,7 +45,12 @@ def bound_port(server: uvicorn.Server) -> int:
 
 
 async def start(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    """Start serving in the running loop; return once it listens, with the bound port."""
+    """Start serving in the running loop; return once it listens, with the bound port.
+
+    A bind beyond loopback is allowed as the app's own host, and said out loud on stderr."""
+    from copilot.server.auth import allow_bound_host, exposure_warning
+
+    exposed = allow_bound_host(app, host)
     server = make_server(app, host, port)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -52,7 +58,10 @@ async def start(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[uvico
             task.result()  # raises the startup error (port in use...)
             raise RuntimeError("server stopped during startup")
         await asyncio.sleep(0.02)
-    return server, task, bound_port(server)
+    bound = bound_port(server)
+    if exposed:
+        print(exposure_warning(host, bound), file=sys.stderr, flush=True)
+    return server, task, bound
 
 
 class ServerThread:

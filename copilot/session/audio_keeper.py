@@ -38,6 +38,7 @@ class AudioKeeper:
         self.final_path = Path(final_path)
         self.channels = max(1, channels)
         self.final_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.final_path.parent, 0o700)  # the copilot's own folder: raw interview audio
         self.wav_path = recording_path(self.final_path)
         # Never truncate: a recording left by an earlier run of this session (`--continue`) is
         # appended to, so the final FLAC keeps what was captured before the crash.

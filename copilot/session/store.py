@@ -18,6 +18,7 @@ Why these choices (details in docs/events.md):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from copilot.events import EPHEMERAL_TYPES, Event, SessionEnded, SessionStarted,
 from copilot.session.view import fold_events
 
 DB_NAME = "sessions.db"
+log = logging.getLogger("copilot.session.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -322,6 +324,21 @@ def _private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not existed:
         os.chmod(path, 0o700)
+        return
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return
+    # A folder that holds nothing but the copilot's own files is tightened; any other folder (a
+    # shared one the user pointed --data-dir at) is left alone, but never silently.
+    ours = path.stat().st_uid == os.getuid() and all(
+        p.name.startswith(DB_NAME) or p.name == "sessions" for p in path.iterdir())
+    if ours:
+        os.chmod(path, 0o700)
+        log.warning("data directory %s was open to other users (mode %03o): tightened to 0700", path, mode)
+    else:
+        log.warning("data directory %s is open to other users (mode %03o) and holds other files, so it was "
+                    "left as it is; the session files in it are private (0600), but their names are visible. "
+                    "Use a private folder (--data-dir)", path, mode)
 
 
 def _private_file(path: Path) -> None:
