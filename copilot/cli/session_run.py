@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from copilot.errors import CopilotError
 from copilot.events import SessionStarted, Status
+from copilot.session.retention import apply_configured_retention
 
 log = logging.getLogger("copilot.cli.session_run")
 
@@ -53,6 +54,7 @@ class _Parts:
 
         self.args = args
         self.store = SessionStore(default_store_path(args.data_dir))
+        apply_configured_retention(self.store)  # retention_days (off by default): docs/security.md
         self.bus = Bus()
         self.log = SessionLog(self.store, self.bus)
         self.token = new_token()
@@ -257,6 +259,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from copilot.session.store import SessionStore, default_store_path
 
     store = SessionStore(default_store_path(args.data_dir))
+    apply_configured_retention(store)  # retention_days (off by default): docs/security.md
     bus = Bus()
     token = new_token()
 

@@ -229,6 +229,18 @@ class SessionStore:
         for path in self.session_files(session_id):
             path.unlink(missing_ok=True)
 
+    def reclaim_space(self) -> None:
+        """VACUUM: rewrite the database without its free pages (after deleting sessions)."""
+        with self._lock:
+            self._writer.execute("VACUUM")
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def last_activity(self, session_id: str) -> float | None:
+        """Wall-clock time (Unix) of the session's newest event, or None."""
+        row = self._reader().execute(
+            "SELECT ts FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)).fetchone()
+        return float(row[0]) if row else None
+
     def session_files(self, session_id: str) -> list[Path]:
         """The session's files beside the log: its FLAC and any temporary recording or encode."""
         folder = self.dir / "sessions"
