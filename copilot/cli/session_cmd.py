@@ -79,6 +79,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", metavar="MODEL", default=None,
                    help="litellm model that refines the rules tags, e.g. openai/gpt-4o-mini, ollama/llama3.1")
     p.add_argument("--api-base", metavar="URL", default=None, help="OpenAI-compatible server for --llm")
+    p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=None,
+                   help="replace emails, phone numbers, URLs and long digit strings by placeholders in text "
+                        "sent to the LLM (default: on for a remote endpoint, off for one on this machine)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="ASR model name or directory (default %(default)s)")
     p.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the ASR runs (default %(default)s: CUDA when available)")

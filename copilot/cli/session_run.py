@@ -72,7 +72,8 @@ class _Parts:
         if self.args.llm:
             from copilot.tagging.select import build_tagger
 
-            self.llm_tagger = build_tagger("llm", self.rubric, self.args.llm, self.args.api_base)
+            self.llm_tagger = build_tagger("llm", self.rubric, self.args.llm, self.args.api_base,
+                                           redact=getattr(self.args, "redact", None))
 
     def refiner_factory(self) -> Callable[[Any], Any] | None:
         if self.llm_tagger is None:
