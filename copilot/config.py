@@ -78,3 +78,46 @@ def data_dir() -> Path:
     if env:
         return Path(env)
     return user_data_dir()
+
+
+def config_file() -> Path:
+    """The user's settings (TOML): COPILOT_CONFIG, else config.toml in the user config directory."""
+    env = os.environ.get("COPILOT_CONFIG")
+    if env:
+        return Path(env)
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("interview-copilot", appauthor=False)) / "config.toml"
+
+
+def retention_days() -> float | None:
+    """How long sessions are kept (days), or None (the default: kept until deleted).
+
+    COPILOT_RETENTION_DAYS wins over `retention_days` in the config file. A bad value is an
+    error, never silently "keep forever"."""
+    from copilot.errors import CopilotError
+
+    raw: object = os.environ.get("COPILOT_RETENTION_DAYS")
+    where = "COPILOT_RETENTION_DAYS"
+    if raw is None or raw == "":
+        path = config_file()
+        if not path.exists():
+            return None
+        import tomllib
+
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8")).get("retention_days")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise CopilotError(f"{path}: cannot read settings ({str(exc).splitlines()[0]})") from None
+        where = f"{path}: retention_days"
+        if raw is None:
+            return None
+    if isinstance(raw, bool):
+        raise CopilotError(f"{where} must be a number of days, not {raw!r}")
+    try:
+        days = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise CopilotError(f"{where} must be a number of days, not {raw!r}") from None
+    if not days > 0 or days == float("inf"):
+        raise CopilotError(f"{where} must be more than 0 days, not {raw!r}")
+    return days

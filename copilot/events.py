@@ -286,3 +286,8 @@ def _infer_type(payload: BaseModel) -> EventType:
         if type(payload) is model:
             return name  # type: ignore[return-value]
     raise TypeError(f"not an event payload: {payload.__class__.__name__}")
+
+
+# The longest session time any input may name (a week of audio, in ms). Times from outside (tag
+# files, websocket messages) beyond it are input errors, refused before they reach the log.
+MAX_SESSION_MS = 7 * 24 * 3600 * 1000

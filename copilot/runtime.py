@@ -26,10 +26,11 @@ from copilot.audio.base import AudioSource
 from copilot.events import SessionStarted, Status
 from copilot.server.app import create_app
 from copilot.server.auth import new_token
-from copilot.session.audio_keeper import AudioKeeper
+from copilot.session.audio_keeper import AudioKeeper, recorded_ms, recover_recording
 from copilot.session.bus import DEFAULT_QUEUE_SIZE, Bus
 from copilot.session.log import SessionLog
 from copilot.session.pipeline import Emit, Pipeline, Refiner, Transcriber
+from copilot.session.retention import apply_configured_retention
 from copilot.session.store import SessionStore, default_store_path
 from copilot.tagging.base import Tagger
 from copilot.tagging.hybrid import LLMRefiner
@@ -87,6 +88,7 @@ class Runtime:
     def __init__(self, config: RuntimeConfig | None = None, *, asr_model: "WhisperModel | None" = None) -> None:
         self.config = config = config or RuntimeConfig()
         self.store = SessionStore(default_store_path(config.data_dir))
+        apply_configured_retention(self.store)  # retention_days (off by default): docs/security.md
         self.bus = Bus(queue_size=config.bus_queue_size)
         self.log = SessionLog(self.store, self.bus)
         self.token = config.token or new_token()
@@ -128,6 +130,7 @@ class Runtime:
             self.store.continue_session(continue_id)
             segs = self.store.segments(continue_id)
             offset = max((s["end_ms"] for s in segs), default=0) + 1000
+            offset = max(offset, _kept_audio_ms(self.store.audio_path(continue_id), append=self.config.keep_audio))
             self.log.record_payload(continue_id, Status(
                 component="server", message="session continued after an interruption",
                 details={"offset_ms": offset, "source": source}))
@@ -175,3 +178,12 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _kept_audio_ms(flac: Path, *, append: bool) -> int:
+    """Audio kept for a session being continued. Without keep-audio, a crash's recording is
+    recovered into the FLAC now; with it, the keeper appends to it. Either way the new run's clock
+    starts after it, so audio and transcript share one timeline."""
+    if not append:
+        recover_recording(flac)
+    return recorded_ms(flac)

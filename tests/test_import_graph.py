@@ -12,7 +12,7 @@ from tests.import_graph import ROOT, cycles, graph, imports, modules
 
 # Lower numbers sit lower: a module may import its own subpackage or a strictly lower layer.
 LAYERS = {
-    "errors": 0, "config": 0, "fileio": 0, "events": 0, "actors": -1,  # actors: stdlib only, below events
+    "errors": -1, "config": 0, "fileio": 0, "events": 0, "safejson": 0, "actors": -1,  # actors: stdlib only, below events
     "audio": 1,
     "asr": 2, "tagging": 2,
     "session": 3,

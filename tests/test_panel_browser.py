@@ -139,7 +139,9 @@ def browser():
 @pytest.fixture
 def browser_page(browser):
     # The panel's width beside a video call.
-    context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1)
+    # bypass_csp: Playwright's polling wait_for_function evals strings, which the pages' CSP forbids
+    # (the CSP itself is tested in test_trust_ws.py).
+    context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

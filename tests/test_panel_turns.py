@@ -38,7 +38,7 @@ def test_fragments_give_way_to_the_settled_turn_and_a_confirmed_tag_stays_confir
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 380, "height": 800})
+            page = browser.new_page(viewport={"width": 380, "height": 800}, bypass_csp=True)
             page.goto(f"{srv.base_url}/panel.html?session={sid}&token={TOKEN}&rater=ann")
             chip = page.locator(f'.chip[data-tag-id="{chip_tag.id}"]')
             chip.wait_for()

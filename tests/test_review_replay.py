@@ -128,7 +128,7 @@ def test_review_page_of_a_replayed_session_via_copilot_serve(replayed):
             n = len(fold(store.events(sid)).units())  # the review's rows are turns
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # test_trust_ws.py
             page.goto(f"http://127.0.0.1:{port}/review.html?session={sid}&token=replay-token")
             page.wait_for_selector("body[data-ready=true]")
             assert page.locator(".rv-seg").count() == n

@@ -2,7 +2,8 @@
 // Plain ES module, no build step, no network beyond the page's own server.
 //
 // What is here, for reuse:
-//   pageParams()                -> {session, token, rater} from the page URL (?session=&token=&rater=)
+//   pageParams()                -> {session, token, rater} from the page URL (?session=&token=&rater=);
+//                                  the token then moves to sessionStorage and out of the address bar
 //   apiGet(path, token)         -> parsed JSON of GET /api/...; throws ApiError (status + message) on non-2xx
 //   el(tag, attrs, ...children) -> tiny DOM builder (attrs: class, dataset, on<Event>, aria-*, style vars)
 //   fmtTime(ms)                 -> "m:ss" (or "h:mm:ss") of session time
@@ -23,13 +24,35 @@
 
 import { CONTROL, EVENT, NOT_STANDING, TAG_STATUS } from "./events.js";
 
+const TOKEN_KEY = "copilot.token";
+
 export function pageParams(search = window.location.search) {
   const q = new URLSearchParams(search);
+  let token = q.get("token") || "";
+  if (typeof window !== "undefined" && search === window.location.search) token = keepTokenOutOfUrl(q, token);
   return {
     session: q.get("session") || "",
-    token: q.get("token") || "",
+    token,
     rater: q.get("rater") || "interviewer",
   };
+}
+
+// The token arrives in the link copilot prints; once the page has it, it moves to this tab's
+// sessionStorage and out of the address bar, so it is not left in the browser's history, in a
+// bookmark or in a shared screen. A reload finds it in sessionStorage.
+function keepTokenOutOfUrl(q, token) {
+  try {
+    if (token) {
+      window.sessionStorage.setItem(TOKEN_KEY, token);
+      q.delete("token");
+      const rest = q.toString();
+      window.history.replaceState(window.history.state, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+      return token;
+    }
+    return window.sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return token; // storage refused (privacy mode): keep working with the token as given
+  }
 }
 
 export class ApiError extends Error {

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _server_args(serve)
     serve.set_defaults(handler=_serve)
 
-    sessions = sub.add_parser("sessions", help="list, export, end, refine or delete stored sessions")
+    sessions = sub.add_parser("sessions", help="list, export, end, refine, delete or purge stored sessions")
     which = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = which.add_parser("list", help="list sessions, newest first")
     ls.add_argument("--json", action="store_true", help="one JSON array")
@@ -52,6 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("session_id", metavar="ID")
     rm.add_argument("--data-dir", metavar="DIR", default=None)
     rm.set_defaults(handler=_sessions_delete)
+    purge = which.add_parser("purge", help="delete sessions older than a number of days (events and audio)")
+    purge.add_argument("--older-than", type=float, metavar="DAYS", default=None,
+                       help="age in days since the session's last activity (default: the configured "
+                            "retention_days)")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    purge.add_argument("--data-dir", metavar="DIR", default=None)
+    purge.set_defaults(handler=_sessions_purge)
     end = which.add_parser("end", help="close a session left live (e.g. after a crash)")
     end.add_argument("session_id", metavar="ID")
     end.add_argument("--reason", default="closed after interruption")
@@ -84,6 +91,9 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", metavar="MODEL", default=None,
                    help="litellm model that refines the rules tags, e.g. openai/gpt-4o-mini, ollama/llama3.1")
     p.add_argument("--api-base", metavar="URL", default=None, help="OpenAI-compatible server for --llm")
+    p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=None,
+                   help="replace emails, phone numbers, URLs and long digit strings by placeholders in text "
+                        "sent to the LLM (default: on for a remote endpoint, off for one on this machine)")
     add_asr_arguments(p, device_flag="--asr-device")  # --device is the microphone here
     p.add_argument("--no-turns", action="store_true",
                    help="fragments only: do not settle and re-decode turns (docs/turns.md)")
@@ -163,9 +173,37 @@ def _sessions_delete(args: argparse.Namespace) -> int:
 
 
 def _sessions_end(args: argparse.Namespace) -> int:
+    from copilot.session.audio_keeper import recover_recording
+
     with _store(args) as store:
+        store.session_info(args.session_id)  # a clear error for an unknown id
+        # A run killed with --keep-audio left its raw recording: it becomes the session's FLAC.
+        flac = recover_recording(store.audio_path(args.session_id))
         ev = store.end_session(args.session_id, reason=args.reason)
-    print(f"ended {args.session_id} (seq {ev.seq})")
+    print(f"ended {args.session_id} (seq {ev.seq})" + (f"; audio kept in {flac}" if flac else ""))
+    return 0
+
+
+def _sessions_purge(args: argparse.Namespace) -> int:
+    import time
+
+    from copilot.config import retention_days
+    from copilot.errors import CopilotError
+    from copilot.session.retention import purge
+
+    days = args.older_than if args.older_than is not None else retention_days()
+    if days is None:
+        raise CopilotError("give --older-than DAYS, or set retention_days in the config file "
+                           "(docs/security.md)")
+    if not days > 0 or days == float("inf"):
+        raise CopilotError(f"--older-than must be more than 0 days, not {days}")
+    with _store(args) as store:
+        gone = purge(store, days, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for e in gone:
+        when = time.strftime("%Y-%m-%d", time.localtime(e.last_activity))
+        print(f"{verb} {e.session_id}  last active {when} ({e.age_days:.0f} days)  {e.title}")
+    print(f"{verb} {len(gone)} session(s) older than {days:g} days")
     return 0
 
 

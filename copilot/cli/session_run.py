@@ -60,6 +60,8 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
         keep_audio=bool(getattr(args, "keep_audio", False)),
         turns=not getattr(args, "no_turns", False),
         echo_gate=getattr(args, "echo_gate", True),
+        # --redact / --no-redact; unset: on for a remote LLM endpoint (tagging/redact.py)
+        llm_options={"redact": args.redact} if getattr(args, "redact", None) is not None else {},
     )
 
 

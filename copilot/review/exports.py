@@ -94,7 +94,8 @@ class Cue:
 
 def segment_cues(segments: Iterable[Segment | Turn | Unit]) -> list[Cue]:
     """One cue per segment or turn (never zero-length), text on one line."""
-    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), s.speaker, " ".join(s.text.split())) for s in segments]
+    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), _plain(s.speaker), " ".join(_plain(s.text).split()))
+            for s in segments]
 
 
 def _ts(ms: int, sep: str) -> str:
@@ -128,7 +129,7 @@ def export_srt(view: SessionView) -> str:
 def cues_vtt(cues: Iterable[Cue], title: str = "") -> str:
     lines = ["WEBVTT", ""]
     if title:
-        lines[0] = f"WEBVTT - {title}".replace("-->", "->")
+        lines[0] = f"WEBVTT - {_plain(title)}".replace("-->", "->")
     for i, c in enumerate(cues, 1):
         speaker = c.speaker.replace(">", "").replace("\n", " ")
         lines += [str(i), f"{_ts(c.start_ms, '.')} --> {_ts(c.end_ms, '.')}", f"<v {speaker}>{_vtt_escape(c.text)}", ""]
@@ -182,9 +183,22 @@ def parse_srt(text: str) -> list[Cue]:
 # --- Markdown debrief ------------------------------------------------------------------------------
 
 
+# Line breaks of any kind become a space (a note stays on its own line); control characters (NUL,
+# ESC of ANSI sequences, C1) and bidi/invisible format characters (U+202E "Trojan Source" and kin)
+# become U+FFFD, visibly, so text can neither drive a terminal nor reorder what a reader sees.
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
+                     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def _plain(text: str) -> str:
+    """Text from the log made safe to print: one line, no control or bidi characters."""
+    return _UNSAFE.sub("\ufffd", _LINE_BREAKS.sub(" ", text).replace("\t", " "))
+
+
 def _md(text: str) -> str:
-    """Escape what would turn transcript text into Markdown markup."""
-    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
+    """Escape what would turn transcript text into Markdown markup (after `_plain`)."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", _plain(text))
 
 
 def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
@@ -198,8 +212,8 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
         f"- Session: `{view.session_id}`",
         f"- Started: {started or 'unknown'}",
         f"- Duration: {fmt_ms(view.duration_ms())}",
-        f"- Rubric: {view.rubric}",
-        f"- Speakers: {', '.join(speakers)}",
+        f"- Rubric: {_md(view.rubric)}",
+        f"- Speakers: {', '.join(_md(s) for s in speakers)}",
         f"- Turns: {len(units)}; tags standing: {len(view.active_tags())} of {len(view.tags)}; "
         f"notes: {len(view.notes)}",
         "",
@@ -224,7 +238,7 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             continue
         for q in s.quotes:
             out.append(f"- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or '?')}**: \"{_md(q.text)}\" "
-                       f"({q.source}, {q.status}, confidence {q.confidence:.2f}"
+                       f"({_md(q.source)}, {q.status}, confidence {q.confidence:.2f}"
                        f"{f', {q.support} raters' if q.support > 1 else ''})")
         out.append("")
     # A tag the machine withdrew itself (retracted) was never put to a person.
@@ -240,7 +254,7 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             verb = "Confirmed" if title == "Confirmed" and status == "confirmed" else (
                 "Edited" if status == "edited" else "Rejected")
             out.append(f"- {verb} by {_md(who)}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
-                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({t.source})")
+                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({_md(t.source)})")
     if kept or rejected:
         out.append("")
     out += ["## Notes", ""]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from copilot import actors
 from copilot.errors import SessionError
 from copilot.events import Event, Segment, Status, Tag, TagUpdate, Turn, Word
 
@@ -84,12 +85,6 @@ def latest_turns(events: Iterable[Event]) -> list[Turn]:
     return sorted(latest.values(), key=lambda t: (t.start_ms, first[t.id]))
 
 
-def _is_machine(actor: str) -> bool:
-    # The project's rule for who is a tagger rather than a person (session.view.is_machine):
-    # `rules`, `llm`, `rules:*`, `llm:*`, `copilot:*`; anyone else is a person.
-    return not actor or actor in ("rules", "llm") or actor.startswith(("rules:", "llm:", "copilot:"))
-
-
 @dataclass
 class TagState:
     """A tag as the log leaves it, as far as refinement needs to know."""
@@ -119,7 +114,7 @@ def tag_states(events: Iterable[Event]) -> list[TagState]:
             t = tags.get(d.get("tag_id", ""))
             if t is None:
                 continue
-            if _is_machine(d.get("by", "")):
+            if not d.get("by") or actors.is_machine(d["by"]):
                 if not t.judged:  # a person's verdict outranks a later machine update
                     t.status = d["status"]
             else:

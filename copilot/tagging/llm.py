@@ -36,6 +36,7 @@ from copilot.tagging.llm_prompt import (
     transcript_prompt,
     validate_tags,
 )
+from copilot.tagging.redact import Redactor, is_local_endpoint
 from copilot.tagging.rubric import Rubric
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class LLMTagger:
         temperature: float | None = 0.0,
         max_tokens: int | None = 1200,
         extra_params: dict[str, Any] | None = None,
+        redact: bool | None = None,
     ) -> None:
         self.client = LLMClient(model, api_base=api_base, api_key=api_key, timeout_s=timeout_s,
                                 max_retries=max_retries, backoff_s=backoff_s, stream=stream, json_mode=json_mode,
@@ -99,6 +101,10 @@ class LLMTagger:
         self.usage = LLMUsage()
         self._usage_lock = threading.Lock()
         self._system = SYSTEM_PROMPT + "\n" + rubric_prompt(rubric)
+        # Redaction (tagging/redact.py): on by default when the endpoint is not on this machine.
+        if redact is None:
+            redact = not is_local_endpoint(self.model, api_base)
+        self.redactor: Redactor | None = Redactor() if redact else None
 
     def prepare(self) -> "LLMTagger":
         """Import and warm litellm now (seconds, once), not on the first call."""
@@ -173,13 +179,30 @@ class LLMTagger:
             return [], []
         # untaggable turns (the interviewer's) are still part of the conversation
         context = [*context, *(s for s in segments if not self.taggable(s))]
-        return targets, self.messages(targets, context)
+        if self.redactor is None:
+            return targets, self.messages(targets, context)
+        before = sum(self.redactor.counts.values())
+        messages = self.messages([self._redacted(s) for s in targets], [self._redacted(s) for s in context])
+        # What was sent, as counts only: never the text, never the values.
+        log.info("%s: sent %d segment(s), %d value(s) redacted this call (%s so far)", self.name,
+                 len(targets) + len(context), sum(self.redactor.counts.values()) - before,
+                 ", ".join(f"{k} {v}" for k, v in sorted(self.redactor.counts.items())) or "none")
+        return targets, messages
+
+    def _redacted(self, segment: Segment) -> Segment:
+        assert self.redactor is not None
+        return segment.model_copy(update={"text": self.redactor.redact(segment.text)})
 
     def _interpret(self, text: str, targets: Sequence[Segment], usage: LLMUsage) -> LLMResult:
         try:
             items = parse_output(text)
         except OutputError as exc:
             return LLMResult(error=f"LLM answer unusable: {exc}", error_kind="output", usage=usage, raw=text)
+        if self.redactor is not None:  # the model quotes placeholders: check and show the real words
+            for item in items:
+                for key in ("quote", "evidence"):
+                    if isinstance(item.get(key), str):
+                        item[key] = self.redactor.restore(item[key])
         tags, dropped, unverified = validate_tags(items, self.rubric, targets, self.name)
         usage.dropped_tags += dropped
         if dropped:
