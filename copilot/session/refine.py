@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from copilot import actors
+from copilot.asr.echo import EchoSuppressor
 from copilot.errors import SessionError
 from copilot.events import Event, Segment, Status, Tag, TagUpdate, Turn, Word
 
@@ -199,6 +200,11 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
     if bad:
         raise SessionError(f"{audio_path}: kept audio has {audio.channels} channel(s), but turns are on channel "
                            f"{bad[0]}")
+    samples = audio.samples
+    if samples.shape[0] == 2:
+        # The kept audio is as captured; live, the echo gate kept the other speaker's leak out of
+        # each channel before the recognizer, so the refined turns are decoded through it too.
+        samples = EchoSuppressor().process(samples)
     fragments = {ev.data["id"]: Segment.model_validate(ev.data) for ev in events if ev.type == "segment.final"}
     summary = RefineSummary(session_id, model_name, turns=len(turns))
 
@@ -213,11 +219,11 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
         start = min([turn.start_ms] + [f.start_ms for f in frags]) - config.margin_ms
         end = max([turn.end_ms] + [f.end_ms for f in frags]) + config.margin_ms
         start = max(0, start)
-        samples = audio.samples[turn.channel, start * SAMPLE_RATE // 1000: end * SAMPLE_RATE // 1000]
+        channel_audio = samples[turn.channel, start * SAMPLE_RATE // 1000: end * SAMPLE_RATE // 1000]
         previous = Segment(id=turn.id, speaker=turn.speaker, channel=turn.channel, start_ms=turn.start_ms,
                            end_ms=turn.end_ms, text=turn.text, words=turn.words)
         kept_before = decoder.stats.kept_fragments
-        words = decoder.decode(samples, start, [previous], prompt=prompt if config.prompt and prompt else None)
+        words = decoder.decode(channel_audio, start, [previous], prompt=prompt if config.prompt and prompt else None)
         summary.audio_s += (end - start) / 1000
         if decoder.stats.kept_fragments > kept_before or not words:
             summary.kept += 1  # nothing better than what is there: no revision claims otherwise
