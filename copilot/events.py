@@ -30,6 +30,7 @@ EventType = Literal[
     "tag.updated",
     "tag.added",
     "note.added",
+    "consent.confirmed",
     "status",
 ]
 
@@ -155,6 +156,19 @@ class Note(_Payload):
     by: str = ""
 
 
+class Consent(_Payload):
+    """The interviewer confirmed that the candidate was told about the recording and agreed.
+
+    Recorded before any audio is captured. `method`: `browser` (the capture page's checkbox),
+    `flag` (`copilot live --consent-confirmed`), `terminal` (answered at the prompt). When it
+    was confirmed is the event's `ts`.
+    """
+
+    by: str
+    notice: str
+    method: Literal["browser", "flag", "terminal"]
+
+
 class Status(_Payload):
     """Operational facts the interviewer should see (ASR lag, tagger backend, errors)."""
 
@@ -176,6 +190,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "tag.updated": TagUpdate,
     "tag.added": Tag,
     "note.added": Note,
+    "consent.confirmed": Consent,
     "status": Status,
 }
 

@@ -111,7 +111,8 @@ class _Parts:
 
 
 async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str, offset_ms: int,
-                       live_device: bool, speed: float, exit_when_done: bool) -> int:
+                       live_device: bool, speed: float, exit_when_done: bool,
+                       attach: Callable[[Any, Callable[[], None]], str] | None = None) -> int:
     from copilot.server import runner
     from copilot.server.app import create_app
     from copilot.session.pipeline import Pipeline
@@ -142,8 +143,13 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
     _say(f"COPILOT_PORT={port}")
     _say(f"COPILOT_URL={url}")
     _say(f"Side panel: {url}")
+    first_page = url
+    if attach is not None:  # browser capture: the start page is what the user opens first
+        first_page = f"http://{host}:{port}/{attach(app, stop.set)}"
+        _say(f"COPILOT_CAPTURE_URL={first_page}")
+        _say(f"Capture page (open it, confirm consent, pick the microphone and the call's tab): {first_page}")
     _say("Press Ctrl-C to stop.")
-    _open_browser(url, args.no_browser)
+    _open_browser(first_page, args.no_browser)
 
     pipeline = Pipeline(
         session_id=sid, log=parts.log, source=source, transcriber=transcriber, tagger=parts.tagger,
@@ -217,10 +223,18 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from copilot.audio.device_source import DeviceSource
     from copilot.audio.file_source import parse_speakers
+    from copilot.session.consent import consent_notice
+
+    if getattr(args, "browser", False):
+        return _run_live_browser(args)
+    from copilot.audio.device_source import DeviceSource
+    from copilot.cli.consent_prompt import confirm_consent
+    from copilot.session.consent import record_consent
 
     speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    method, by = confirm_consent(notice, confirmed=getattr(args, "consent_confirmed", False))
     parts = _Parts(args)
     parts.load_tagging()
     transcriber = parts.transcriber(speakers)
@@ -231,8 +245,39 @@ def run_live(args: argparse.Namespace) -> int:
         desc += f" + {args.system_device}"
     try:
         sid, offset = parts.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc)
+        record_consent(parts.log, sid, by=by, notice=notice, method=method)  # before the device starts
         return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
                                         speed=1.0, exit_when_done=True))
+    finally:
+        source.close()
+        parts.store.close()
+
+
+def _run_live_browser(args: argparse.Namespace) -> int:
+    """`copilot live --browser`: the capture page feeds a BrowserSource once consent is stored."""
+    from copilot.audio.browser_source import BrowserSource
+    from copilot.audio.file_source import parse_speakers
+    from copilot.server.capture import CaptureHub
+    from copilot.session.consent import consent_notice
+
+    speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
+    if len(speakers) != 2:
+        raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    parts = _Parts(args)
+    parts.load_tagging()
+    transcriber = parts.transcriber(speakers)
+    source = BrowserSource(speakers)
+    try:
+        sid, offset = parts.open_session(mode="live", title=args.title or "Live interview", speakers=speakers,
+                                         source="browser")
+
+        def attach(app: Any, stop: Callable[[], None]) -> str:
+            app.state.capture_hubs = {sid: CaptureHub(sid, source, parts.log, notice, on_stop=stop)}
+            return f"capture.html?session={sid}&token={parts.token}"
+
+        return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
+                                        speed=1.0, exit_when_done=True, attach=attach))
     finally:
         source.close()
         parts.store.close()

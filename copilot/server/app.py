@@ -21,6 +21,7 @@ from copilot import config
 from copilot.errors import CopilotError, SessionError
 from copilot.review.exports import export_session
 from copilot.server.auth import require_token
+from copilot.server.capture import router as capture_router
 from copilot.server.review_routes import router as review_router
 from copilot.server.ws import router as ws_router
 from copilot.session.bus import Bus
@@ -123,6 +124,7 @@ def create_app(
     app.include_router(api)
     app.include_router(ws_router)
     app.include_router(review_router)
+    app.include_router(capture_router)
 
     static = web_dir or config.web_dir()
     app.mount("/", StaticFiles(directory=static, html=True, check_dir=False), name="web")
