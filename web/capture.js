@@ -173,8 +173,11 @@ function prompt(channel, text) {
 async function openMic() {
   const deviceId = $("mic").value;
   const stream = await navigator.mediaDevices.getUserMedia({
-    audio: { deviceId: deviceId ? { exact: deviceId } : undefined, echoCancellation: true, noiseSuppression: true,
-      autoGainControl: true, channelCount: 1 } });
+    // Echo cancellation keeps the call's voice (from speakers) out of the mic. Noise suppression
+    // and AGC stay off: Whisper is trained on unprocessed speech, and with them on Chrome clipped
+    // a test voice at full scale and the streaming ASR lost words (docs/capture.md).
+    audio: { deviceId: deviceId ? { exact: deviceId } : undefined, echoCancellation: true,
+      noiseSuppression: params.get("ns") === "1", autoGainControl: params.get("agc") === "1", channelCount: 1 } });
   attach(0, stream);
   listMics(); // labels are visible once permission is granted
   return stream;
@@ -191,7 +194,8 @@ async function pickCall() {
 }
 
 async function shareCall(stream) {
-  stream.getVideoTracks().forEach((t) => t.stop());
+  state.lastShare = stream;
+  stream.getVideoTracks().forEach((t) => t.stop()); // only the audio is wanted
   if (stream.getAudioTracks().length === 0) {
     control({ type: "track", channel: 1, state: "no_audio" });
     prompt(1, "The shared source has no audio. Share the call's browser tab with 'Share tab audio' on "

@@ -8,6 +8,7 @@ import {
   EventSocket, TagBook, apiGet, el, evidenceRanges, fmtTime, hideToast, highlightEvidence, isHumanSource,
   isTypingTarget, pageParams, rubricView, showToast, sourceLabel, speakerKind, statusText, tagInfo,
 } from "./common.js";
+import { applyAudioStatus } from "./panel-audio.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -140,6 +141,7 @@ function applyEvent(ev) {
 
 function applyStatus(d, seq) {
   if (d.component === "server" && d.message === "caught-up") return;
+  applyAudioStatus(d, state.speakers);
   if (d.asr_lag_ms !== null && d.asr_lag_ms !== undefined) {
     const lag = d.asr_lag_ms / 1000;
     const node = $("asr-status");

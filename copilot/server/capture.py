@@ -69,6 +69,8 @@ class CaptureHub:
         self.consent = ev.payload()  # type: ignore[assignment]
 
     def status(self, level: str, message: str, **details: Any) -> None:
+        if self.log.store.session_info(self.session_id)["status"] == "ended":
+            return  # the page disconnecting after the session ended is not news
         self.log.record_payload(self.session_id, Status(level=level, component="capture", message=message,
                                                         details=details))  # type: ignore[arg-type]
 
