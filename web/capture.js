@@ -134,6 +134,7 @@ function attach(channel, stream) {
     { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1], processorOptions: { channel, blockSamples: 1600 } });
   node.port.onmessage = (e) => {
     const { index, pcm, rms } = e.data;
+    noteClock(index + pcm.length);
     state.levels[channel] = rms > 0 ? Math.max(-80, 20 * Math.log10(rms)) : -80;
     $(`meter-${channel}`).value = state.levels[channel];
     enqueue({ channel, index, pcm });
@@ -142,6 +143,20 @@ function attach(channel, stream) {
   node.connect(state.sink); // a silent sink keeps the node pulled by the renderer
   track.addEventListener("ended", () => onTrackEnded(channel, track));
   state.inputs[channel] = { stream, track, source, node };
+}
+
+// The wall time of session sample 0, from when blocks reach this thread (delays only add, so
+// the earliest estimate is the best). Sent to the server so latency can be measured from the
+// moment the browser captured the audio (`copilot bench browser`).
+function noteClock(endIndex) {
+  const t0 = Date.now() / 1000 - endIndex / 16000;
+  if (state.clockT0 === undefined || t0 < state.clockT0) state.clockT0 = t0;
+}
+
+function sendClock() {
+  if (state.clockT0 !== undefined && state.offset !== null) {
+    control({ type: "clock", audio_t0: state.clockT0 - state.offset / 16000 });
+  }
 }
 
 function detach(channel) {
@@ -249,6 +264,7 @@ async function start() {
     await connect();
     control({ type: "hello", audio_rate: state.ctx.sampleRate,
       tracks: { 0: state.inputs[0] ? state.inputs[0].track.label : "", 1: state.inputs[1] ? state.inputs[1].track.label : "" } });
+    setTimeout(sendClock, 3000);
   } catch (err) {
     if (err.status === 401) showError(FATAL[4401]);
     else if (!$("error").hidden) { /* already explained */ } else showError(`Could not start capture: ${err.message || err}`);
@@ -262,6 +278,7 @@ async function stopSession() {
   for (const ch of [0, 1]) if (state.inputs[ch]) state.inputs[ch].node.port.postMessage("flush");
   await new Promise((r) => setTimeout(r, 100));
   flush();
+  sendClock();
   control({ type: "stop" });
   state.stopped = true;
   stopInputs();

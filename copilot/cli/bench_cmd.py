@@ -1,4 +1,4 @@
-"""`copilot bench asr|tagger|pipeline`: each benchmark lives in `copilot/bench/<name>.py`.
+"""`copilot bench asr|tagger|pipeline|browser`: each benchmark lives in `copilot/bench/<name>.py`.
 
 A benchmark module exposes `add_arguments(parser)` and `run(args) -> int`.
 """
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "asr": "streaming transcription: latency, real-time factor, WER, memory",
     "tagger": "tagger throughput and quality on the labelled sets",
     "pipeline": "replay through the live server: segment and tag latency at websocket clients, fan-out",
+    "browser": "browser capture (Chromium, capture page, websocket) -> fragment latency, vs the file replay",
 }
 
 

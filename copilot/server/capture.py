@@ -7,7 +7,8 @@ the event socket, and also needs the session's consent stored. Only then does th
 foreign page never gets a byte of audio out of the browser.
 
 Frames (binary): see `copilot.audio.browser_source.HEADER`. Control messages (text, JSON):
-`hello` (the page's audio rate, for the record), `track` (a share ended or came back), `stop`.
+`hello` (the page's audio rate, for the record), `track` (a share ended, came back, or has no
+audio), `clock` (the browser's wall time of session audio 0, for latency), `stop`.
 Close codes: 4401 token, 4403 origin/host, 4404 no capture for this session, 4409 another page
 is already capturing, 4412 consent not confirmed yet.
 """
@@ -226,6 +227,10 @@ async def _receive(websocket: WebSocket, hub: CaptureHub) -> None:
                 hub.status("warning", "the shared source has no audio track: share the call's browser tab with "
                                       "'Share tab audio' on (or, on Windows/ChromeOS, the entire screen with "
                                       "system audio)", kind="no_audio", channel=ch)
+        elif kind == "clock":
+            t0 = msg.get("audio_t0")
+            if isinstance(t0, (int, float)) and t0 > 0:
+                hub.status("info", "browser audio clock", kind="clock", audio_t0=float(t0))
         elif kind == "stop":
             hub.report(force=True)
             if hub.on_stop is not None:
