@@ -15,6 +15,9 @@ const params = new URLSearchParams(window.location.search);
 const sessionId = params.get("session") || "";
 const token = params.get("token") || "";
 const forcedRate = Number(params.get("rate")) || undefined;
+// `?latency=playback` trades latency for larger render buffers (a diagnostic knob: on a starved
+// 2-core machine neither hint stopped Chromium dropping captured input; docs/capture.md).
+const LATENCY_HINT = params.get("latency") || "interactive";
 
 const FRAME_VERSION = 1;
 const HEADER_BYTES = 12; // u8 version, u8 channel, u16 reserved, u64 first-sample index (LE)
@@ -249,7 +252,7 @@ async function start() {
     let call = null;
     let callError = null;
     try { call = await pickCall(); } catch (err) { callError = err; }
-    state.ctx = new AudioContext(forcedRate ? { sampleRate: forcedRate, latencyHint: "interactive" } : { latencyHint: "interactive" });
+    state.ctx = new AudioContext(forcedRate ? { sampleRate: forcedRate, latencyHint: LATENCY_HINT } : { latencyHint: LATENCY_HINT });
     await state.ctx.audioWorklet.addModule("capture-worklet.js");
     state.sink = state.ctx.createGain();
     state.sink.gain.value = 0;
