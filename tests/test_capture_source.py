@@ -215,3 +215,11 @@ def test_consent_prompt_flag_terminal_and_refusal():
         confirm_consent("n", confirmed=False, ask=lambda q: "no")
     with pytest.raises(CopilotError, match="--consent-confirmed"):
         confirm_consent("n", confirmed=False, stdin=io.StringIO(""))
+
+
+def test_live_browser_refuses_device_flags_in_one_line(capsys, tmp_path):
+    from copilot.cli import main
+
+    code = main(["live", "--browser", "--device", "mic", "--no-browser", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "--browser captures in the browser" in err

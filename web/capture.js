@@ -9,7 +9,8 @@
 // Test hook (documented in docs/capture.md): if `window.copilotCaptureTestHooks.callStream` is
 // a function, it is called instead of `navigator.mediaDevices.getDisplayMedia` and must return
 // a Promise of a MediaStream (tests pass an <audio> element's captureStream()). `?rate=44100`
-// or `?rate=48000` fixes the AudioContext's rate.
+// or `?rate=48000` fixes the AudioContext's rate; `?aec=0`, `?ns=1`, `?agc=1` change the
+// microphone's processing (diagnostics; the defaults are the product's choice).
 
 const params = new URLSearchParams(window.location.search);
 const sessionId = params.get("session") || "";
@@ -194,7 +195,7 @@ async function openMic() {
     // Echo cancellation keeps the call's voice (from speakers) out of the mic. Noise suppression
     // and AGC stay off: Whisper is trained on unprocessed speech, and with them on Chrome clipped
     // a test voice at full scale and the streaming ASR lost words (docs/capture.md).
-    audio: { deviceId: deviceId ? { exact: deviceId } : undefined, echoCancellation: true,
+    audio: { deviceId: deviceId ? { exact: deviceId } : undefined, echoCancellation: params.get("aec") !== "0",
       noiseSuppression: params.get("ns") === "1", autoGainControl: params.get("agc") === "1", channelCount: 1 } });
   attach(0, stream);
   listMics(); // labels are visible once permission is granted

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr-device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--chromium", default=CHROMIUM, help="Chromium binary (default %(default)s)")
     p.add_argument("--rate", type=int, default=0, help="AudioContext rate, e.g. 48000 (default: the browser's)")
+    p.add_argument("--page-options", default="", metavar="QUERY",
+                   help="extra capture-page options, e.g. 'aec=0&ns=1' (see web/capture.js)")
     p.add_argument("--no-replay", action="store_true", help="skip the file replay comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -151,6 +153,8 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
     ws_url = f"ws://127.0.0.1:{values['COPILOT_PORT']}/ws/sessions/{values['COPILOT_SESSION']}?after=0&token={token}"
     threading.Thread(target=_collect, args=(ws_url, sink, done), daemon=True).start()
     capture_url = values["COPILOT_CAPTURE_URL"] + (f"&rate={args.rate}" if args.rate else "")
+    if args.page_options:
+        capture_url += "&" + args.page_options.lstrip("&?")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium,

@@ -258,8 +258,10 @@ def _run_live_browser(args: argparse.Namespace) -> int:
     from copilot.audio.browser_source import BrowserSource
     from copilot.audio.file_source import parse_speakers
     from copilot.server.capture import CaptureHub
-    from copilot.session.consent import consent_notice
+    from copilot.session.consent import consent_notice, default_confirmer, record_consent
 
+    if args.device or args.system_device:
+        raise CopilotError("--browser captures in the browser; --device and --system-device are for device capture")
     speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
     if len(speakers) != 2:
         raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
@@ -271,6 +273,8 @@ def _run_live_browser(args: argparse.Namespace) -> int:
     try:
         sid, offset = parts.open_session(mode="live", title=args.title or "Live interview", speakers=speakers,
                                          source="browser")
+        if getattr(args, "consent_confirmed", False):  # else the capture page asks
+            record_consent(parts.log, sid, by=default_confirmer(), notice=notice, method="flag")
 
         def attach(app: Any, stop: Callable[[], None]) -> str:
             app.state.capture_hubs = {sid: CaptureHub(sid, source, parts.log, notice, on_stop=stop)}
