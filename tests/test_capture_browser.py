@@ -236,8 +236,8 @@ def test_two_voice_dialogue_at_48k_each_turn_to_its_speaker_and_socket_resumes(t
             wait_for(lambda: page.evaluate("window.copilotCapture.ready"), 20, "the capture socket")
             time.sleep(3)
             page.evaluate("window.copilotCapture.ws.close()")  # a dropped connection
-            wait_for(lambda: page.evaluate("window.copilotCapture.stats.reconnects >= 1 && window.copilotCapture.ready"),
-                     20, "the socket to resume")
+            resumed = "window.copilotCapture.stats.reconnects >= 1 && window.copilotCapture.ready"
+            wait_for(lambda: page.evaluate(resumed), 20, "the socket to resume")
             duration = ref[-1]["end_ms"] / 1000
             wait_for(lambda: "key" in text_of(live.events(), "candidate").lower()
                      or "value" in text_of(live.events(), "candidate").lower(), duration + 30, "the last turn")
@@ -277,7 +277,8 @@ def test_wrong_token_sends_nothing(tmp_path):
             assert page.is_disabled("#start")
             # Even forcing the socket open with the wrong token: refused before `ready`, nothing sent.
             code = page.evaluate("""() => new Promise((res) => {
-              const ws = new WebSocket(`ws://${location.host}/ws/capture/${new URLSearchParams(location.search).get('session')}?token=wrong`);
+              const sid = new URLSearchParams(location.search).get("session");
+              const ws = new WebSocket(`ws://${location.host}/ws/capture/${sid}?token=wrong`);
               ws.onclose = (e) => res(e.code); })""")
             assert code == 4401
             assert page.evaluate("window.copilotCapture.stats.sentFrames") == 0
@@ -308,7 +309,8 @@ def test_real_get_display_media_path_stops_video_and_warns_without_audio(tmp_pat
             wait_for(lambda: page.evaluate("window.copilotCapture.stats.framesByChannel[1] > 10"), 20,
                      "frames from the shared screen's audio")
             share = page.evaluate("""() => { const s = window.copilotCapture.lastShare;
-              return { video: s.getVideoTracks().map((t) => t.readyState), audio: s.getAudioTracks().map((t) => t.readyState) }; }""")
+              const states = (tracks) => tracks.map((t) => t.readyState);
+              return { video: states(s.getVideoTracks()), audio: states(s.getAudioTracks()) }; }""")
             assert share == {"video": ["ended"], "audio": ["live"]}, share
             # Now a share that has no audio track, through the hook (as when a window is shared).
             page.evaluate(HOOK + "; window.copilotCaptureTestHooks.calls.push('VIDEO_ONLY')")
@@ -395,20 +397,22 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
     store.close()
     mic_on, call_on = _onsets(audio.samples[0]), _onsets(audio.samples[1])
     expected = int((seconds - 1.6) / 2) + 1
-    assert len(mic_on) >= expected - 1 and len(call_on) >= expected - 1, (expected, mic_on, call_on)
+    # Pair each call burst with the mic burst before it: their distance should stay constant.
     offsets = []
     for c in call_on:
         before = [m for m in mic_on if m < c]
         if before and c - before[-1] < 2.0:
             offsets.append(c - before[-1])
     drift = max(offsets) - min(offsets)
-    # Each channel against its own 2 s grid: which source moved (for the message only).
-    wobble = [[round(float(d) - 2, 3) for d in np.diff(on) if abs(d - 2) > 0.005] for on in (mic_on, call_on)]
-    # Memory: after the first 20 % of the run (model loaded, queues at steady state) to the end.
-    warm = rss[max(1, len(rss) // 5)]
-    print(f"per-channel wobble (mic, call) {wobble} s; drift over {seconds} s: {drift * 1000:.0f} ms (offset {min(offsets):.3f}..{max(offsets):.3f} s, "
-          f"{len(offsets)} pairs: {[round(o, 3) for o in offsets]}); server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; page {stats}; server {capture}")
-    assert len(offsets) >= expected - 2
+    # Audio the browser lost before the worklet saw it: bursts closer than 2 s on one channel.
+    lost = [round(float(-sum(d for d in (np.diff(on) - 2.0) if -1.9 < d < -0.005)), 3) for on in (mic_on, call_on)]
+    warm = rss[max(1, len(rss) // 5)]  # after the first 20 % of the run (model loaded, queues steady)
+    print(f"{seconds} s capture: bursts mic {len(mic_on)}, call {len(call_on)} of {expected}; offset "
+          f"{min(offsets):.3f}..{max(offsets):.3f} s over {len(offsets)} pairs, drift {drift * 1000:.0f} ms; "
+          f"lost inside the browser (mic, call) {lost} s; server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; "
+          f"page {stats}; server {capture}")
+    assert len(mic_on) >= 0.98 * expected and len(call_on) >= 0.98 * expected
+    assert len(offsets) >= 0.95 * expected
     assert drift < 0.2, offsets
     assert rss[-1] - warm < 40, rss
     assert stats["droppedFrames"] == 0

@@ -180,7 +180,8 @@ def test_capture_socket_gatekeeping_and_frames(capture_app):
     assert _refused(client, f"/ws/capture/ses_nope?token=secret") == 4404
     assert client.post(f"/api/sessions/{sid}/consent", json={"by": "Ana", "agreed": True}).status_code == 401
     auth = {"Authorization": "Bearer secret"}
-    assert client.post(f"/api/sessions/{sid}/consent", json={"by": "Ana", "agreed": False}, headers=auth).status_code == 400
+    refused = client.post(f"/api/sessions/{sid}/consent", json={"by": "Ana", "agreed": False}, headers=auth)
+    assert refused.status_code == 400
     info = client.post(f"/api/sessions/{sid}/consent", json={"by": "Ana", "agreed": True}, headers=auth).json()
     assert info["consent"]["by"] == "Ana" and info["notice"] == "We record this call."
     consent = [e for e in store.events(sid) if e.type == "consent.confirmed"]

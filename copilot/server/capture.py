@@ -85,8 +85,9 @@ class CaptureHub:
         dropped = st["dropped_samples"] - self._reported["dropped_samples"]
         gaps = st["gap_samples"] - self._reported["gap_samples"]
         if dropped > 0:
+            total_s = st["dropped_samples"] / SAMPLE_RATE
             self.status("warning", f"browser audio dropped: the server fell behind by "
-                                   f"{dropped / SAMPLE_RATE:.1f} s ({st['dropped_samples'] / SAMPLE_RATE:.1f} s so far)",
+                                   f"{dropped / SAMPLE_RATE:.1f} s ({total_s:.1f} s so far)",
                         kind="dropped", dropped_ms=st["dropped_samples"] * 1000 // SAMPLE_RATE)
         if gaps > 0:
             self.status("warning", f"a gap of {gaps / SAMPLE_RATE:.1f} s in the browser audio was recorded as silence",
