@@ -35,7 +35,7 @@ const stats = { sentFrames: 0, sentBytes: 0, droppedFrames: 0, reconnects: 0, fr
 const state = {
   info: null, ctx: null, ws: null, ready: false, offset: null, queue: [], stopped: false, started: false,
   inputs: [null, null], // per channel: {stream, track, source, node}
-  levels: [-80, -80], retryMs: 500, stats,
+  levels: [-80, -80], retryMs: 500, stats, clockLog: [],
 };
 window.copilotCapture = state;
 
@@ -153,8 +153,13 @@ function attach(channel, stream) {
 // the earliest estimate is the best). Sent to the server so latency can be measured from the
 // moment the browser captured the audio (`copilot bench browser`).
 function noteClock(endIndex) {
-  const t0 = Date.now() / 1000 - endIndex / 16000;
+  const now = Date.now() / 1000;
+  const t0 = now - endIndex / 16000;
   if (state.clockT0 === undefined || t0 < state.clockT0) state.clockT0 = t0;
+  // When each block reached this page: a starved audio thread renders slower than real time, so
+  // a benchmark maps session samples to wall time with this, not with one origin. Bounded.
+  if (state.clockLog.length >= 40000) state.clockLog.splice(0, 20000);
+  state.clockLog.push([endIndex, now]);
 }
 
 function sendClock() {

@@ -8,11 +8,14 @@ right channel the "call", an `<audio>` element's `captureStream()` handed in thr
 test hook. Then `copilot replay` plays the same file at real-time pace.
 
 Latency is measured the same way for both: a fragment's last word end (`end_ms`) placed on the
-wall clock, to the fragment's arrival at a websocket client. The wall-clock origin is the
-browser's own clock of session audio 0 (the page reports it from when AudioWorklet blocks reach
-it) for capture, and the replay's `audio started` status for the replay. Also reported: WER of
-each against the demo's script, and the browser's CPU time per minute of capture (every
-Chromium process of the run, summed).
+wall clock, to the fragment's arrival at a websocket client. For the replay, the `audio started`
+status places session audio on the wall clock. For browser capture, the capture page logs when
+each 100 ms AudioWorklet block reached it; a fragment's end is placed by the block that holds it
+(less the audio after the end in that block). One origin for the whole run (the page's `clock`
+status) is also reported: it drifts when the browser's audio thread runs slower than real time,
+as it does on a starved machine (`audio_clock_vs_wall` says how much). Also reported: WER of each
+against the demo's script, and the browser's CPU time per minute of capture (every Chromium
+process of the run, summed).
 """
 
 from __future__ import annotations
@@ -117,6 +120,25 @@ def _latency(sink: list[tuple[float, dict[str, Any]]], t0: float) -> tuple[list[
     return lat, " ".join(text)
 
 
+def _latency_by_blocks(sink: list[tuple[float, dict[str, Any]]], clock_log: list[tuple[int, float]]) -> list[float]:
+    """Fragment end -> arrival, the end placed on the wall clock by the first captured block that
+    covers it (when that block reached the page): right even when the browser's audio clock runs
+    slower than real time."""
+    import bisect
+
+    log_sorted = sorted(clock_log)
+    ends = [i for i, _ in log_sorted]
+    lat = []
+    for t, m in sink:
+        if m["type"] != "segment.final":
+            continue
+        end = m["data"]["end_ms"] * 16
+        k = bisect.bisect_left(ends, end)
+        if k < len(log_sorted):  # the block's arrival, less the audio after the end inside it
+            lat.append(t - (log_sorted[k][1] - (log_sorted[k][0] - end) / 16000))
+    return lat
+
+
 def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -170,6 +192,8 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
             time.sleep(audio.duration_ms / 1000 + 3)
             cpu1, wall1 = _chromium_cpu_s(), time.monotonic()
             rate = page.evaluate("window.copilotCapture.ctx.sampleRate")
+            offset = page.evaluate("window.copilotCapture.offset") or 0
+            clock_log = [(int(i) + offset, float(t)) for i, t in page.evaluate("window.copilotCapture.clockLog")]
             stats = page.evaluate("window.copilotCapture.stats")
             page.click("#stop")
             if not done.wait(120):
@@ -183,9 +207,12 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
               if m["type"] == "status" and m["data"].get("details", {}).get("kind") == "clock"]
     if not clocks:
         raise CopilotError("the capture page never reported its audio clock")
-    lat, text = _latency(sink, min(clocks))
+    lat_origin, text = _latency(sink, min(clocks))
+    lat = _latency_by_blocks(sink, clock_log)
     minutes = (wall1 - wall0) / 60
-    return {"latency": lat, "text": text, "audio_rate": rate, "page_stats": stats,
+    placed_s = max(i for i, _ in clock_log) / 16000 if clock_log else 0.0
+    return {"latency": lat, "latency_one_origin": lat_origin, "text": text, "audio_rate": rate, "page_stats": stats,
+            "realtime": placed_s / (clock_log[-1][1] - min(clocks)) if clock_log else float("nan"),
             "browser_cpu_s_per_min": (cpu1 - cpu0) / minutes if minutes > 0 else float("nan")}
 
 
@@ -213,7 +240,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"file": str(path), "cpu_count": os.cpu_count(), "model": args.model}
     with tempfile.TemporaryDirectory(prefix="copilot-bench-browser-") as tmp:
         b = _browser_run(args, path, Path(tmp))
-    out["browser"] = {"segment_end_to_client_s": _summary(b["latency"]), "audio_rate": b["audio_rate"],
+    out["browser"] = {"segment_end_to_client_s": _summary(b["latency"]),
+                      "segment_end_to_client_one_origin_s": _summary(b["latency_one_origin"]),
+                      "audio_clock_vs_wall": b["realtime"], "audio_rate": b["audio_rate"],
                       "browser_cpu_s_per_min": b["browser_cpu_s_per_min"], "page_stats": b["page_stats"],
                       "wer": wer(ref, b["text"]) if ref else None}
     if not args.no_replay:
