@@ -394,8 +394,9 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
         live.close()
     store = SessionStore(live.data_dir)
     audio = decode_audio(store.audio_path(live.values["COPILOT_SESSION"]), mono=False)
+    kinds = ("disconnected", "gap", "dropped", "pace_slow")
     capture = [e.data["details"] for e in store.events(live.values["COPILOT_SESSION"])
-               if e.type == "status" and e.data["details"].get("kind") in ("disconnected", "gap", "dropped")]
+               if e.type == "status" and e.data["details"].get("kind") in kinds]
     store.close()
     mic_on, call_on = _onsets(audio.samples[0]), _onsets(audio.samples[1])
     expected = int((seconds - 1.6) / 2) + 1
@@ -422,6 +423,8 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
     # under other jobs: 7 % lost in 10 minutes) renders fewer frames than wall time and drops
     # captured input before the worklet; say so rather than pretend.
     realtime = audio.duration_ms / 1000 / wall_s
+    if realtime < 0.96:  # the page noticed and the interviewer was told
+        assert [c for c in capture if c.get("kind") == "pace_slow"], (realtime, capture)
     if realtime < 0.99:
         pytest.skip(f"Chromium rendered {realtime:.1%} of real time (audio thread starved of CPU): "
                     f"drift not measurable here; measured {drift * 1000:.0f} ms, lost {lost} s")

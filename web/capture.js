@@ -160,6 +160,18 @@ function noteClock(endIndex) {
   // a benchmark maps session samples to wall time with this, not with one origin. Bounded.
   if (state.clockLog.length >= 40000) state.clockLog.splice(0, 20000);
   state.clockLog.push([endIndex, now]);
+  checkPace(endIndex, now);
+}
+
+// A starved browser renders audio slower than real time and drops captured input before the
+// worklet sees it; nothing else would tell. Compare samples placed with wall time over 10 s.
+function checkPace(endIndex, now) {
+  const w = state.pace || (state.pace = { index: endIndex, wall: now, slow: false });
+  if (now - w.wall < 10) return;
+  const ratio = (endIndex - w.index) / 16000 / (now - w.wall);
+  if (ratio < 0.97 && !w.slow) control({ type: "pace", state: "slow", ratio });
+  if (ratio >= 0.99 && w.slow) control({ type: "pace", state: "ok", ratio });
+  state.pace = { index: endIndex, wall: now, slow: ratio < 0.97 || (w.slow && ratio < 0.99) };
 }
 
 function sendClock() {

@@ -1,8 +1,8 @@
 // The panel's audio health: a level meter per channel and a banner when a channel is silent or
 // a browser share stopped. Fed by status events (live `lag` readings carry `levels_db`; stored
 // warnings carry `details.kind`), so it works for device capture and browser capture alike.
-const SHOW = new Set(["silent_channel", "share_ended", "no_audio"]);
-const CLEAR = new Set(["channel_ok", "share_live"]);
+const SHOW = new Set(["silent_channel", "share_ended", "no_audio", "pace_slow"]);
+const CLEAR = new Set(["channel_ok", "share_live", "pace_ok"]);
 const problems = new Map(); // channel -> message
 
 export function applyAudioStatus(d, speakers = []) {

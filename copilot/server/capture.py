@@ -8,7 +8,8 @@ foreign page never gets a byte of audio out of the browser.
 
 Frames (binary): see `copilot.audio.browser_source.HEADER`. Control messages (text, JSON):
 `hello` (the page's audio rate, for the record), `track` (a share ended, came back, or has no
-audio), `clock` (the browser's wall time of session audio 0, for latency), `stop`.
+audio), `pace` (the browser's audio clock fell behind real time, or caught up), `clock` (the
+browser's wall time of session audio 0, for latency), `stop`.
 Close codes: 4401 token, 4403 origin/host, 4404 no capture for this session, 4409 another page
 is already capturing, 4412 consent not confirmed yet.
 """
@@ -228,6 +229,15 @@ async def _receive(websocket: WebSocket, hub: CaptureHub) -> None:
                 hub.status("warning", "the shared source has no audio track: share the call's browser tab with "
                                       "'Share tab audio' on (or, on Windows/ChromeOS, the entire screen with "
                                       "system audio)", kind="no_audio", channel=ch)
+        elif kind == "pace":
+            ratio = msg.get("ratio")
+            ratio = float(ratio) if isinstance(ratio, (int, float)) else None
+            if msg.get("state") == "slow":
+                hub.status("warning", "the browser is capturing slower than real time (its audio thread is short of "
+                                      "CPU), so some audio is lost: close other heavy tabs or programs",
+                           kind="pace_slow", ratio=ratio)
+            elif msg.get("state") == "ok":
+                hub.status("info", "the browser captures in real time again", kind="pace_ok", ratio=ratio)
         elif kind == "clock":
             t0 = msg.get("audio_t0")
             if isinstance(t0, (int, float)) and t0 > 0:
