@@ -257,7 +257,7 @@ def test_two_voice_dialogue_at_48k_each_turn_to_its_speaker_and_socket_resumes(t
         assert word in candidate and word not in interviewer, (interviewer, candidate)
     hyp = " ".join(e.data["text"] for e in events if e.type == "segment.final")
     # Attribution is the point here; tiny.en mishears espeak ("url shortener") from run to run,
-    # so the WER bound only catches garbled audio (runs measured 0.19-0.32).
+    # so the WER bound only catches garbled audio (one run here measured 0.32, another under 0.25).
     assert wer(" ".join(t for _, t in turns), hyp) <= 0.45
 
 
