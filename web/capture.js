@@ -263,11 +263,11 @@ function stopInputs() {
 // -- the flow ------------------------------------------------------------------------------
 async function start() {
   $("start").disabled = true;
+  let call = null;
   try {
     await api(`/api/sessions/${encodeURIComponent(sessionId)}/consent`,
       { method: "POST", body: JSON.stringify({ by: $("by").value || "interviewer", agreed: true }) });
     // The share picker first: it needs the click's user activation, which later awaits may outlive.
-    let call = null;
     let callError = null;
     try { call = await pickCall(); } catch (err) { callError = err; }
     state.ctx = new AudioContext(forcedRate ? { sampleRate: forcedRate, latencyHint: LATENCY_HINT } : { latencyHint: LATENCY_HINT });
@@ -290,6 +290,7 @@ async function start() {
     if (err.status === 401) showError(FATAL[4401]);
     else if (!$("error").hidden) { /* already explained */ } else showError(`Could not start capture: ${err.message || err}`);
     stopInputs();
+    if (call) call.getTracks().forEach((t) => t.stop()); // no share left running after a failed start
     $("start").disabled = false;
   }
 }
