@@ -32,6 +32,7 @@ EventType = Literal[
     "tag.updated",
     "tag.added",
     "note.added",
+    "consent.confirmed",
     "status",
     "control",
 ]
@@ -161,6 +162,19 @@ class Note(_Payload):
     by: str = ""
 
 
+class Consent(_Payload):
+    """The interviewer confirmed that the candidate was told about the recording and agreed.
+
+    Recorded before any audio is captured. `method`: `browser` (the capture page's checkbox),
+    `flag` (`copilot live --consent-confirmed`), `terminal` (answered at the prompt). When it
+    was confirmed is the event's `ts`.
+    """
+
+    by: str
+    notice: str
+    method: Literal["browser", "flag", "terminal"]
+
+
 class Status(_Payload):
     """Operational facts the interviewer should see (ASR lag, tagger backend, errors)."""
 
@@ -210,6 +224,7 @@ class AsrLag(Control):
     audio_ms: int = 0  # audio captured so far
     asr_ms: int = 0  # audio transcribed so far
     dropped_ms: int = 0  # audio dropped because the recognizer fell behind
+    levels_db: list[float] = Field(default_factory=list)  # loudest 100 ms per channel since the last reading (dBFS)
 
 
 CONTROL_KINDS: dict[str, type[Control]] = {"caught_up": CaughtUp, "audio_clock": AudioClock, "asr_lag": AsrLag}
@@ -227,6 +242,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "tag.updated": TagUpdate,
     "tag.added": Tag,
     "note.added": Note,
+    "consent.confirmed": Consent,
     "status": Status,
     "control": Control,
 }

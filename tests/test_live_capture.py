@@ -52,7 +52,8 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
         env = {**os.environ, "COPILOT_TOKEN": TOKEN}
         proc = subprocess.Popen(
             [sys.executable, "-m", "copilot", "live", "--device", f"{MIC}_capture", "--system-device",
-             f"{SYSTEM}_capture", "--no-browser", "--keep-audio", "--asr-device", "cpu", "--data-dir", str(data)],
+             f"{SYSTEM}_capture", "--no-browser", "--keep-audio", "--consent-confirmed", "--asr-device", "cpu",
+             "--data-dir", str(data)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: list[str] = []
         try:

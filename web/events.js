@@ -14,6 +14,7 @@ export const EVENT = Object.freeze({
   TAG_UPDATED: "tag.updated",
   TAG_ADDED: "tag.added",
   NOTE_ADDED: "note.added",
+  CONSENT_CONFIRMED: "consent.confirmed",
   STATUS: "status",
   CONTROL: "control",
 });

@@ -9,6 +9,7 @@ import {
   isStanding, isTypingTarget, pageParams, rubricView, showToast, sourceLabel, speakerKind, statusText, tagInfo,
 } from "./common.js";
 import { CONTROL, EVENT, TAG_STATUS } from "./events.js";
+import { applyAudioStatus, showLevels } from "./panel-audio.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -139,7 +140,10 @@ function applyEvent(ev) {
       applyStatus(d, ev.seq);
       break;
     case EVENT.CONTROL:
-      if (d.kind === CONTROL.ASR_LAG) showLag(d.asr_lag_ms);
+      if (d.kind === CONTROL.ASR_LAG) {
+        showLag(d.asr_lag_ms);
+        if (Array.isArray(d.levels_db)) showLevels(d.levels_db, state.speakers);
+      }
       break;
     default:
       break;
@@ -154,6 +158,7 @@ function showLag(ms) {
 }
 
 function applyStatus(d, seq) {
+  applyAudioStatus(d, state.speakers);
   if (d.asr_lag_ms !== null && d.asr_lag_ms !== undefined) showLag(d.asr_lag_ms);
   if (d.tagger) $("tagger-status").textContent = `tagger ${d.tagger}`;
   if (d.component === "tagger" && d.level !== "info") {

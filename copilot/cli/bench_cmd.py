@@ -1,4 +1,4 @@
-"""`copilot bench asr|tagger|pipeline|turns|echo`: each benchmark lives in `copilot/bench/<name>.py`.
+"""`copilot bench asr|tagger|pipeline|turns|echo|browser`: each benchmark lives in `copilot/bench/<name>.py`.
 
 A benchmark module exposes `add_arguments(parser)` and `run(args) -> int`.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from copilot.bench import asr, echo, pipeline, tagger, turns
+from copilot.bench import asr, browser, echo, pipeline, tagger, turns
 
 BENCHMARKS = {
     "asr": (asr, "streaming transcription: latency, real-time factor, WER, memory"),
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "pipeline": (pipeline, "replay through the live server: segment and tag latency at websocket clients, fan-out"),
     "turns": (turns, "machine chips per spoken turn on a labelled dialogue: duplicates, turn-level precision and recall"),
     "echo": (echo, "echo/crosstalk gate: misattributed words on sox echo mixes, double-talk WER, gate CPU"),
+    "browser": (browser, "browser capture (Chromium, capture page, websocket) -> fragment latency, vs the file replay"),
 }
 
 

@@ -17,6 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--system-device", metavar="NAME", default=None,
                       help="second input carrying the call's audio (the candidate), e.g. a monitor source")
     live.add_argument("--speakers", default=SPEAKERS_DEFAULT, help="names per channel (default %(default)s)")
+    live.add_argument("--browser", action="store_true",
+                      help="capture in the browser instead: the start page takes the microphone and the call's "
+                           "tab audio (no loopback device needed; see docs/capture.md)")
+    live.add_argument("--consent-confirmed", action="store_true",
+                      help="the candidate was told about the recording and agreed (else you are asked; "
+                           "--browser asks on its start page)")
+    live.add_argument("--consent-notice", metavar="TEXT", default=None,
+                      help="the notice the candidate is given, stored with the confirmation "
+                           "(default: COPILOT_CONSENT_NOTICE or a built-in one)")
     _pipeline_args(live)
     live.set_defaults(handler=_live)
 

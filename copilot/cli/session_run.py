@@ -15,16 +15,19 @@ import signal
 import sys
 import webbrowser
 from pathlib import Path
+from typing import Any, Callable
 
 from copilot.asr.options import DEFAULT_MODEL, AsrOptions
 from copilot.audio.base import AudioSource
 from copilot.audio.demo import DEMO_AUDIO, DEMO_SPEAKERS, DEMO_TITLE
 from copilot.audio.device_source import DeviceSource
 from copilot.audio.file_source import FileSource, parse_speakers
+from copilot.cli.consent_prompt import confirm_consent
 from copilot.errors import CopilotError
 from copilot.events import Status
 from copilot.runtime import Runtime, RuntimeConfig
 from copilot.server import runner
+from copilot.session.consent import consent_notice, record_consent
 from copilot.session.pipeline import Transcriber
 
 log = logging.getLogger("copilot.cli.session_run")
@@ -66,7 +69,8 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
 
 
 async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSource, transcriber: Transcriber, *,
-                       sid: str, offset_ms: int, live_device: bool, speed: float, exit_when_done: bool) -> int:
+                       sid: str, offset_ms: int, live_device: bool, speed: float, exit_when_done: bool,
+                       attach: Callable[[Any, Callable[[], None]], str] | None = None) -> int:
     # The ASR worker thread holds the GIL in bursts (VAD, numpy); with the default 5 ms switch
     # interval, the loop thread fanning one event out to many websockets can wait 5 ms per hop.
     sys.setswitchinterval(0.001)
@@ -80,15 +84,21 @@ async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSourc
     rt.log.record_payload(sid, Status(component="tagger", message="tagging with rules",
                                       tagger=rt.tagging().tagger.name))
 
-    server, server_task, port = await runner.start(rt.app(), args.host, args.port)
+    app = rt.app()
+    server, server_task, port = await runner.start(app, args.host, args.port)
     host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
     url = f"http://{host}:{port}/panel.html?session={sid}&token={rt.token}"
     _say(f"COPILOT_SESSION={sid}")
     _say(f"COPILOT_PORT={port}")
     _say(f"COPILOT_URL={url}")
     _say(f"Side panel: {url}")
+    first_page = url
+    if attach is not None:  # browser capture: the start page is what the user opens first
+        first_page = f"http://{host}:{port}/{attach(app, stop.set)}"
+        _say(f"COPILOT_CAPTURE_URL={first_page}")
+        _say(f"Capture page (open it, confirm consent, pick the microphone and the call's tab): {first_page}")
     _say("Press Ctrl-C to stop.")
-    _open_browser(url, args.no_browser)
+    _open_browser(first_page, args.no_browser)
 
     pipeline = rt.pipeline(sid, source, transcriber, keeper=keeper, live_device=live_device, speed=speed,
                            offset_ms=offset_ms)
@@ -157,7 +167,11 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_live(args: argparse.Namespace) -> int:
+    if getattr(args, "browser", False):
+        return _run_live_browser(args)
     speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    method, by = confirm_consent(notice, confirmed=getattr(args, "consent_confirmed", False))
     rt = Runtime(runtime_config(args))
     try:
         rt.tagging()
@@ -173,8 +187,43 @@ def run_live(args: argparse.Namespace) -> int:
     try:
         sid, offset = rt.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc,
                                       continue_id=args.continue_id)
+        record_consent(rt.log, sid, by=by, notice=notice, method=method)  # before the device starts
         return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
                                         speed=1.0, exit_when_done=True))
+    finally:
+        source.close()
+        rt.close()
+
+
+def _run_live_browser(args: argparse.Namespace) -> int:
+    """`copilot live --browser`: the capture page feeds a BrowserSource once consent is stored."""
+    from copilot.audio.browser_source import BrowserSource
+    from copilot.audio.file_source import parse_speakers
+    from copilot.server.capture import CaptureHub
+    from copilot.session.consent import consent_notice, default_confirmer, record_consent
+
+    if args.device or args.system_device:
+        raise CopilotError("--browser captures in the browser; --device and --system-device are for device capture")
+    speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
+    if len(speakers) != 2:
+        raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    rt = Runtime(runtime_config(args))
+    source = BrowserSource(speakers)
+    try:
+        rt.tagging()
+        transcriber = rt.transcriber(speakers)
+        sid, offset = rt.open_session(mode="live", title=args.title or "Live interview", speakers=speakers,
+                                      source="browser")
+        if getattr(args, "consent_confirmed", False):  # else the capture page asks
+            record_consent(rt.log, sid, by=default_confirmer(), notice=notice, method="flag")
+
+        def attach(app: Any, stop: Callable[[], None]) -> str:
+            app.state.capture_hubs = {sid: CaptureHub(sid, source, rt.log, notice, on_stop=stop)}
+            return f"capture.html?session={sid}&token={rt.token}"
+
+        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
+                                        speed=1.0, exit_when_done=True, attach=attach))
     finally:
         source.close()
         rt.close()

@@ -28,6 +28,7 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from pydantic import BaseModel
 
 from copilot.audio.base import AudioChunk, AudioSource
+from copilot.audio.levels import LevelWatch
 from copilot.events import (  # control events (typed, not message text)
     AsrLag,
     AudioClock,
@@ -106,8 +107,10 @@ class AudioStage:
     """
 
     def __init__(self, source: AudioSource, out: "queue.Queue[Any]", stats: PipelineStats, *,
-                 keeper: Keeper | None, drop_when_full: bool, speed: float, offset_ms: int = 0) -> None:
+                 keeper: Keeper | None, drop_when_full: bool, speed: float, offset_ms: int = 0,
+                 levels: LevelWatch | None = None) -> None:
         self.source = source
+        self.levels = levels
         self.out = out
         self.stats = stats
         self.keeper = keeper
@@ -136,6 +139,8 @@ class AudioStage:
                 self.stats.chunks += 1
                 if self.keeper is not None:
                     self.keeper.write(chunk)
+                if self.levels is not None:
+                    self.levels.observe(chunk)
                 if self.drop_when_full:
                     try:
                         self.out.put_nowait(chunk)
@@ -360,8 +365,9 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._results: asyncio.Queue[Any] | None = None
         self._audio_q: queue.Queue[Any] = queue.Queue(maxsize=audio_queue_chunks)
+        self.levels = LevelWatch(list(source.speakers))
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
-                                drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
+                                drop_when_full=live_device, speed=speed, offset_ms=offset_ms, levels=self.levels)
         self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver, on_error=source.close)
         self.tags = TagStage(session_id, log, self.stats, tagger, refiner_factory, context_turns, turns=turns)
         self.refiner = self.tags.refiner
@@ -438,7 +444,13 @@ class Pipeline:
             # Live-only (seq null): a lag reading is stale a second later; warnings are logged.
             self.log.broadcast_payload(self.session_id, AsrLag(
                 asr_lag_ms=s.asr_lag_ms, audio_queue=self._audio_q.qsize(), audio_ms=s.audio_ms,
-                asr_ms=s.asr_ms, dropped_ms=s.dropped_ms))
+                asr_ms=s.asr_ms, dropped_ms=s.dropped_ms, levels_db=self.levels.meter()))
+            # A live channel recording silence is the worst silent failure (a recording can't be fixed).
+            for change in (self.levels.check() if self.audio.drop_when_full else ()):
+                self.log.record_payload(self.session_id, Status(
+                    level="warning" if change.silent else "info", component="audio", message=change.message(),
+                    details={"kind": "silent_channel" if change.silent else "channel_ok",
+                             "channel": change.channel, "speaker": change.speaker, "digital": change.digital}))
             if s.dropped_chunks > self._reported_drops:
                 self._reported_drops = s.dropped_chunks
                 self.log.record_payload(self.session_id, Status(
