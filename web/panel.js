@@ -428,9 +428,15 @@ function keepFocus(container, render) {
   }
 }
 
+// A tag's chip lives in one paragraph: the one holding the first of its fragments that the panel has
+// (a settled turn's fragments can fall in two paragraphs when the other speaker spoke in between).
+function homeSegment(tag) {
+  return tag.segment_ids.find((id) => state.turnOf.has(id));
+}
+
 function renderTurnChips(turn) {
   const ids = new Set(turn.segIds);
-  const tags = state.tags.ordered().filter((t) => visibleTag(t) && t.segment_ids.some((id) => ids.has(id)));
+  const tags = state.tags.ordered().filter((t) => visibleTag(t) && ids.has(homeSegment(t)));
   keepFocus(turn.chips, () => turn.chips.replaceChildren(...tags.map(chip)));
   const first = tags.find((t) => isStanding(t));
   turn.node.classList.toggle("turn--tagged", Boolean(first));
