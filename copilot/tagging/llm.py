@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from copilot.errors import CopilotError
 from copilot.events import Segment, Tag
+from copilot.tagging.llm_schema import (  # issue 12: constrained output, sized answers, prompt budget
+    DEFAULT_CONTEXT_TOKENS, PromptBudget, TokenCounter, answer_token_limit, prime_prefix_cache, response_format,
+    response_schema)
 
 if TYPE_CHECKING:
     from copilot.tagging.rubric import Rubric, RubricTag
@@ -37,6 +40,8 @@ ErrorKind = Literal["config", "unreachable", "transient", "timeout", "output"]
 
 DEFAULT_CONFIDENCE = 0.7
 MAX_EXAMPLES = 6  # per tag and list: bounds the prompt, and examples beyond this add little
+# issue 12: providers whose server is the user's own and compiles json_schema into a grammar
+SELF_HOSTED_PREFIXES = ("ollama/", "ollama_chat/", "hosted_vllm/", "lm_studio/", "llamafile/")
 
 
 class LLMError(CopilotError):
@@ -402,8 +407,9 @@ class LLMTagger:
         stream: bool = False,
         json_mode: Literal["auto", "schema", "object", "none"] = "auto",
         temperature: float | None = 0.0,
-        max_tokens: int | None = 1200,
+        max_tokens: int | None = None,  # issue 12: None = sized to the answer's schema (llm_schema)
         extra_params: dict[str, Any] | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,  # issue 12: previous turns per call, in tokens
     ) -> None:
         if not model or not model.strip():
             raise LLMError("an LLM model name is needed (e.g. --llm openai/gpt-4o-mini)")
@@ -425,10 +431,21 @@ class LLMTagger:
         self._usage_lock = threading.Lock()
         self._system = SYSTEM_PROMPT + "\n" + rubric_prompt(rubric)
         self._format_mode: str | None = None
+        # issue 12: a bounded window of previous turns after the fixed rubric prefix (llm_schema.py)
+        self.budget = PromptBudget(context_tokens=max(0, int(context_tokens)), max_turns=self.window_turns)
+        self.tokens = TokenCounter()
+        self.primed_s: float | None = None  # seconds the server took to cache the rubric prefix (prepare)
 
     def prepare(self) -> "LLMTagger":
-        """Import and warm litellm now (seconds, once), not on the first call."""
+        """Import and warm litellm now (seconds, once), not on the first call.
+
+        Issue 12: also measure the rubric prefix with the server's tokenizer where it has one
+        (llama.cpp `/tokenize`), so the prompt budget counts tokens as the server does.
+        """
         warm_litellm(self.model)
+        if self.api_base and self.tokens.calibrate(self.api_base, self._system):
+            # a llama.cpp server: read the rubric prefix into its KV cache now, not in the first call
+            self.primed_s = prime_prefix_cache(self.api_base, self._system)
         return self
 
     # -- what can be tagged ------------------------------------------------------------------
@@ -439,6 +456,7 @@ class LLMTagger:
     def messages(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> list[dict[str, str]]:
         window = build_window(segments, context, self.window_turns)
         targets = {s.id for s in segments}
+        window = self.budget.fit(window, targets, self.tokens)  # issue 12: previous turns within the token budget
         # The rubric is the system message: a fixed prefix that providers can cache.
         return [
             {"role": "system", "content": self._system},
@@ -468,7 +486,7 @@ class LLMTagger:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
-            text = self._with_retries_sync(messages, usage, deadline)
+            text = self._with_retries_sync(messages, usage, deadline, targets)
         except _CallFailed as exc:
             return self._finish(LLMResult(error=exc.message, error_kind=exc.kind, usage=usage), started)
         return self._finish(self._interpret(text, targets, usage), started)
@@ -485,7 +503,7 @@ class LLMTagger:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
-            text = await self._with_retries_async(messages, usage, deadline)
+            text = await self._with_retries_async(messages, usage, deadline, targets)
         except _CallFailed as exc:
             return self._finish(LLMResult(error=exc.message, error_kind=exc.kind, usage=usage), started)
         return self._finish(self._interpret(text, targets, usage), started)
@@ -520,7 +538,8 @@ class LLMTagger:
             self.usage += result.usage
         return result
 
-    def _params(self, messages: list[dict[str, str]], timeout: float) -> dict[str, Any]:
+    def _params(self, messages: list[dict[str, str]], timeout: float, targets: Sequence[Segment] = ()
+                ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -534,9 +553,10 @@ class LLMTagger:
             params["api_key"] = self.api_key
         if self.temperature is not None:
             params["temperature"] = self.temperature
-        if self.max_tokens:
-            params["max_tokens"] = self.max_tokens
-        fmt = self._response_format()
+        # issue 12: a strict schema sized to the call's targets, and max_tokens sized to that schema
+        schema = response_schema(self.rubric.tag_ids, targets, bounded=self._self_hosted())
+        params["max_tokens"] = self.max_tokens or answer_token_limit(schema)
+        fmt = self._response_format(schema)
         if fmt is not None:
             params["response_format"] = fmt
         if self.stream:
@@ -545,22 +565,31 @@ class LLMTagger:
         params.update(self.extra_params)
         return params
 
-    def _response_format(self) -> dict[str, Any] | None:
+    def _response_format(self, schema: dict[str, Any] | None = None) -> dict[str, Any] | None:
         if self._format_mode is None:
             self._format_mode = self._pick_format_mode()
         mode = self._format_mode
         if mode == "schema":
-            return {
-                "type": "json_schema",
-                "json_schema": {"name": "rubric_tags", "schema": RESPONSE_SCHEMA, "strict": True},
-            }
+            return response_format(schema or RESPONSE_SCHEMA)
         if mode == "object":
             return {"type": "json_object"}
         return None
 
+    def _self_hosted(self) -> bool:
+        """A server of the user's own (an OpenAI-compatible api_base, Ollama, vLLM): grammar-constrained
+        decoding that honours json_schema, including string lengths (issue 12)."""
+        return bool(self.api_base) or self.model.startswith(SELF_HOSTED_PREFIXES)
+
     def _pick_format_mode(self) -> str:
-        """json_schema where litellm knows the model supports it, else JSON mode."""
+        """json_schema where the server enforces it (self-hosted, or litellm says so), else JSON mode.
+
+        Issue 12: a self-hosted server (llama.cpp, vLLM, Ollama, LM Studio) turns json_schema into
+        a grammar; json_object is not enforced by llama.cpp, and a small model then rambles. A server
+        that refuses json_schema with a 400 is asked again without it (`_drop_response_format`).
+        """
         mode = self.json_mode
+        if mode == "auto" and self._self_hosted():
+            mode = "schema"
         if mode == "auto":
             try:
                 mode = "schema" if import_litellm().supports_response_schema(self.model) else "object"
@@ -568,14 +597,15 @@ class LLMTagger:
                 mode = "object"
         return mode
 
-    def _with_retries_sync(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
+    def _with_retries_sync(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                           targets: Sequence[Segment] = ()) -> str:
         litellm = import_litellm()
         attempt = 0
         while True:
             remaining = self._time_left(deadline)
             usage.calls += 1
             try:
-                response = litellm.completion(**self._params(messages, remaining))
+                response = litellm.completion(**self._params(messages, remaining, targets))
                 if self.stream:
                     response = litellm.stream_chunk_builder(list(response), messages=messages)
                 return self._account(response, usage)
@@ -587,7 +617,8 @@ class LLMTagger:
             usage.retries += 1
             time.sleep(wait)
 
-    async def _with_retries_async(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
+    async def _with_retries_async(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                                  targets: Sequence[Segment] = ()) -> str:
         litellm = import_litellm()  # already imported by atag_window
         attempt = 0
         while True:
@@ -596,7 +627,7 @@ class LLMTagger:
             try:
                 # wait_for as well as litellm's timeout: the deadline holds even if a provider
                 # adapter ignores `timeout` or a stream stalls between chunks.
-                response = await asyncio.wait_for(self._acall(litellm, messages, remaining), remaining)
+                response = await asyncio.wait_for(self._acall(litellm, messages, remaining, targets), remaining)
                 return self._account(response, usage)
             except asyncio.CancelledError:
                 raise
@@ -628,8 +659,9 @@ class LLMTagger:
             raise _CallFailed(kind, message) from None
         return wait
 
-    async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float) -> Any:
-        response = await litellm.acompletion(**self._params(messages, timeout))
+    async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float,
+                     targets: Sequence[Segment] = ()) -> Any:
+        response = await litellm.acompletion(**self._params(messages, timeout, targets))
         if self.stream:
             chunks = [chunk async for chunk in response]
             response = litellm.stream_chunk_builder(chunks, messages=messages)
