@@ -435,6 +435,7 @@ class LLMTagger:
         self.budget = PromptBudget(context_tokens=max(0, int(context_tokens)), max_turns=self.window_turns)
         self.tokens = TokenCounter()
         self.primed_s: float | None = None  # seconds the server took to cache the rubric prefix (prepare)
+        self.on_result: Any = None  # issue 12: called with every LLMResult (per-call figures: llm_bench.py)
 
     def prepare(self) -> "LLMTagger":
         """Import and warm litellm now (seconds, once), not on the first call.
@@ -536,6 +537,8 @@ class LLMTagger:
             result.usage.failures += 1
         with self._usage_lock:
             self.usage += result.usage
+        if self.on_result is not None:
+            self.on_result(result)
         return result
 
     def _params(self, messages: list[dict[str, str]], timeout: float, targets: Sequence[Segment] = ()

@@ -31,6 +31,10 @@ from copilot.events import Segment
 log = logging.getLogger(__name__)
 
 MAX_TAGS_PER_TARGET = 2  # "a segment may have no tag (most do not), one tag, or occasionally two"
+# Self-hosted (bounded) answers: one tag per target. Measured with SmolLM2 on llama.cpp, a small model
+# fills every slot the schema allows (the same tag twice), and the answer's length is the call's latency.
+# A rules tag the LLM has no slot for is disputed (faded), never deleted (docs/llm.md).
+MAX_TAGS_PER_TARGET_BOUNDED = 1
 MAX_TAGS_PER_CALL = 6
 QUOTE_MAX_CHARS = 100  # a quote is the shortest span that shows the behaviour
 RATIONALE_MAX_CHARS = 40
@@ -75,7 +79,8 @@ def response_schema(tag_ids: Sequence[str], targets: Sequence[Segment], *, bound
     return {
         "type": "object",
         "properties": {"tags": {"type": "array", "items": item,
-                                "maxItems": min(MAX_TAGS_PER_CALL, MAX_TAGS_PER_TARGET * n)}},
+                                "maxItems": min(MAX_TAGS_PER_CALL, n * (MAX_TAGS_PER_TARGET_BOUNDED if bounded
+                                                                        else MAX_TAGS_PER_TARGET))}},
         "required": ["tags"],
         "additionalProperties": False,
     }
@@ -114,8 +119,8 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
     """`max_tokens` for the longest answer `schema` allows, with a margin.
 
     JSON punctuation and keys tokenise at roughly one token per 3 characters; free text at
-    `CHARS_PER_TOKEN`. Unbounded strings (hosted models) are counted at the bounded lengths
-    times two, since a capable model keeps to "shortest span" anyway and a cut answer is refused.
+    `CHARS_PER_TOKEN`. Unbounded strings (hosted models) are counted at the bounded lengths: a
+    capable model keeps to "shortest span", and an answer cut short is refused, never guessed at.
     """
     tags = schema["properties"]["tags"]
     props = tags["items"]["properties"]
@@ -123,8 +128,8 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
 
     def text_tokens(prop: dict[str, Any], default_chars: int) -> float:
         chars = max((len(str(v)) for v in prop["enum"]), default=0) if "enum" in prop else \
-            prop.get("maxLength", 2 * default_chars)
-        return chars / CHARS_PER_TOKEN + 2  # quotes, a split word
+            prop.get("maxLength", default_chars)
+        return chars / 3 + 2  # a small model's odd words split into short tokens; the quotes
 
     def enum_tokens(prop: dict[str, Any]) -> float:
         return max(len(str(v)) for v in prop["enum"]) / 3 + 2
@@ -135,9 +140,10 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
     keys = len(json.dumps({k: "" for k in props})) / 3  # keys, quotes, colons, commas
     per_item = (keys + seg_tokens + enum_tokens(props["tag"])
                 + text_tokens(props["quote"], QUOTE_MAX_CHARS) + text_tokens(props["rationale"], RATIONALE_MAX_CHARS)
-                + 3)  # a confidence such as 0.8
+                + 3  # a confidence such as 0.8
+                + 20)  # newlines and indentation: llama.cpp's JSON grammar lets the model pretty-print
     envelope = 8  # {"tags": [ ... ]} and the end of turn
-    return int(math.ceil((envelope + n_items * per_item) * 1.15))  # margin: tokenizers differ
+    return int(math.ceil((envelope + n_items * per_item) * 1.25))  # margin: tokenizers differ
 
 
 # --------------------------------------------------------------------------- token budget

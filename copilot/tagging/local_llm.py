@@ -182,6 +182,9 @@ def start_local(spec: str, *, threads: int | None = None, n_ctx: int = DEFAULT_C
 
 
 def _start(path: Path, threads: int, n_ctx: int, timeout_s: float) -> LocalServer:
+    # llama.cpp's OpenMP threads spin while they wait; on cores shared with the ASR, sleep instead.
+    # (Read when the runtime loads, i.e. at this import.)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import xllamacpp as xlc
     except ImportError:

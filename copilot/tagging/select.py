@@ -48,6 +48,12 @@ def build_tagger(
         )
     from copilot.tagging.llm import LLMTagger
 
+    timeout = os.environ.get("COPILOT_LLM_TIMEOUT_S", "").strip()  # issue 12: a slower machine or model
+    if timeout:
+        try:
+            llm_options.setdefault("timeout_s", float(timeout))
+        except ValueError:
+            raise TaggerConfigError(f"COPILOT_LLM_TIMEOUT_S={timeout!r} is not a number of seconds") from None
     if llm_model.strip().startswith("local:"):
         # issue 12: `local:PATH.gguf` / `local:smollm2` starts llama.cpp in-process (copilot/tagging/local_llm.py)
         from copilot.tagging.local_llm import start_local
