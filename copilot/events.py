@@ -7,7 +7,7 @@ A session is an append-only log of `Event`s. Each event has a per-session `seq`
 `Event.ts` is wall-clock seconds (Unix time) when the event was created.
 
 This module sits at the bottom of the dependency graph: it imports nothing from
-the rest of the package.
+the rest of the package but `copilot.actors` (stdlib only).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import uuid
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from copilot.actors import is_human
 
 SCHEMA_VERSION = 1
 
@@ -30,7 +32,9 @@ EventType = Literal[
     "tag.updated",
     "tag.added",
     "note.added",
+    "consent.confirmed",
     "status",
+    "control",
 ]
 
 
@@ -132,7 +136,10 @@ class Tag(_Payload):
 
 
 class TagUpdate(_Payload):
-    """A change to an existing tag: a human's verdict, or the LLM refining a rules tag."""
+    """A change to an existing tag: a human's verdict, or the LLM refining a rules tag.
+
+    `by` is an actor (`human:<name>`, `rules`, `llm:<model>`; see `copilot.actors`). How updates
+    fold into a tag's current state is decided in `copilot.session.fold`."""
 
     tag_id: str
     status: TagStatus
@@ -155,6 +162,19 @@ class Note(_Payload):
     by: str = ""
 
 
+class Consent(_Payload):
+    """The interviewer confirmed that the candidate was told about the recording and agreed.
+
+    Recorded before any audio is captured. `method`: `browser` (the capture page's checkbox),
+    `flag` (`copilot live --consent-confirmed`), `terminal` (answered at the prompt). When it
+    was confirmed is the event's `ts`.
+    """
+
+    by: str
+    notice: str
+    method: Literal["browser", "flag", "terminal"]
+
+
 class Status(_Payload):
     """Operational facts the interviewer should see (ASR lag, tagger backend, errors)."""
 
@@ -164,6 +184,52 @@ class Status(_Payload):
     asr_lag_ms: int | None = None
     tagger: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- control: protocol facts keyed by `kind`, never by message text -----------------------------------
+
+ControlKind = Literal["caught_up", "audio_clock", "asr_lag"]
+
+
+class Control(_Payload):
+    """A machine-readable fact about the session's plumbing; `kind` says which one."""
+
+    kind: ControlKind
+
+
+class CaughtUp(Control):
+    """To one websocket client: every stored event up to `last_seq` was sent (`sent` of them). Never stored."""
+
+    kind: Literal["caught_up"] = "caught_up"
+    last_seq: int
+    sent: int
+
+
+class AudioClock(Control):
+    """The wall time (Unix s) at which session audio 0 ms was captured (a replay: paced by its speed).
+
+    Stored: a client (the pipeline bench) turns `end_ms` into "when it was said" with it."""
+
+    kind: Literal["audio_clock"] = "audio_clock"
+    audio_t0: float
+
+
+class AsrLag(Control):
+    """Live reading, every second: captured audio the recognizer has not consumed yet. Never stored
+    (stale a second later)."""
+
+    kind: Literal["asr_lag"] = "asr_lag"
+    asr_lag_ms: int
+    audio_queue: int = 0  # chunks waiting
+    audio_ms: int = 0  # audio captured so far
+    asr_ms: int = 0  # audio transcribed so far
+    dropped_ms: int = 0  # audio dropped because the recognizer fell behind
+    levels_db: list[float] = Field(default_factory=list)  # loudest 100 ms per channel since the last reading (dBFS)
+
+
+CONTROL_KINDS: dict[str, type[Control]] = {"caught_up": CaughtUp, "audio_clock": AudioClock, "asr_lag": AsrLag}
+# Only the audio clock is a fact worth keeping; the others matter to one client, or for one second.
+PERSISTED_CONTROL = frozenset({"audio_clock"})
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {
@@ -176,7 +242,9 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "tag.updated": TagUpdate,
     "tag.added": Tag,
     "note.added": Note,
+    "consent.confirmed": Consent,
     "status": Status,
+    "control": Control,
 }
 
 # Not persisted: they are superseded within a second and only matter live.
@@ -208,19 +276,34 @@ class Event(BaseModel):
         return cls(session_id=session_id, type=type, data=payload.model_dump(mode="json"))
 
     def payload(self) -> BaseModel:
-        """The typed payload (validated)."""
+        """The typed payload (validated); a `control` event gives its kind's model."""
+        if self.type == "control":
+            kind = self.data.get("kind")
+            if kind not in CONTROL_KINDS:
+                raise ValueError(f"unknown control kind {kind!r} (expected one of {', '.join(CONTROL_KINDS)})")
+            return CONTROL_KINDS[kind].model_validate(self.data)
         return PAYLOADS[self.type].model_validate(self.data)
 
     @property
     def persisted(self) -> bool:
+        """Whether the store keeps this event (else it is only broadcast, with `seq: null`)."""
+        if self.type == "control":
+            return self.data.get("kind") in PERSISTED_CONTROL
         return self.type not in EPHEMERAL_TYPES
 
 
 def _infer_type(payload: BaseModel) -> EventType:
     if isinstance(payload, Tag):
         # A machine tag is a proposal; a human's own tag is an addition.
-        return "tag.added" if payload.source.startswith("human:") else "tag.proposed"
+        return "tag.added" if is_human(payload.source) else "tag.proposed"
+    if isinstance(payload, Control):
+        return "control"
     for name, model in PAYLOADS.items():
         if type(payload) is model:
             return name  # type: ignore[return-value]
     raise TypeError(f"not an event payload: {payload.__class__.__name__}")
+
+
+# The longest session time any input may name (a week of audio, in ms). Times from outside (tag
+# files, websocket messages) beyond it are input errors, refused before they reach the log.
+MAX_SESSION_MS = 7 * 24 * 3600 * 1000

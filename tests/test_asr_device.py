@@ -1,8 +1,13 @@
 """Device selection, tested without a GPU by injecting what CTranslate2 would report."""
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from copilot.asr.device import DeviceChoice, select_device
+from copilot.asr.engine import load_model
 from copilot.errors import ModelError
 
 
@@ -37,8 +42,22 @@ def test_unknown_device_is_refused():
         select_device("tpu")
 
 
-def test_real_probe_on_this_machine_is_consistent():
-    import ctranslate2
+def _gpus_seen_by_the_kernel() -> int:
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return len(list(gpus.iterdir())) if gpus.is_dir() else 0
 
-    choice = select_device("auto")
-    assert choice.device == ("cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu")
+
+@pytest.mark.audio
+def test_auto_on_this_machine_loads_the_model_where_the_hardware_says():
+    """Checked against sources other than CTranslate2: the kernel's NVIDIA driver lists GPUs, `nproc`
+    counts the cores this process may use; then the loaded model must really run there."""
+    if _gpus_seen_by_the_kernel():
+        expected = DeviceChoice("cuda", "float16", 0)
+    else:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
+        cores = int(subprocess.run(["nproc"], capture_output=True, text=True, env=env, check=True).stdout)
+        expected = DeviceChoice("cpu", "int8", cores)
+    assert select_device("auto") == expected
+    model = load_model("tiny.en", "auto")
+    assert model.model.device == expected.device
+    assert model.model.compute_type.startswith(expected.compute_type)  # CTranslate2 names int8 on CPU int8_float32

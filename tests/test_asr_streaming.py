@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from copilot.asr.engine import load_model, transcribe_utterance
+from copilot.asr.engine import transcribe_utterance
 from copilot.asr.streaming import StreamingTranscriber, transcribe_stream
 from copilot.audio.base import SAMPLE_RATE, AudioChunk
 from copilot.audio.file_source import FileSource
@@ -17,12 +17,9 @@ from copilot.bench.asr import normalize_text, wer
 from copilot.events import PartialSegment, Segment
 from tests.conftest import requires_shared, shared_audio
 
+pytestmark = [pytest.mark.audio]
+
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_model("tiny.en", device="cpu")
 
 
 def stream(model, chunks, speakers, **kwargs) -> tuple[list[Segment], list[PartialSegment]]:

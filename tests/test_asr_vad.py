@@ -6,6 +6,8 @@ import pytest
 from copilot.asr.vad import WINDOW, WINDOW_MS, StreamingVad
 from tests.conftest import requires_shared, shared_audio
 
+pytestmark = [pytest.mark.audio]
+
 
 @pytest.fixture(scope="module")
 def jfk() -> np.ndarray:

@@ -274,6 +274,7 @@ def test_decode_rejects_a_file_without_audio_stream(tmp_path):
         decode_audio(path)
 
 
+@pytest.mark.audio
 def test_cli_transcribe_bad_input_is_one_line(tmp_path):
     from copilot.cli import build_parser
 

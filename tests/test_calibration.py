@@ -252,3 +252,23 @@ def test_llm_dispute_is_not_an_endorsement():
     cal = calibrate(log.events)
     assert [e["segment_ids"] for e in cal.timelines["copilot:llm"]] == [["s1"]]
     assert [e["segment_ids"] for e in cal.timelines["copilot:rules"]] == [["s1"], ["s2"]]
+
+
+def test_retracted_tags_give_no_votes_and_a_late_machine_relabel_is_the_machine_own():
+    # 3 units. rules proposes RG on 1, 2, 3. It retracts t2 (merged into its turn's tag) before
+    # anyone ruled on it. alice confirms t3; then the LLM answers late and relabels t3 a tradeoff.
+    log = Log(3)
+    log.tag("rules", [1], tag_id="t1")
+    log.tag("rules", [2], tag_id="t2")
+    log.tag("rules", [3], tag_id="t3")
+    log.add(TagUpdate(tag_id="t2", status="retracted", by="rules"))
+    log.add(TagUpdate(tag_id="t3", status="confirmed", by="human:alice"))
+    log.add(TagUpdate(tag_id="t3", status="edited", by="llm:m", tag=TA))
+    log.add(TagUpdate(tag_id="t3", status="confirmed", by="human:bob"))  # bob confirms what he sees: RG
+    cal = calibrate(log.events)
+    rg = {r: [e["segment_ids"] for e in cal.timelines[r] if e["tag"] == RG] for r in cal.raters}
+    # t2 counts for nobody, not even the tagger that proposed it
+    assert rg["copilot:rules"] == [["s1"], ["s3"]]
+    # alice still endorses t3 as the fold shows it (RG); the LLM's relabel is its own claim
+    assert rg["human:alice"] == rg["human:bob"] == [["s3"]]
+    assert [e["segment_ids"] for e in cal.timelines["copilot:llm"] if e["tag"] == TA] == [["s3"]]

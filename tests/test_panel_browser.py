@@ -25,14 +25,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from copilot.audio.demo import DEMO_AUDIO
-from tests.conftest import REPO
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, requires_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
 URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+/panel\.html\?\S+)")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+pytestmark = [requires_chromium, pytest.mark.browser, pytest.mark.audio, pytest.mark.slow]
 
 def _audio_seconds(path: Path) -> float:
     from copilot.audio.decode import decode_audio
@@ -142,7 +139,9 @@ def browser():
 @pytest.fixture
 def browser_page(browser):
     # The panel's width beside a video call.
-    context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1)
+    # bypass_csp: Playwright's polling wait_for_function evals strings, which the pages' CSP forbids
+    # (the CSP itself is tested in test_trust_ws.py).
+    context = browser.new_context(viewport={"width": 380, "height": 820}, device_scale_factor=1, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -212,7 +211,7 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.wait_for_selector(f".chip--confirmed[data-tag-id='{selected}']", timeout=10_000)
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "confirmed", "by": "interviewer"}.items() <= updates[-1].items(), updates
+    assert {"tag_id": selected, "status": "confirmed", "by": "human:interviewer"}.items() <= updates[-1].items(), updates
 
     # `e` then a rubric hotkey relabels the selected tag: an `edit` in the log, by the interviewer.
     page.locator(f".chip[data-tag-id='{selected}']").first.click()
@@ -226,7 +225,7 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
         timeout=10_000)
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "edited", "by": "interviewer", "tag": new_tag}.items() \
+    assert {"tag_id": selected, "status": "edited", "by": "human:interviewer", "tag": new_tag}.items() \
         <= updates[-1].items(), updates
 
     # The picture of the panel mid-interview, following the live end of the transcript (after a few

@@ -9,40 +9,30 @@ import stat
 
 import pytest
 
+from copilot.asr.engine import load_model
 from copilot.audio.decode import decode_audio
+from copilot.audio.demo import DEMO_AUDIO as DEMO
 from copilot.audio.file_source import FileSource
 from copilot.events import SessionStarted
-from copilot.session.audio_keeper import AudioKeeper
-from copilot.session.bus import Bus
-from copilot.session.log import SessionLog
-from copilot.session.pipeline import Pipeline
-from copilot.session.store import SessionStore
+from copilot.runtime import Runtime, RuntimeConfig
 from tests.conftest import requires_shared, shared_audio
 
-from copilot.audio.demo import DEMO_AUDIO as DEMO
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def model():
-    from copilot.asr.engine import load_model
-
     return load_model("tiny.en", "cpu")
 
 
-def _run(store, path, model, speakers, *, speed, tagger=None, keep_audio=False, live_events=None):
-    from copilot.asr.streaming import StreamingTranscriber
-
+def _run(rt, path, speakers, *, speed, tag=False, live_events=None):
     source = FileSource(path, realtime=True, speakers=speakers, speed=speed)
-    sid = store.create_session(SessionStarted(title="pipeline test", mode="replay", speakers=source.speakers))
-    bus = Bus()
-    log = SessionLog(store, bus)
-    keeper = AudioKeeper(store.audio_path(sid), len(source.speakers)) if keep_audio else None
+    sid = rt.store.create_session(SessionStarted(title="pipeline test", mode="replay", speakers=source.speakers))
+    keeper = rt.keeper(sid, len(source.speakers))
 
     async def main():
-        sub = bus.subscribe(sid)
-        pipe = Pipeline(session_id=sid, log=log, source=source,
-                        transcriber=StreamingTranscriber(model, source.speakers, realtime=True),
-                        tagger=tagger, keeper=keeper, speed=speed, status_interval_s=0.5)
+        sub = rt.bus.subscribe(sid)
+        pipe = rt.pipeline(sid, source, tag=tag, keeper=keeper, speed=speed, status_interval_s=0.5)
         stats = await pipe.run()
         while not sub.queue.empty():
             live_events.append(sub.queue.get_nowait()) if live_events is not None else sub.queue.get_nowait()
@@ -53,10 +43,11 @@ def _run(store, path, model, speakers, *, speed, tagger=None, keep_audio=False, 
 
 @requires_shared
 def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
-    store = SessionStore(tmp_path / "data")
+    rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", keep_audio=True), asr_model=model)
+    store = rt.store
     live: list = []
-    sid, stats = _run(store, shared_audio("stereo_diarization.wav"), model, ["interviewer", "candidate"],
-                      speed=2.0, keep_audio=True, live_events=live)
+    sid, stats = _run(rt, shared_audio("stereo_diarization.wav"), ["interviewer", "candidate"],
+                      speed=2.0, live_events=live)
     events = store.events(sid)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "session.started" and events[-1].type == "session.ended"
@@ -71,7 +62,9 @@ def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
     # Live clients saw the same persisted events, plus live-only lag status (seq null).
     persisted_live = [e.seq for e in live if e.seq is not None]
     assert persisted_live == [e.seq for e in events[1:]]  # all after session.started (created before subscribe)
-    assert any(e.type == "status" and e.data.get("asr_lag_ms") is not None for e in live)
+    assert any(e.type == "control" and e.data["kind"] == "asr_lag" and e.data["asr_lag_ms"] >= 0 for e in live)
+    # The audio clock is a typed control event, and the only control kind the store keeps.
+    assert [e.data["kind"] for e in events if e.type == "control"] == ["audio_clock"]
     # --keep-audio: a private two-channel FLAC of the whole session, and no temp file left.
     flac = store.audio_path(sid)
     assert stat.S_IMODE(os.stat(flac).st_mode) == 0o600
@@ -81,12 +74,10 @@ def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
 
 
 def test_demo_interview_tags_follow_their_segments(tmp_path, model):
-    from copilot.tagging.rubric import load_rubric
-    from copilot.tagging.rules import RulesTagger
-
-    store = SessionStore(tmp_path / "data")
-    tagger = RulesTagger(load_rubric("default"))
-    sid, stats = _run(store, DEMO, model, ["interviewer", "candidate"], speed=4.0, tagger=tagger)
+    rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", rubric="default"), asr_model=model)
+    store = rt.store
+    assert rt.tagging().tagger.name == "rules" and rt.tagging().llm is None
+    sid, stats = _run(rt, DEMO, ["interviewer", "candidate"], speed=4.0, tag=True)
     events = store.events(sid)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     seg_seq = {e.data["id"]: e.seq for e in events if e.type == "segment.final"}

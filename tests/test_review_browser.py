@@ -1,8 +1,8 @@
 """Review and calibration pages in a real browser (Playwright for Python driving Debian's chromium).
 
 A session is built in a real SQLite store through the store API (tests/review_fixtures.py), two
-raters' tag files are imported with `copilot tags import` (subprocess), and the real app (S1's
-`create_app`, with this feature's router) serves it from a uvicorn thread on 127.0.0.1.
+raters' tag files are imported with `copilot tags import` (subprocess), and the real app (the
+composition root's, `copilot.runtime.Runtime.app`) serves it from a uvicorn thread on 127.0.0.1.
 
 Hand-worked agreement for alice vs bob on the 12 segments (units):
   requirement gathering: alice {2,4}, bob {2,4,6}: p_o = 11/12; P(a)=2/12, P(b)=3/12
@@ -16,27 +16,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from copilot.session.bus import Bus
+from copilot.runtime import Runtime, RuntimeConfig
 from copilot.session.store import SessionStore
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, requires_chromium, run_copilot
 from tests.review_fixtures import ALICE, BOB, build_session, rater_file
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
 TOKEN = "review-test-token"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+pytestmark = [requires_chromium, pytest.mark.browser]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from copilot.server.app import create_app
     from copilot.server.runner import ServerThread
 
     tmp = tmp_path_factory.mktemp("review")
@@ -51,14 +45,10 @@ def served(tmp_path_factory):
     for name, marks in (("alice", ALICE), ("bob", BOB)):
         f = tmp / f"{name}.json"
         f.write_text(json.dumps(rater_file(sid, name, marks)))
-        r = subprocess.run([sys.executable, "-m", "copilot", "tags", "import", sid, str(f), "--data-dir", str(data)],
-                           cwd=REPO, capture_output=True, text=True, timeout=120)
+        r = run_copilot("tags", "import", sid, str(f), data=data)
         assert r.returncode == 0, r.stderr
-    store = SessionStore(data)
-    app = create_app(store, Bus(), TOKEN)
-    with ServerThread(app) as server:
+    with Runtime(RuntimeConfig(data_dir=data, token=TOKEN)) as rt, ServerThread(rt.app()) as server:
         yield server.base_url, sid
-    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +63,7 @@ def browser():
 
 def open_page(browser, url: str):
     """A page at `url` once the page says it is ready, and the list its script errors go to."""
-    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    page = browser.new_page(viewport={"width": 1360, "height": 1000}, bypass_csp=True)  # see test_trust_ws.py
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
@@ -104,7 +94,7 @@ def test_review_page(served, browser, artifacts_dir):
     page, errors = open_page(browser, f"{base}/review.html?session={sid}&token={TOKEN}")
     assert page.inner_text("#title") == "URL shortener, system design"
     assert len(visible_segments(page)) == 12
-    assert page.inner_text("#counter") == "12 segments"
+    assert page.inner_text("#counter") == "12 turns"
 
     # per-tag summary: counts, and the strongest quote first (the interviewer-confirmed one)
     card = page.locator('.rv-card[data-tag="tradeoff_articulation"]')
@@ -118,7 +108,7 @@ def test_review_page(served, browser, artifacts_dir):
     page.fill("#search", "key value store")
     assert visible_segments(page) == ["seg_07", "seg_09"]
     assert page.locator(".rv-seg:not([hidden]) mark.rv-hit").count() == 2
-    assert page.inner_text("#counter") == "2 of 12 segments"
+    assert page.inner_text("#counter") == "2 of 12 turns"
     page.fill("#search", "")
     assert len(visible_segments(page)) == 12
 
@@ -212,14 +202,17 @@ def test_calibrate_page(served, browser, artifacts_dir):
 
 def test_index_lists_sessions_with_links(served, browser):
     base, sid = served
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)  # Playwright's polling evals strings; CSP: test_trust_ws.py
     page.goto(f"{base}/?token={TOKEN}")
     row = page.locator(f"tr[data-session='{sid}']")
     row.wait_for(timeout=10_000)
     assert "Review" in row.inner_text()
     row.get_by_role("link", name="Review").click()
     page.wait_for_url(f"**/review.html?session={sid}*")
-    # Without the token the index says why instead of showing an empty list.
+    # Without the token the index says why instead of showing an empty list (a fresh tab: this one
+    # keeps the token in its sessionStorage once a page has taken it out of the address bar).
+    page.close()
+    page = browser.new_page(bypass_csp=True)
     page.goto(f"{base}/")
     page.locator("#toast").wait_for(state="visible", timeout=10_000)
     assert "Access denied" in page.locator("#toast").inner_text()

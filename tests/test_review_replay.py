@@ -13,28 +13,21 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from copilot.review.exports import parse_vtt
 from copilot.session.store import SessionStore
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, requires_chromium
+from tests.conftest import run_copilot as copilot
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-
-
-def copilot(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     data = tmp_path_factory.mktemp("replay") / "data"
-    r = copilot("replay", "--demo", "--speed", "8", "--no-browser", "--exit-when-done", "--keep-audio",
+    r = copilot("replay", "--demo", "--no-pace", "--no-browser", "--exit-when-done", "--keep-audio",
                 "--data-dir", str(data), timeout=600)
     if r.returncode != 0 and "model" in r.stderr.lower() and "not installed" in r.stderr.lower():
         pytest.skip(f"ASR model missing: {r.stderr.strip()}")
@@ -45,14 +38,20 @@ def replayed(tmp_path_factory):
 
 def test_exports_of_a_replayed_session(replayed):
     data, sid = replayed
+    from copilot.session.fold import fold
+
     with SessionStore(data) as store:
         segs = store.segments(sid)
+        units = fold(store.events(sid)).units()
     assert len(segs) >= 10
+    # Subtitles are the settled turns, not the fragments: every fragment was settled by a turn.
+    assert units and all(u.kind == "turn" for u in units) and len(units) < len(segs)
+    assert sorted(s for u in units for s in u.segment_ids) == sorted(s["id"] for s in segs)
     r = copilot("sessions", "export", sid, "--format", "vtt", "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
     cues = parse_vtt(r.stdout)
     assert [(c.start_ms, c.end_ms, c.speaker, c.text) for c in cues] == [
-        (s["start_ms"], s["end_ms"], s["speaker"], " ".join(s["text"].split())) for s in segs]
+        (u.start_ms, u.end_ms, u.speaker, " ".join(u.text.split())) for u in units]
     r = copilot("sessions", "export", sid, "--format", "md", "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("# Interview debrief: Demo")
@@ -71,13 +70,15 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
     assert copilot("tags", "import", sid, str(tmp_path / "alice.json"), "--data-dir", str(data)).returncode == 0
     # bob: alice's marks plus one more requirement-gathering mark on a segment nobody marked
     first = rules["tags"][0]
+    from copilot.session.fold import fold
+
     with SessionStore(data) as store:
-        segs = store.segments(sid)
+        units = fold(store.events(sid)).units()  # calibration's units: the settled turns
     marked = {s for t in rules["tags"] for s in t["segment_ids"]}
-    extra = next(s for s in segs if s["id"] not in marked and s["speaker"] == "candidate")
+    extra = next(u for u in units if not marked.intersection(u.segment_ids))
     bob = {**alice, "rater": "bob", "tags": alice["tags"] + [{
-        "id": None, "tag": first["tag"], "start_ms": extra["start_ms"], "end_ms": extra["end_ms"],
-        "segment_ids": [extra["id"]], "speaker": extra["speaker"], "evidence": extra["text"], "note": ""}]}
+        "id": None, "tag": first["tag"], "start_ms": extra.start_ms, "end_ms": extra.end_ms,
+        "segment_ids": list(extra.segment_ids), "speaker": extra.speaker, "evidence": extra.text, "note": ""}]}
     (tmp_path / "bob.json").write_text(json.dumps(bob))
     assert copilot("tags", "import", sid, str(tmp_path / "bob.json"), "--data-dir", str(data)).returncode == 0
 
@@ -85,7 +86,7 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
     assert r.returncode == 0, r.stderr
     cal = json.loads(r.stdout)
     n = cal["units"]
-    assert n == len(segs)
+    assert n == len(units)
     tag = next(t for t in cal["tags"] if t["tag"] == first["tag"])
     pairs = {(p["a"], p["b"]): p for p in tag["pairs"]}
     # rules ~ alice: identical marks -> kappa 1 (k >= 1 marks out of n, so it is defined)
@@ -99,11 +100,12 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
     assert pairs[("copilot:rules", "human:bob")]["kappa"]["value"] == pytest.approx((p_o - p_e) / (1 - p_e))
     # exactly one disagreement: bob's extra mark, with its transcript text
     assert [(d["segment_id"], d["marked_by"], d["not_marked_by"]) for d in cal["disagreements"]] == [
-        (extra["id"], ["human:bob"], ["copilot:rules", "human:alice"])]
-    assert cal["disagreements"][0]["text"] == extra["text"]
+        (extra.id, ["human:bob"], ["copilot:rules", "human:alice"])]
+    assert cal["disagreements"][0]["text"] == extra.text
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
+@requires_chromium
+@pytest.mark.browser
 def test_review_page_of_a_replayed_session_via_copilot_serve(replayed):
     from playwright.sync_api import sync_playwright
 
@@ -120,11 +122,13 @@ def test_review_page_of_a_replayed_session_via_copilot_serve(replayed):
                 port = int(m.group(1))
                 break
         assert port, "copilot serve printed no port"
+        from copilot.session.fold import fold
+
         with SessionStore(data) as store:
-            n = len(store.segments(sid))
+            n = len(fold(store.events(sid)).units())  # the review's rows are turns
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # test_trust_ws.py
             page.goto(f"http://127.0.0.1:{port}/review.html?session={sid}&token=replay-token")
             page.wait_for_selector("body[data-ready=true]")
             assert page.locator(".rv-seg").count() == n

@@ -1,6 +1,6 @@
 """The offline tagger (rules + trained classifier): quality on the held-out set, context, evidence, speech text.
 
-The held-out set (tests/data/tagger_heldout.jsonl) is never read by training. When `make` has not
+The held-out set (copilot/tagging/data/tagger_heldout.jsonl) is never read by training. When `make` has not
 trained the classifier yet (or the training data changed), a session fixture trains it into a temp
 dir, exactly as `copilot tagger train` would.
 """
@@ -10,22 +10,17 @@ from __future__ import annotations
 import json
 import re
 import time
+
 import pytest
 
 from copilot.events import Segment
 from copilot.tagging.evaluate import evaluate, item_context, item_segment
 from copilot.tagging.rubric import is_interviewer, load_rubric
 from copilot.tagging.rules import RulesTagger
-from copilot.tagging.textcat import (HELDOUT_DATA, TRAIN_DATA, is_current, load_classifier,
-                                     load_labelled)
+from copilot.tagging.textcat import HELDOUT_DATA, TRAIN_DATA, is_current, load_classifier, load_labelled
 from tests.conftest import SHARED_DATA, requires_shared
 
 AMI = SHARED_DATA / "dialogue_acts" / "ami_ES2002d.jsonl"
-
-
-@pytest.fixture(scope="session")
-def rubric():
-    return load_rubric("default")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +29,7 @@ def classifier(rubric, tmp_path_factory):
         return load_classifier(rubric.id)
     from copilot.tagging.textcat import train_for_rubric
 
-    out = train_for_rubric(rubric, out=tmp_path_factory.mktemp("tagger") / rubric.id)
+    out = train_for_rubric(rubric, RulesTagger(rubric, classifier=False), out=tmp_path_factory.mktemp("tagger") / rubric.id)
     return load_classifier(rubric.id, out)
 
 

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from copilot.events import Event, Note, Segment, SessionStarted, Tag
 from copilot.session.store import SessionStore
+from tests.conftest import run_copilot as copilot
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def copilot(*args: str, data: Path | None = None) -> subprocess.CompletedProcess[str]:
-    extra = ["--data-dir", str(data)] if data is not None else []
-    return subprocess.run([sys.executable, "-m", "copilot", *args, *extra], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture
@@ -91,10 +84,12 @@ def test_replay_bad_input_is_one_line_and_leaves_no_session(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2, (args, out.stderr)
         assert len(lines) == 1 and lines[0].startswith("copilot: error: ") and needle in lines[0], (args, lines)
-    if (data / "sessions.db").exists():
-        assert SessionStore(data).list_sessions() == []
+        with SessionStore(data) as store:  # opened (created if need be) after every case: still no session
+            assert store.list_sessions() == [], args
 
 
+@pytest.mark.slow
+@pytest.mark.audio
 def test_replay_with_llm_refines_through_a_real_http_server(tmp_path):
     """`--llm` and `--api-base` wire the LLM refiner into the live path (fake OpenAI-compatible server)."""
     from tests.fake_llm_server import FakeLLMServer, Reply
@@ -103,10 +98,8 @@ def test_replay_with_llm_refines_through_a_real_http_server(tmp_path):
     data = tmp_path / "data"
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model)
-        out = subprocess.run(
-            [sys.executable, "-m", "copilot", "replay", "--demo", "--speed", "4", "--no-browser", "--exit-when-done",
-             "--llm", "openai/fake-model", "--api-base", server.api_base, "--data-dir", str(data)],
-            cwd=REPO, capture_output=True, text=True, timeout=300)
+        out = copilot("replay", "--demo", "--no-pace", "--no-browser", "--exit-when-done",
+                      "--llm", "openai/fake-model", "--api-base", server.api_base, data=data)
         calls = server.calls()
     assert out.returncode == 0, out.stderr
     assert calls >= 1

@@ -132,17 +132,18 @@ def test_folded_view_applies_updates_in_order(tmp_path):
                                          evidence="utterance")))
     store.append(Event.of(sid, TagUpdate(tag_id=t2.id, status="rejected", by="carol")))
     store.append(Event.of(sid, Note(text="good questions", at_ms=1500, by="interviewer")))
+    # The log names people bare (as logs before `human:<name>` did): the fold reads them as people.
     view = store.get_session(sid)
     assert view["title"] == "fold" and view["status"] == "live" and view["last_seq"] == 10
     assert view["speakers"] == ["interviewer", "candidate"]
     assert [s["id"] for s in view["segments"]] == [s0.id, s1.id]
     tags = {t["id"]: t for t in view["tags"]}
     assert list(tags) == [t1.id, t2.id, human.id]
-    assert tags[t1.id]["status"] == "confirmed" and tags[t1.id]["by"] == "interviewer"
-    assert tags[t2.id]["status"] == "rejected" and tags[t2.id]["by"] == "carol"
+    assert tags[t1.id]["status"] == "confirmed" and tags[t1.id]["by"] == "human:interviewer"
+    assert tags[t2.id]["status"] == "rejected" and tags[t2.id]["by"] == "human:carol"
     assert tags[t2.id]["tag"] == "steering_decision" and tags[t2.id]["evidence"] == "utterance"
     assert len(tags[t2.id]["history"]) == 2
-    assert tags[human.id]["status"] == "confirmed" and tags[human.id]["by"] == "alice"
+    assert tags[human.id]["status"] == "confirmed" and tags[human.id]["by"] == "human:alice"
     assert tags[human.id]["source"] == "human:alice"
     assert view["notes"][0]["text"] == "good questions"
     assert store.has_tag(sid, t1.id) and not store.has_tag(sid, "tag_missing")
@@ -208,10 +209,10 @@ def test_a_late_machine_update_does_not_overturn_a_human_verdict(tmp_path):
     store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="confirmed", by="llm:fake",
                                          tag="tradeoff_articulation", confidence=0.9)))
     (folded,) = store.get_session(sid)["tags"]
-    assert folded["status"] == "rejected" and folded["by"] == "alice"
+    assert folded["status"] == "rejected" and folded["by"] == "human:alice"
     assert folded["tag"] == "steering_decision"
     assert folded["confidence"] == 0.9
     # Another human can still change it.
     store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="confirmed", by="bob")))
     (folded,) = store.get_session(sid)["tags"]
-    assert folded["status"] == "confirmed" and folded["by"] == "bob"
+    assert folded["status"] == "confirmed" and folded["by"] == "human:bob"

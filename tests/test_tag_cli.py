@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
+
 from copilot.tagging.textcat import HELDOUT_DATA
+from tests.conftest import run_copilot as run
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run([sys.executable, "-m", "copilot", *args], input=stdin, capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def test_tag_jsonl_stdin_to_stdout():
@@ -113,6 +108,7 @@ def test_eval_single_label_and_list_formats(tmp_path):
     assert rep["confusion"]["none"]["none"] == 2
 
 
+@pytest.mark.slow
 def test_train_is_reproducible_and_if_missing_skips(tmp_path):
     d1, d2 = tmp_path / "m1", tmp_path / "m2"
     for d in (d1, d2):

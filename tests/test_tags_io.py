@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from copilot.session.store import SessionStore
+from tests.conftest import run_copilot as copilot
 from tests.review_fixtures import ALICE, BOB, RG, SD, TA, build_session, rater_file
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def copilot(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], cwd=REPO, input=stdin,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture()

@@ -225,3 +225,23 @@ def test_one_machine_chip_per_turn_and_tag_carried_onto_the_settled_turn(tmp_pat
     assert last["evidence"] and last["evidence"] in turn.text
     assert [e.type for e in events].index("turn.final") < [e.type for e in events].index("tag.updated", [
         e.type for e in events].index("turn.final"))
+
+
+def test_bench_turns_counts_duplicates_and_scores_pairs_per_spoken_turn():
+    from copilot.bench.turns import score_events
+    from copilot.events import Event, Tag, TagUpdate
+
+    script = [{"channel": 1, "start_ms": 0, "end_ms": 5000, "tags": ["tradeoff_articulation"]},
+              {"channel": 1, "start_ms": 6000, "end_ms": 9000, "tags": []}]
+    s1, s2 = frag(1, 0, 2000), frag(1, 2100, 4800)
+    t1 = Tag(tag="tradeoff_articulation", segment_ids=[s1.id], start_ms=0, end_ms=2000)
+    t2 = Tag(tag="tradeoff_articulation", segment_ids=[s2.id], start_ms=2100, end_ms=4800)
+    t3 = Tag(tag="steering_decision", segment_ids=[s2.id], start_ms=6100, end_ms=8000)
+    events = [Event.of("ses_x", s) for s in (s1, s2)] + [
+        Event.of("ses_x", t, type="tag.proposed") for t in (t1, t2, t3)]
+    score = score_events(events, script, mode="fragments")
+    assert (score.chips, score.duplicates, score.pairs, score.correct) == (3, 1, 2, 1)
+    events.append(Event.of("ses_x", TagUpdate(tag_id=t3.id, status="retracted", by="rules")))
+    events.append(Event.of("ses_x", TagUpdate(tag_id=t2.id, status="rejected", by="human:ann")))
+    score = score_events(events, script, mode="fragments")
+    assert (score.chips, score.duplicates, score.precision, score.recall) == (1, 0, 1.0, 1.0)

@@ -15,25 +15,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from copilot.events import Event, Segment, SessionStarted, Tag
-from copilot.server.app import create_app
+from copilot.runtime import Runtime, RuntimeConfig
 from copilot.server.runner import ServerThread
-from copilot.session.bus import Bus
-from copilot.session.log import SessionLog
-from copilot.session.store import SessionStore
 
 TOKEN = "test-token-123"
 
 
 @pytest.fixture
 def served(tmp_path):
-    store = SessionStore(tmp_path / "data")
-    bus = Bus()
-    log = SessionLog(store, bus)
-    app = create_app(store, bus, TOKEN, session_log=log)
-    with ServerThread(app) as srv:
-        srv.store, srv.log = store, log
+    with Runtime(RuntimeConfig(data_dir=tmp_path / "data", token=TOKEN)) as rt, ServerThread(rt.app()) as srv:
+        srv.store, srv.log = rt.store, rt.log
         yield srv
-    store.close()
 
 
 def _session(srv, n_segments: int = 0) -> tuple[str, list[Segment]]:
@@ -59,8 +51,8 @@ def _until_caught_up(ws) -> list[dict]:
     got = []
     while True:
         msg = _recv(ws)
-        if msg["type"] == "status" and msg["data"].get("message") == "caught-up":
-            assert msg["seq"] is None
+        if msg["type"] == "control" and msg["data"].get("kind") == "caught_up":
+            assert msg["seq"] is None and msg["data"]["sent"] == len(got)
             return got
         got.append(msg)
 
@@ -136,7 +128,7 @@ def test_client_ops_become_logged_events_broadcast_to_all(served):
         for ws in (a, b):
             msg = _recv(ws)
             assert msg["type"] == "tag.updated" and msg["data"]["status"] == "confirmed"
-            assert msg["data"]["by"] == "alice" and msg["seq"] == 5
+            assert msg["data"]["by"] == "human:alice" and msg["seq"] == 5
         a.send(json.dumps({"op": "add_tag", "tag": "steering_decision", "at_ms": 1200}))
         for ws in (a, b):
             msg = _recv(ws)
@@ -241,10 +233,9 @@ def test_rest_needs_the_token(served):
 
 def test_dropped_slow_client_reconnects_and_catches_up_exactly(tmp_path):
     """A client whose queue overflows is closed with 4408; resuming with after= loses nothing."""
-    store = SessionStore(tmp_path / "data")
-    bus = Bus(queue_size=8)
-    log = SessionLog(store, bus)
-    with ServerThread(create_app(store, bus, TOKEN, session_log=log)) as srv:
+    rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", token=TOKEN, bus_queue_size=8))
+    store, bus = rt.store, rt.bus
+    with rt, ServerThread(rt.app()) as srv:
         sid = store.create_session(SessionStarted())
         seen: list[int] = []
         with _ws(srv, sid) as ws:
@@ -262,4 +253,3 @@ def test_dropped_slow_client_reconnects_and_catches_up_exactly(tmp_path):
         with _ws(srv, sid, after=seen[-1]) as ws:
             seen += [m["seq"] for m in _until_caught_up(ws)]
         assert seen == list(range(1, 52))
-    store.close()

@@ -1,7 +1,7 @@
 // Calibration page: agreement matrix (kappa / alpha / % with colour AND text), rater x tag counts,
 // timelines per rater, a side-by-side grid over the transcript, and disagreements one click from their text.
 // Reads GET /api/sessions/{id}/calibration?raters=...
-import { apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, pageParams, showToast } from "./common.js";
+import { actorName, apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, pageParams, showToast } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const params = pageParams();
@@ -24,7 +24,7 @@ const pct = (v) => `${Math.round(v * 100)}%`;
 export function raterName(r) {
   if (r === "copilot:rules") return "rules";
   if (r === "copilot:llm") return "LLM";
-  return r.replace(/^human:/, "");
+  return actorName(r);
 }
 
 function toast(message, level = "error") {
@@ -251,7 +251,7 @@ async function main() {
   const title = cal.title || cal.session_id;
   document.title = `${title} · calibration`;
   $("title").textContent = title;
-  $("meta").textContent = `${cal.units} segments · ${cal.raters.length} raters · ${cal.disagreements.length} disagreements`;
+  $("meta").textContent = `${cal.units} turns · ${cal.raters.length} raters · ${cal.disagreements.length} disagreements`;
   $("to-review").href = `review.html?session=${encodeURIComponent(params.session)}&token=${encodeURIComponent(params.token)}`;
   renderPicker([...new Set([...all, ...cal.raters])], cal.raters);
   if (cal.raters.length < 2) toast("Agreement needs at least two raters: import another rater's tags (copilot tags import).", "warning");

@@ -2,7 +2,8 @@
 // Plain ES module, no build step, no network beyond the page's own server.
 //
 // What is here, for reuse:
-//   pageParams()                -> {session, token, rater} from the page URL (?session=&token=&rater=)
+//   pageParams()                -> {session, token, rater} from the page URL (?session=&token=&rater=);
+//                                  the token then moves to sessionStorage and out of the address bar
 //   apiGet(path, token)         -> parsed JSON of GET /api/...; throws ApiError (status + message) on non-2xx
 //   el(tag, attrs, ...children) -> tiny DOM builder (attrs: class, dataset, on<Event>, aria-*, style vars)
 //   fmtTime(ms)                 -> "m:ss" (or "h:mm:ss") of session time
@@ -10,19 +11,48 @@
 //   speakerKind(name)           -> "interviewer" | "candidate" | "other" (for styling)
 //   highlightEvidence(text, ranges) -> DocumentFragment with <mark> around each evidence quote
 //   evidenceRanges(text, quote) -> [[start, end]] where the quote occurs in text (case/space-insensitive)
-//   TagBook                     -> folds tag.proposed / tag.added / tag.updated into current tag state
+//   isHuman(actor)              -> whether an actor (`human:<name>`, `rules`, `llm:<model>`, an old bare name) is
+//                                  a person; canonicalActor(actor), actorName(actor): mirrors of copilot/actors.py
+//   TagBook                     -> folds tag.proposed / tag.added / tag.updated into current tag state, by the
+//                                  rules of copilot/session/fold.py (tests/data/fold_cases.json runs on both)
+//   TurnBook                    -> folds turn.final: the latest revision of each turn
+//   isStanding(tag)             -> neither rejected nor retracted
 //   EventSocket                 -> reconnecting websocket for /ws/sessions/{id}: exponential backoff,
 //                                  resumes with ?after=<last seq>, drops duplicate seqs
 //   isTypingTarget(target)      -> true inside inputs/textareas (so page hotkeys stay out of the way)
 //   showToast(msg, level, ms)   -> the page's #toast with a message; hides after ms (0: stays); hideToast()
 
+import { CONTROL, EVENT, NOT_STANDING, TAG_STATUS } from "./events.js";
+
+const TOKEN_KEY = "copilot.token";
+
 export function pageParams(search = window.location.search) {
   const q = new URLSearchParams(search);
+  let token = q.get("token") || "";
+  if (typeof window !== "undefined" && search === window.location.search) token = keepTokenOutOfUrl(q, token);
   return {
     session: q.get("session") || "",
-    token: q.get("token") || "",
+    token,
     rater: q.get("rater") || "interviewer",
   };
+}
+
+// The token arrives in the link copilot prints; once the page has it, it moves to this tab's
+// sessionStorage and out of the address bar, so it is not left in the browser's history, in a
+// bookmark or in a shared screen. A reload finds it in sessionStorage.
+function keepTokenOutOfUrl(q, token) {
+  try {
+    if (token) {
+      window.sessionStorage.setItem(TOKEN_KEY, token);
+      q.delete("token");
+      const rest = q.toString();
+      window.history.replaceState(window.history.state, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+      return token;
+    }
+    return window.sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return token; // storage refused (privacy mode): keep working with the token as given
+  }
 }
 
 export class ApiError extends Error {
@@ -131,13 +161,31 @@ export function speakerKind(name) {
   return "other";
 }
 
-export function isHumanSource(source) {
-  return (source || "").startsWith("human:");
+// Who acted: mirrors copilot/actors.py (the one rule: a tagger's name, else a person).
+const HUMAN = "human:";
+
+export function isHuman(actor) {
+  const a = actor || "";
+  if (!a) return false;
+  if (a.startsWith(HUMAN)) return true;
+  return !(a === "rules" || a === "llm" || a.startsWith("rules:") || a.startsWith("llm:") || a.startsWith("copilot:"));
+}
+
+// The actor as written today: a bare (old-log) name becomes `human:<name>`.
+export function canonicalActor(actor) {
+  const a = actor || "";
+  return isHuman(a) ? HUMAN + (a.startsWith(HUMAN) ? a.slice(HUMAN.length) : a) : a;
+}
+
+// How a page names an actor: a person's plain name, else the actor id.
+export function actorName(actor) {
+  const a = actor || "";
+  return isHuman(a) && a.startsWith(HUMAN) ? a.slice(HUMAN.length) : a;
 }
 
 export function sourceLabel(source) {
   if (!source) return "";
-  if (isHumanSource(source)) return source.slice(6) || "human";
+  if (isHuman(source)) return actorName(source) || "human";
   if (source.startsWith("llm:")) return "LLM";
   if (source === "rules") return "rules";
   return source;
@@ -194,31 +242,62 @@ export function highlightEvidence(text, ranges) {
   return frag;
 }
 
+export function isStanding(tag) {
+  return !NOT_STANDING.includes(tag.status);
+}
+
+const given = (v) => v !== null && v !== undefined;
+const MOVE_FIELDS = ["turn_id", "segment_ids", "start_ms", "end_ms"];
+
 // Current state of every tag, folded from the log. The log is the truth: nothing here changes except by events.
+// The rules are copilot/session/fold.py's (docs/events.md, "Folding"); tests/data/fold_cases.json runs on both.
 export class TagBook {
   constructor() {
     this.tags = new Map(); // id -> {id, tag, segment_ids, start_ms, end_ms, speaker, evidence, rationale,
-    //                               confidence, source, status, by, arrival}
+    //                               confidence, source, turn_id, status, by, arrival, humanVerdict, humanEvidence}
     this.arrivals = 0;
   }
 
+  // Applies one event; returns the tag it changed (null when nothing changed).
   apply(event) {
     const d = event.data || {};
-    if (event.type === "tag.proposed" || event.type === "tag.added") {
-      const existing = this.tags.get(d.id);
-      const tag = { status: "proposed", by: "", ...existing, ...d, arrival: existing ? existing.arrival : ++this.arrivals };
+    if (event.type === EVENT.TAG_PROPOSED || event.type === EVENT.TAG_ADDED) {
+      if (this.tags.has(d.id)) return null; // ids are unique: a second start changes nothing
+      const added = event.type === EVENT.TAG_ADDED;
+      const tag = {
+        ...d,
+        segment_ids: [...(d.segment_ids || [])],
+        status: added ? TAG_STATUS.CONFIRMED : TAG_STATUS.PROPOSED,
+        by: added ? canonicalActor(d.source) : (d.source || ""),
+        arrival: ++this.arrivals,
+        humanVerdict: added, // a person added, confirmed, rejected or edited it
+        humanEvidence: added && !!d.evidence, // a person wrote the evidence
+      };
       this.tags.set(d.id, tag);
       return tag;
     }
-    if (event.type === "tag.updated") {
+    if (event.type === EVENT.TAG_UPDATED) {
       const tag = this.tags.get(d.tag_id);
-      if (!tag) return null;
-      tag.status = d.status;
-      tag.by = d.by || "";
-      if (d.tag) tag.tag = d.tag;
-      if (d.evidence !== null && d.evidence !== undefined) tag.evidence = d.evidence;
-      if (d.rationale !== null && d.rationale !== undefined) tag.rationale = d.rationale;
-      if (d.confidence !== null && d.confidence !== undefined) tag.confidence = d.confidence;
+      if (!tag) return null; // an update of an unknown tag changes nothing
+      const by = canonicalActor(d.by);
+      const human = isHuman(by);
+      let fields;
+      if (tag.humanVerdict && !human) {
+        // A person's verdict outranks a later machine update: it may refine, and move the tag, not overrule.
+        if (d.status === TAG_STATUS.RETRACTED) return null;
+        fields = ["rationale", "confidence", ...MOVE_FIELDS, ...(tag.humanEvidence ? [] : ["evidence"])];
+      } else {
+        tag.status = d.status;
+        tag.by = by;
+        fields = ["tag", "evidence", "rationale", "confidence", ...MOVE_FIELDS];
+        if (human) {
+          tag.humanVerdict = true;
+          if (given(d.evidence)) tag.humanEvidence = true;
+        }
+      }
+      for (const f of fields) {
+        if (given(d[f])) tag[f] = Array.isArray(d[f]) ? [...d[f]] : d[f];
+      }
       return tag;
     }
     return null;
@@ -232,11 +311,36 @@ export class TagBook {
   }
 }
 
+// The latest revision of each settled turn (`turn.final`): the highest revision wins, ties go to the later event.
+export class TurnBook {
+  constructor() {
+    this.turns = new Map(); // id -> Turn payload
+  }
+
+  apply(event) {
+    if (event.type !== EVENT.TURN_FINAL) return null;
+    const d = event.data || {};
+    const old = this.turns.get(d.id);
+    if (old && (d.revision || 0) < (old.revision || 0)) return null;
+    const turn = { ...d, segment_ids: [...(d.segment_ids || [])] };
+    this.turns.set(d.id, turn);
+    return turn;
+  }
+
+  get(id) { return this.turns.get(id); }
+
+  // Turns in session-time order.
+  ordered() {
+    return [...this.turns.values()].sort((a, b) => a.start_ms - b.start_ms || a.end_ms - b.end_ms);
+  }
+}
+
 export function statusText(tag) {
   switch (tag.status) {
-    case "confirmed": return { symbol: "✓", text: "confirmed" };
-    case "rejected": return { symbol: "✗", text: "rejected" };
-    case "edited": return { symbol: "✎", text: "edited" };
+    case TAG_STATUS.CONFIRMED: return { symbol: "✓", text: "confirmed" };
+    case TAG_STATUS.REJECTED: return { symbol: "✗", text: "rejected" };
+    case TAG_STATUS.EDITED: return { symbol: "✎", text: "edited" };
+    case TAG_STATUS.RETRACTED: return { symbol: "–", text: "retracted" };
     default: return { symbol: "?", text: "proposed" };
   }
 }
@@ -343,8 +447,7 @@ export class EventSocket {
       if (event.seq <= this.lastSeq) { this.duplicates++; return; }
       if (event.seq !== this.lastSeq + 1) this.gaps++;
       this.lastSeq = event.seq;
-    } else if (event.type === "status" && event.data && event.data.message === "caught-up"
-               && event.data.component === "server") {
+    } else if (event.type === EVENT.CONTROL && event.data && event.data.kind === CONTROL.CAUGHT_UP) {
       this.attempt = 0;
       this.setState("live");
     }

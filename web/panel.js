@@ -5,9 +5,11 @@
 // window.__copilot, exposes the received seqs and a way to drop the connection.
 
 import {
-  EventSocket, TagBook, apiGet, el, evidenceRanges, fmtTime, hideToast, highlightEvidence, isHumanSource,
-  isTypingTarget, pageParams, rubricView, showToast, sourceLabel, speakerKind, statusText, tagInfo,
+  EventSocket, TagBook, actorName, apiGet, el, evidenceRanges, fmtTime, hideToast, highlightEvidence, isHuman,
+  isStanding, isTypingTarget, pageParams, rubricView, showToast, sourceLabel, speakerKind, statusText, tagInfo,
 } from "./common.js";
+import { CONTROL, EVENT, TAG_STATUS } from "./events.js";
+import { applyAudioStatus, showLevels } from "./panel-audio.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,7 +17,8 @@ const params = pageParams();
 const state = {
   rubric: rubricView(null),
   speakers: [],
-  segments: new Map(), // id -> segment payload
+  segments: new Map(), // id -> segment payload (its text replaced by its turn's once that settles)
+  turnRevision: new Map(), // turn id -> the revision shown
   items: [], // segments and notes in session-time order: {kind: "seg", seg} | {kind: "note", note, at}
   turnOf: new Map(), // segment id -> its turn {node, text, chips, speaker, startMs, endMs, segIds}
   lastTurn: null, // the turn a new segment may join
@@ -85,37 +88,40 @@ function applyEvent(ev) {
   if (ev.seq !== null && ev.seq !== undefined) state.seqs.push(ev.seq);
   const d = ev.data || {};
   switch (ev.type) {
-    case "session.started":
+    case EVENT.SESSION_STARTED:
       if (d.title) setTitle(d.title);
       if (d.speakers) state.speakers = d.speakers;
       break;
-    case "session.ended":
+    case EVENT.SESSION_ENDED:
       state.ended = true;
       clearPartials();
       $("session-state").textContent = "session ended";
       if (socket.state === "live") onConnState("live", {});
       break;
-    case "segment.partial":
+    case EVENT.SEGMENT_PARTIAL:
       state.partialCount++;
       showPartial(d);
       advanceNow(d.end_ms);
       break;
-    case "segment.final":
+    case EVENT.SEGMENT_FINAL:
       addSegment(d);
       advanceNow(d.end_ms);
       break;
-    case "tag.proposed":
-    case "tag.added":
-    case "tag.updated": {
-      const before = ev.type === "tag.updated" ? state.tags.get(d.tag_id) : null;
+    case EVENT.TURN_FINAL:
+      settleTurn(d);
+      break;
+    case EVENT.TAG_PROPOSED:
+    case EVENT.TAG_ADDED:
+    case EVENT.TAG_UPDATED: {
+      const before = ev.type === EVENT.TAG_UPDATED ? state.tags.get(d.tag_id) : null;
       const oldSegments = before ? [...before.segment_ids] : [];
       const tag = state.tags.apply(ev);
       if (!tag) break;
-      if (ev.type === "tag.updated") settlePending(tag.id);
+      if (ev.type === EVENT.TAG_UPDATED) settlePending(tag.id);
       advanceNow(tag.end_ms);
       const touched = new Set([...oldSegments, ...tag.segment_ids]);
-      const newSelection = (ev.type !== "tag.updated" && !isHumanSource(tag.source) && state.followNewest)
-        || (ev.type === "tag.added" && !state.selectedId);
+      const newSelection = (ev.type !== EVENT.TAG_UPDATED && !isHuman(tag.source) && state.followNewest)
+        || (ev.type === EVENT.TAG_ADDED && !state.selectedId);
       if (newSelection && state.selectedId !== tag.id) {
         const prev = state.selectedId && state.tags.get(state.selectedId);
         if (prev) prev.segment_ids.forEach((sid) => touched.add(sid));
@@ -127,25 +133,33 @@ function applyEvent(ev) {
       renderLatest();
       break;
     }
-    case "note.added":
+    case EVENT.NOTE_ADDED:
       addNote(d);
       break;
-    case "status":
+    case EVENT.STATUS:
       applyStatus(d, ev.seq);
+      break;
+    case EVENT.CONTROL:
+      if (d.kind === CONTROL.ASR_LAG) {
+        showLag(d.asr_lag_ms);
+        if (Array.isArray(d.levels_db)) showLevels(d.levels_db, state.speakers);
+      }
       break;
     default:
       break;
   }
 }
 
+function showLag(ms) {
+  const lag = ms / 1000;
+  const node = $("asr-status");
+  node.textContent = `ASR lag ${lag.toFixed(1)} s`;
+  node.dataset.level = lag > 3 ? "warning" : "ok";
+}
+
 function applyStatus(d, seq) {
-  if (d.component === "server" && d.message === "caught-up") return;
-  if (d.asr_lag_ms !== null && d.asr_lag_ms !== undefined) {
-    const lag = d.asr_lag_ms / 1000;
-    const node = $("asr-status");
-    node.textContent = `ASR lag ${lag.toFixed(1)} s`;
-    node.dataset.level = lag > 3 ? "warning" : "ok";
-  }
+  applyAudioStatus(d, state.speakers);
+  if (d.asr_lag_ms !== null && d.asr_lag_ms !== undefined) showLag(d.asr_lag_ms);
   if (d.tagger) $("tagger-status").textContent = `tagger ${d.tagger}`;
   if (d.component === "tagger" && d.level !== "info") {
     // Also from catch-up: a panel opened late must still say that tags are not coming.
@@ -269,6 +283,26 @@ function addSegment(seg) {
   afterGrowth();
 }
 
+// A settled turn (decoded again as a whole) takes the place of its fragments in the same paragraph:
+// the first fragment's span shows the turn's text and the others empty, so nothing moves, and a
+// selected tag stays selected (its chip follows the fragments to the turn by a tag.updated).
+function settleTurn(turn) {
+  const ids = (turn.segment_ids || []).filter((id) => state.segments.has(id));
+  const revision = turn.revision || 0;
+  if (!ids.length || (state.turnRevision.get(turn.id) ?? -1) > revision) return;
+  state.turnRevision.set(turn.id, revision);
+  ids.forEach((id, i) => {
+    const seg = state.segments.get(id);
+    state.segments.set(id, { ...seg, text: i === 0 ? turn.text : "", turn_id: turn.id });
+    const span = document.getElementById(`seg-${id}`);
+    if (span) {
+      span.classList.add("seg--settled");
+      span.dataset.turnId = turn.id;
+    }
+    renderSegmentTags(id, { chips: i === ids.length - 1 });
+  });
+}
+
 function showPartial(p) {
   const channel = p.channel ?? 0;
   let node = state.partials.get(channel);
@@ -305,13 +339,14 @@ function addNote(note) {
 function noteNode(note, at) {
   return el("li", { class: "note", id: `note-${note.id}` },
     el("div", { class: "seg-meta" },
-      el("span", { class: "note-kicker" }, "✎ Note", note.by ? ` · ${note.by}` : ""),
+      el("span", { class: "note-kicker" }, "✎ Note", note.by ? ` · ${actorName(note.by)}` : ""),
       el("time", { class: "seg-time" }, fmtTime(at))),
     el("p", { class: "note-text" }, note.text));
 }
 
+// A retracted tag was withdrawn by the machine (merged into its turn's tag): no chip, no tick.
 function visibleTag(tag) {
-  return !state.hidden.has(tag.tag);
+  return tag.status !== TAG_STATUS.RETRACTED && !state.hidden.has(tag.tag);
 }
 
 function tagsOfSegment(segId) {
@@ -323,7 +358,7 @@ function tagsOfSegment(segId) {
 function chip(tag) {
   const info = tagInfo(state.rubric, tag.tag);
   const st = statusText(tag);
-  const human = isHumanSource(tag.source);
+  const human = isHuman(tag.source);
   const selected = tag.id === state.selectedId;
   return el("button", {
     type: "button",
@@ -332,13 +367,13 @@ function chip(tag) {
     dataset: { tagId: tag.id, tag: tag.tag, status: tag.status, source: tag.source },
     "aria-pressed": selected ? "true" : "false",
     "aria-label": `${info.label}, ${st.text}, by ${sourceLabel(tag.source)}. Select`,
-    title: `${info.label} · ${st.text}${tag.by ? " by " + tag.by : ""} · ${sourceLabel(tag.source)}`,
+    title: `${info.label} · ${st.text}${tag.by ? " by " + actorName(tag.by) : ""} · ${sourceLabel(tag.source)}`,
     onclick: () => select(tag.id, { scroll: false }),
   },
   el("span", { class: "chip-code", "aria-hidden": "true" }, info.code),
   el("span", { class: "chip-label" }, info.label),
   human ? el("span", { class: "chip-who" }, sourceLabel(tag.source) === params.rater ? "you" : sourceLabel(tag.source)) : null,
-  tag.status === "proposed" ? null : el("span", { class: "chip-status", "aria-hidden": "true" }, st.symbol));
+  tag.status === TAG_STATUS.PROPOSED ? null : el("span", { class: "chip-status", "aria-hidden": "true" }, st.symbol));
 }
 
 // One segment's text with its tags' evidence marked, its tint, and a small code per tag at its end;
@@ -348,14 +383,20 @@ function renderSegmentTags(segId, { chips = true } = {}) {
   const seg = state.segments.get(segId);
   const span = document.getElementById(`seg-${segId}`);
   if (!turn || !seg || !span) return;
+  if (!seg.text) { // a fragment whose settled turn is shown in its first fragment's place
+    span.replaceChildren();
+    span.classList.remove("seg--tagged", "seg--selected");
+    if (chips) renderTurnChips(turn);
+    return;
+  }
   const tags = tagsOfSegment(segId).filter(visibleTag);
-  const live = tags.filter((t) => t.status !== "rejected");
+  const live = tags.filter((t) => isStanding(t));
   const ranges = [];
   for (const tag of live) {
     const info = tagInfo(state.rubric, tag.tag);
     for (const [start, end] of evidenceRanges(seg.text, tag.evidence)) {
       // A human tag's evidence is its whole segment: the tint already says so.
-      if (isHumanSource(tag.source) && start === 0 && end >= seg.text.trim().length) continue;
+      if (isHuman(tag.source) && start === 0 && end >= seg.text.trim().length) continue;
       ranges.push({ start, end, colour: info.colour, title: info.label, className: "evidence" });
     }
   }
@@ -391,7 +432,7 @@ function renderTurnChips(turn) {
   const ids = new Set(turn.segIds);
   const tags = state.tags.ordered().filter((t) => visibleTag(t) && t.segment_ids.some((id) => ids.has(id)));
   keepFocus(turn.chips, () => turn.chips.replaceChildren(...tags.map(chip)));
-  const first = tags.find((t) => t.status !== "rejected");
+  const first = tags.find((t) => isStanding(t));
   turn.node.classList.toggle("turn--tagged", Boolean(first));
   turn.node.classList.toggle("turn--selected", tags.some((t) => t.id === state.selectedId));
   if (first) turn.node.style.setProperty("--c", tagInfo(state.rubric, first.tag).colour);
@@ -498,8 +539,8 @@ function renderLatest() {
   const status = $("latest-status");
   status.hidden = false;
   status.className = `latest-status status--${tag.status}`;
-  status.textContent = `${st.symbol} ${st.text}${tag.by ? " · " + tag.by : ""}`;
-  const human = isHumanSource(tag.source);
+  status.textContent = `${st.symbol} ${st.text}${tag.by ? " · " + actorName(tag.by) : ""}`;
+  const human = isHuman(tag.source);
   body.replaceChildren(
     el("div", { class: "latest-title" },
       el("span", { class: "latest-code", "aria-hidden": "true" }, info.code),
@@ -531,7 +572,7 @@ function segmentText(tag) {
 function newestAiTag() {
   let newest = null;
   for (const t of state.tags.tags.values()) {
-    if (isHumanSource(t.source)) continue;
+    if (isHuman(t.source) || t.status === TAG_STATUS.RETRACTED) continue;
     if (!newest || t.arrival > newest.arrival) newest = t;
   }
   return newest;
@@ -543,8 +584,8 @@ function updateActionButtons() {
   const busy = Boolean(tag && pending && pending.tagId === tag.id);
   const confirm = $("btn-confirm");
   const reject = $("btn-reject");
-  confirm.disabled = !tag || !live || busy || tag.status === "confirmed";
-  reject.disabled = !tag || !live || busy || tag.status === "rejected";
+  confirm.disabled = !tag || !live || busy || tag.status === TAG_STATUS.CONFIRMED;
+  reject.disabled = !tag || !live || busy || tag.status === TAG_STATUS.REJECTED;
   confirm.setAttribute("aria-busy", String(busy && pending.op === "confirm"));
   reject.setAttribute("aria-busy", String(busy && pending.op === "reject"));
   const n = navigableTags().length;
@@ -663,7 +704,7 @@ function renderTimeline() {
     marks.push(el("button", {
       type: "button",
       role: "listitem",
-      class: `tick tick--${tag.status}${tag.id === state.selectedId ? " is-selected" : ""}${isHumanSource(tag.source) ? " tick--human" : ""}`,
+      class: `tick tick--${tag.status}${tag.id === state.selectedId ? " is-selected" : ""}${isHuman(tag.source) ? " tick--human" : ""}`,
       style: {
         "--c": info.colour,
         "--ink": info.ink,
@@ -686,7 +727,7 @@ function renderFilters() {
   const nav = $("filters");
   const counts = new Map();
   for (const t of state.tags.tags.values()) {
-    if (t.status !== "rejected") counts.set(t.tag, (counts.get(t.tag) || 0) + 1);
+    if (isStanding(t)) counts.set(t.tag, (counts.get(t.tag) || 0) + 1);
   }
   nav.replaceChildren(...state.rubric.tags.map((t) => {
     const on = !state.hidden.has(t.id);

@@ -1,7 +1,7 @@
 // Review page: one session's transcript with tags, notes, search, filters, per-tag summary,
 // jump-to-moment and play-from-segment (when the audio was kept). Reads GET /api/sessions/{id}/review.
-import { apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, sourceLabel, highlightEvidence,
-  evidenceRanges, statusText, isTypingTarget, pageParams, showToast } from "./common.js";
+import { actorName, apiGet, el, fmtTime, rubricView, tagInfo, speakerKind, sourceLabel, highlightEvidence,
+  evidenceRanges, statusText, isHuman, isStanding, isTypingTarget, pageParams, showToast } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const params = pageParams();
@@ -19,10 +19,12 @@ function segmentAt(ms) {
   return best;
 }
 
-// A tag's segments: the ones it lists, else the one at its start time (a hotkey tag at a moment).
+// A tag's row: the turn (unit) holding its turn or fragments, else the one at its start time (a hotkey
+// tag at a moment). Rows are units (`data.units`): settled turns, plus fragments no turn settled.
 function tagSegments(tag) {
-  const known = (tag.segment_ids || []).filter((id) => segRows.has(id) || data.segIndex.has(id));
-  if (known.length) return known;
+  const ids = [tag.turn_id, ...(tag.segment_ids || [])].filter(Boolean);
+  const known = [...new Set(ids.map((id) => data.unitOf.get(id)).filter(Boolean))];
+  if (known.length) return known.slice(0, 1);
   const s = segmentAt(tag.start_ms);
   return s ? [s.id] : [];
 }
@@ -30,7 +32,7 @@ function tagSegments(tag) {
 function sourceName(group) {
   if (group === "rules") return "Rules";
   if (group === "llm") return "LLM";
-  return group.replace(/^human:/, "");
+  return actorName(group);
 }
 
 function toast(message, level = "error") {
@@ -41,9 +43,9 @@ function tagChip(tag) {
   const info = tagInfo(rubric, tag.tag);
   const st = statusText(tag);
   const group = tag.source_group;
-  const human = group.startsWith("human:");
+  const human = isHuman(group);
   const who = human ? sourceName(group) : sourceLabel(tag.source);
-  const title = [`${info.label} · ${st.text}${tag.by ? " by " + tag.by : ""}`, `source: ${tag.source}`,
+  const title = [`${info.label} · ${st.text}${tag.by ? " by " + actorName(tag.by) : ""}`, `source: ${tag.source}`,
     tag.evidence ? `“${tag.evidence}”` : "", tag.rationale || ""].filter(Boolean).join("\n");
   return el("span", {
     class: `chip chip--${tag.status}${human ? " chip--human" : ""}`,
@@ -74,7 +76,7 @@ function render() {
   const noteRow = (n) => el("li", { class: "rv-note-row", dataset: { noteId: n.id } },
     el("span", { class: "rv-time" }, fmtTime(n.at_ms)),
     el("span", { class: "rv-note-badge" }, "Note"),
-    el("span", { class: "rv-note-text" }, n.text, n.by ? el("span", { class: "rv-note-by" }, ` — ${n.by}`) : ""));
+    el("span", { class: "rv-note-text" }, n.text, n.by ? el("span", { class: "rv-note-by" }, ` — ${actorName(n.by)}`) : ""));
   for (const seg of data.segments) {
     while (ni < notes.length && notes[ni].at_ms < seg.start_ms) list.append(noteRow(notes[ni++]));
     const tags = bySeg.get(seg.id) || [];
@@ -115,7 +117,7 @@ function highlightSearch(text, q) {
 function chipVisible(tag) {
   if (!state.tags.has(tag.tag) && rubric.byId.has(tag.tag)) return false;
   if (!state.sources.has(tag.source_group)) return false;
-  if (tag.status === "rejected" && !state.showRejected) return false;
+  if (!isStanding(tag) && !state.showRejected) return false;
   return true;
 }
 
@@ -130,7 +132,7 @@ function applyFilters() {
       c.node.hidden = !vis;
       if (vis) {
         visibleChips++;
-        if (c.tag.status !== "rejected") {
+        if (isStanding(c.tag)) {
           const info = tagInfo(rubric, c.tag.tag);
           for (const [start, end] of evidenceRanges(row.seg.text, c.tag.evidence)) {
             ranges.push({ start, end, colour: info.colour, title: info.label });
@@ -148,7 +150,7 @@ function applyFilters() {
     li.hidden = Boolean(q && !li.textContent.toLowerCase().includes(q)) || state.onlyTagged;
   }
   const total = segRows.size;
-  $("counter").textContent = shown === total ? `${total} segments` : `${shown} of ${total} segments`;
+  $("counter").textContent = shown === total ? `${total} turns` : `${shown} of ${total} turns`;
 }
 
 function jumpTo(segId) {
@@ -202,7 +204,7 @@ function renderSummary() {
     el("ol", { class: "rv-quotes" }, s.quotes.map((q) => el("li", {},
       el("button", { type: "button", class: "rv-quote", dataset: { segmentId: q.segment_id || "" },
         onclick: () => q.segment_id && jumpTo(q.segment_id) },
-      el("span", { class: "rv-quote-meta" }, `${fmtTime(q.start_ms)} · ${q.speaker || "?"} · ${q.support > 1 ? q.support + " raters" : sourceName(q.source.startsWith("human:") ? q.source : q.source.startsWith("llm") ? "llm" : "rules") + ", " + q.status}`),
+      el("span", { class: "rv-quote-meta" }, `${fmtTime(q.start_ms)} · ${q.speaker || "?"} · ${q.support > 1 ? q.support + " raters" : sourceName(q.source_group) + ", " + q.status}`),
       el("span", { class: "rv-quote-text" }, `“${q.text}”`))))));
     box.append(card);
   }
@@ -213,7 +215,7 @@ function renderSummary() {
     const seg = n.at_ms !== null && n.at_ms !== undefined ? segmentAt(n.at_ms) : null;
     notes.append(el("li", {},
       seg ? jumpButton(n.at_ms, seg.id) : el("span", { class: "rv-muted" }, "—"), " ",
-      el("span", {}, n.text), n.by ? el("span", { class: "rv-note-by" }, ` — ${n.by}`) : ""));
+      el("span", {}, n.text), n.by ? el("span", { class: "rv-note-by" }, ` — ${actorName(n.by)}`) : ""));
   }
 }
 
@@ -248,8 +250,8 @@ function renderHeader() {
   document.title = `${title} · review`;
   $("title").textContent = title;
   const started = data.started_at ? new Date(data.started_at * 1000).toLocaleString() : "";
-  const standing = data.tags.filter((t) => t.status !== "rejected").length;
-  $("meta").textContent = [started, `${fmtTime(data.duration_ms)} long`, `${data.segments.length} segments`,
+  const standing = data.tags.filter(isStanding).length;
+  $("meta").textContent = [started, `${fmtTime(data.duration_ms)} long`, `${data.segments.length} turns`,
     `${standing} tags`, `rubric ${rubric.tags.length ? data.rubric.title || data.rubric_name : data.rubric_name}`,
     data.status === "live" ? "still live" : ""].filter(Boolean).join(" · ");
   const q = (extra) => `?session=${encodeURIComponent(params.session)}&token=${encodeURIComponent(params.token)}${extra || ""}`;
@@ -276,7 +278,15 @@ async function main() {
     toast(err.status === 401 ? "The access token was refused (401)." : err.message);
     return;
   }
+  // The review reads units (turns), not the fragments cut for latency.
+  data.fragments = data.segments;
+  data.segments = data.units || data.segments;
   data.segIndex = new Map(data.segments.map((s) => [s.id, s]));
+  data.unitOf = new Map();
+  for (const u of data.segments) {
+    data.unitOf.set(u.id, u.id);
+    for (const sid of u.segment_ids || []) data.unitOf.set(sid, u.id);
+  }
   rubric = rubricView(data.rubric);
   renderHeader();
   renderFilters();

@@ -22,6 +22,8 @@ import numpy as np
 
 from copilot.asr.commit import TimedWord
 from copilot.asr.device import DeviceChoice, select_device
+from copilot.asr.models import resolve_model
+from copilot.asr.options import DEFAULT_MODEL
 from copilot.errors import ModelError
 
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ class UtteranceResult:
     tokens: list[int] = field(default_factory=list)
 
 
-def load_model(name_or_path: str = "tiny.en", device: str = "auto", compute_type: str | None = None,
+def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", compute_type: str | None = None,
                *, cpu_threads: int | None = None) -> "WhisperModel":
     """Load a faster-whisper model from a local directory (resolved by name via `resolve_model`)."""
     choice = select_device(device, compute_type)
@@ -61,9 +63,7 @@ def load_model(name_or_path: str = "tiny.en", device: str = "auto", compute_type
 
 
 def _resolve(name_or_path: str) -> str:
-    from copilot.asr.models import resolve_model  # a local directory, or a clear ModelError
-
-    return resolve_model(name_or_path)
+    return resolve_model(name_or_path)  # a local directory, or a clear ModelError
 
 
 def _load(path: str, choice: DeviceChoice, cpu_threads: int | None) -> "WhisperModel":
@@ -130,8 +130,7 @@ def transcribe_utterance(
     hypotheses instead of searching (faster-whisper's fallback) and keeps the likeliest. Thread-safe: CTranslate2 releases the GIL and
     serialises calls on one model replica.
     """
-    from faster_whisper.transcribe import merge_punctuations
-    from faster_whisper.transcribe import get_ctranslate2_storage
+    from faster_whisper.transcribe import get_ctranslate2_storage, merge_punctuations
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:

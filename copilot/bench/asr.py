@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from copilot.cli.asr_options import add_asr_arguments
-from copilot.config import REPO_DIR
+from copilot.asr.options import add_asr_arguments
+from copilot.config import shared_data_dir
 
-SHARED_AUDIO = (REPO_DIR / ".." / "shared" / "data" / "audio").resolve()
+SHARED_AUDIO = shared_data_dir() / "audio"
 TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "turn_latency_median_s": 1.5, "rtf": 0.3,
            "peak_rss_mb": 700}
 
@@ -313,8 +313,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from copilot.asr.device import cpu_cores
+    from copilot.asr.engine import load_model
     from copilot.audio.file_source import FileSource
-    from copilot.cli.asr_options import load_model_from_args
 
     if args.files:
         cases = [Case(Path(f).stem, Path(f), None) for f in args.files]
@@ -322,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
             FileSource(case.path)  # fail fast, naming the file
     else:
         cases = default_cases()
-    model = load_model_from_args(args)
+    model = load_model(args.model, args.device, args.compute_type)
     device = getattr(model, "copilot_device", None)
     results: list[CaseResult] = []
     for case in cases:

@@ -4,7 +4,7 @@ Runs `copilot replay` (real-time pace, tiny.en, rules tagger) as a separate proc
 user would, connects N websocket clients to its session and measures:
 - end of utterance -> final segment at a client: the reference end of each spoken turn (the demo's
   script gives it; for another file, the segment's last word) placed on the wall clock with the
-  session's `audio started` status, to the moment the turn's last segment arrives;
+  session's `audio_clock` control event, to the moment the turn's last segment arrives;
 - segment -> its tags: the arrival of a `tag.proposed` minus the arrival of its segment;
 - fan-out: for every stored event and every client, arrival time minus the event's creation time.
 Targets (2-core CPU, tiny.en): latency median <= 1.5 s and p95 <= 3 s, tags median <= 100 ms,
@@ -25,7 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from copilot.cli.asr_options import DEFAULT_MODEL
+from copilot.asr.options import add_asr_arguments
+from copilot.bench.asr import percentile
+from copilot.errors import CopilotError
+
+# `copilot` imports this module to register `bench pipeline`, so what only a run needs is
+# imported in the functions below: pydantic's events alone took `import copilot.cli` from
+# 0.14 s to 2.3 s here (python -X importtime), the root (FastAPI, spaCy, the recognizer) seconds more.
 
 TARGETS = {
     "utterance_to_segment_median_s": 1.5,
@@ -39,8 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--file", default=None, help="recording to replay (default: the bundled demo interview)")
     p.add_argument("--speed", type=float, default=1.0, help="replay pace (default real time)")
     p.add_argument("--clients", type=int, default=50, help="websocket clients on the session (default 50)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--asr-device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_asr_arguments(p, device_flag="--asr-device")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--fanout-events", type=int, default=200,
                    help="events for the isolated fan-out run (no ASR running; default %(default)s)")
@@ -53,8 +58,6 @@ def _demo() -> tuple[Path, list[dict[str, Any]] | None]:
 
 
 def _summary(xs: list[float]) -> dict[str, float | int]:
-    from copilot.bench.asr import percentile  # one p95 rule for every bench
-
     return {"n": len(xs), "median": statistics.median(xs) if xs else float("nan"),
             "p95": percentile(xs, 0.95), "max": max(xs) if xs else float("nan")}
 
@@ -87,6 +90,8 @@ async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
                                data: str) -> list[list[tuple[float, dict[str, Any]]]]:
     cmd = [sys.executable, "-m", "copilot", "replay", str(path), "--no-browser", "--exit-when-done",
            "--speed", str(args.speed), "--data-dir", data, "--model", args.model, "--asr-device", args.asr_device]
+    if args.compute_type:
+        cmd += ["--compute-type", args.compute_type]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "COPILOT_TOKEN": token})
@@ -122,8 +127,8 @@ async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
 def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[str, Any]] | None,
              speed: float, path: Path) -> dict[str, Any]:
     first = sinks[0]
-    t0 = next((m["data"]["details"]["audio_t0"] for _, m in first
-               if m["type"] == "status" and m["data"].get("message") == "audio started"), None)
+    t0 = next((m["data"]["audio_t0"] for _, m in first
+               if m["type"] == "control" and m["data"].get("kind") == "audio_clock"), None)
     if t0 is None:
         raise RuntimeError("the session never reported its audio clock")
     seg_arrival: dict[str, float] = {}
@@ -156,7 +161,7 @@ def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[s
     for sink in sinks:
         live = False
         for t, m in sink:
-            if m["type"] == "status" and m["data"].get("message") == "caught-up":
+            if m["type"] == "control" and m["data"].get("kind") == "caught_up":
                 live = True
                 continue
             if live and m["seq"] is not None:
@@ -191,21 +196,15 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
 
     Separates the server's own fan-out cost from CPU contention with the recognizer.
     """
-
     from copilot.events import Event, Segment, SessionStarted, Word
-    from copilot.server.app import create_app
+    from copilot.runtime import Runtime, RuntimeConfig
     from copilot.server.runner import ServerThread
-    from copilot.session.bus import Bus
-    from copilot.session.log import SessionLog
-    from copilot.session.store import SessionStore
 
     tmp = tempfile.TemporaryDirectory(prefix="copilot-bench-fanout-")
-    store = SessionStore(tmp.name)
-    bus = Bus()
-    log = SessionLog(store, bus)
-    token = "bench-" + os.urandom(8).hex()
-    sid = store.create_session(SessionStarted(title="fan-out bench"))
-    with ServerThread(create_app(store, bus, token, session_log=log)) as srv:
+    rt = Runtime(RuntimeConfig(data_dir=tmp.name, token="bench-" + os.urandom(8).hex()))
+    log, token = rt.log, rt.token
+    sid = rt.store.create_session(SessionStarted(title="fan-out bench"))
+    with ServerThread(rt.app()) as srv:
         url = f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={token}"
         proc = subprocess.Popen([sys.executable, "-m", "copilot.bench.ws_clients", url, str(clients), str(events)],
                                 stdout=subprocess.PIPE, text=True)
@@ -219,7 +218,7 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
             log.record(Event.of(sid, seg))
             time.sleep(1 / rate_hz)
         out, _ = proc.communicate(timeout=120)
-    store.close()
+    rt.close()
     tmp.cleanup()
     delays = json.loads(out.strip().splitlines()[-1])
     return {"rate_hz": rate_hz, "events": events, **_summary(delays)}
@@ -227,8 +226,6 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
 
 def run(args: argparse.Namespace) -> int:
     if args.clients < 1:
-        from copilot.errors import CopilotError
-
         raise CopilotError("--clients must be at least 1")
     result = asyncio.run(_measure(args))
     if args.fanout_events > 0:

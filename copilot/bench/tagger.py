@@ -13,12 +13,12 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from copilot.config import REPO_DIR
+from copilot.config import shared_data_dir
 
-AMI = (REPO_DIR / ".." / "shared" / "data" / "dialogue_acts" / "ami_ES2002d.jsonl").resolve()
-MODES = ("rules-only", "classifier-only", "combined")
+AMI = shared_data_dir() / "dialogue_acts" / "ami_ES2002d.jsonl"
+MODES: tuple[Literal["rules-only", "classifier-only", "combined"], ...] = ("rules-only", "classifier-only", "combined")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def ami_items(path: Path = AMI):
     """AMI dialogue acts as labelled items, each with the previous act as context."""
     from copilot.tagging.textcat import LabelledItem
 
-    items = []
+    items: list[LabelledItem] = []
     prev: dict[str, Any] | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():

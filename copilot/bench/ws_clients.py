@@ -23,7 +23,7 @@ async def _one(url: str, count: int, ready: asyncio.Event, delays: list[float]) 
             t = time.time()
             msg = json.loads(raw)
             if not live:
-                if msg["type"] == "status" and msg["data"].get("message") == "caught-up":
+                if msg["type"] == "control" and msg["data"].get("kind") == "caught_up":
                     live = True
                     ready.set()
                 continue

@@ -1,7 +1,9 @@
 """`copilot` command line: one module per command group, each registering its subcommands.
 
 Heavy imports (faster-whisper, spaCy, litellm, FastAPI) happen inside the handlers, so
-`copilot --help` and bad-argument errors are instant.
+`copilot --help` and bad-argument errors are instant: measured on a busy 2-core machine, spaCy took 1.7-3.5 s,
+faster_whisper 2.4 s, the FastAPI app 1.3 s and litellm many seconds, against 0.14 s for this
+package (`python -X importtime`). tests/test_import_graph.py checks that none of them is loaded.
 """
 
 from __future__ import annotations

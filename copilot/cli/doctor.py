@@ -46,7 +46,7 @@ def check_python() -> list[Check]:
 
 def check_models() -> list[Check]:
     from copilot.asr.models import list_models
-    from copilot.cli.asr_options import DEFAULT_MODEL
+    from copilot.asr.options import DEFAULT_MODEL
 
     rows = []
     for row in list_models():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from copilot.fileio import write_text_atomic
 
@@ -48,7 +47,7 @@ def _store(args: argparse.Namespace):
 
 def _view(store, session_id: str):
     from copilot.errors import SessionError
-    from copilot.review.fold import fold
+    from copilot.session.fold import fold
 
     if not store.exists(session_id):
         raise SessionError(f"no session {session_id}")
@@ -71,19 +70,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from copilot.errors import CopilotError, RubricError
     from copilot.review.rubric_info import rubric_tags
-    from copilot.review.tags_io import TagFileError, import_tags
+    from copilot.review.tags_io import import_tags, read_tag_file
 
-    if args.file == "-":
-        text, name = sys.stdin.read(), "stdin"
-    else:
-        path = Path(args.file)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TagFileError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TagFileError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-        name = str(path)
+    text, name = read_tag_file(args.file)  # refused past the size limit before it is read whole
     with _store(args) as store:
         info = store.session_info(args.session)
         try:

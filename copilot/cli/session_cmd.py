@@ -1,10 +1,10 @@
-"""`copilot live`, `copilot replay`, `copilot serve`, `copilot sessions list|export|delete|end`."""
+"""`copilot live`, `copilot replay`, `copilot serve`, `copilot sessions list|export|delete|end|refine`."""
 
 from __future__ import annotations
 
 import argparse
 
-from copilot.cli.asr_options import DEFAULT_MODEL
+from copilot.asr.options import add_asr_arguments
 from copilot.fileio import write_text_atomic
 
 SPEAKERS_DEFAULT = "interviewer,candidate"
@@ -17,6 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--system-device", metavar="NAME", default=None,
                       help="second input carrying the call's audio (the candidate), e.g. a monitor source")
     live.add_argument("--speakers", default=SPEAKERS_DEFAULT, help="names per channel (default %(default)s)")
+    live.add_argument("--browser", action="store_true",
+                      help="capture in the browser instead: the start page takes the microphone and the call's "
+                           "tab audio (no loopback device needed; see docs/capture.md)")
+    live.add_argument("--consent-confirmed", action="store_true",
+                      help="the candidate was told about the recording and agreed (else you are asked; "
+                           "--browser asks on its start page)")
+    live.add_argument("--consent-notice", metavar="TEXT", default=None,
+                      help="the notice the candidate is given, stored with the confirmation "
+                           "(default: COPILOT_CONSENT_NOTICE or a built-in one)")
     _pipeline_args(live)
     live.set_defaults(handler=_live)
 
@@ -24,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("file", nargs="?", metavar="FILE", help="audio file (any format; stereo = two speakers)")
     replay.add_argument("--demo", action="store_true", help="replay the bundled demo interview")
     replay.add_argument("--speed", type=float, default=1.0, help="pace: 1.0 = real time, 2.0 = twice as fast")
+    replay.add_argument("--no-pace", action="store_true",
+                        help="no live pacing: feed the recording as fast as the ASR takes it (scripts, tests)")
     replay.add_argument("--speakers", default=None, help="names per channel (default: interviewer,candidate)")
     replay.add_argument("--exit-when-done", action="store_true",
                         help="stop serving when the replay ends (default: keep serving until Ctrl-C)")
@@ -34,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _server_args(serve)
     serve.set_defaults(handler=_serve)
 
-    sessions = sub.add_parser("sessions", help="list, export, end or delete stored sessions")
+    sessions = sub.add_parser("sessions", help="list, export, end, refine, delete or purge stored sessions")
     which = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = which.add_parser("list", help="list sessions, newest first")
     ls.add_argument("--json", action="store_true", help="one JSON array")
@@ -50,11 +61,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     rm.add_argument("session_id", metavar="ID")
     rm.add_argument("--data-dir", metavar="DIR", default=None)
     rm.set_defaults(handler=_sessions_delete)
+    purge = which.add_parser("purge", help="delete sessions older than a number of days (events and audio)")
+    purge.add_argument("--older-than", type=float, metavar="DAYS", default=None,
+                       help="age in days since the session's last activity (default: the configured "
+                            "retention_days)")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    purge.add_argument("--data-dir", metavar="DIR", default=None)
+    purge.set_defaults(handler=_sessions_purge)
     end = which.add_parser("end", help="close a session left live (e.g. after a crash)")
     end.add_argument("session_id", metavar="ID")
     end.add_argument("--reason", default="closed after interruption")
     end.add_argument("--data-dir", metavar="DIR", default=None)
     end.set_defaults(handler=_sessions_end)
+    refine = which.add_parser("refine", help="decode an ended session's kept audio again with a bigger model, "
+                                             "as new revisions of its turns (docs/turns.md)")
+    refine.add_argument("session_id", metavar="ID")
+    refine.add_argument("--model", default="base",
+                        help="model name from `copilot models` or a model directory (default %(default)s)")
+    refine.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where the ASR runs (default %(default)s: CUDA when available)")
+    refine.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    refine.add_argument("--data-dir", metavar="DIR", default=None)
+    refine.set_defaults(handler=_sessions_refine)
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
@@ -72,12 +100,15 @@ def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", metavar="MODEL", default=None,
                    help="litellm model that refines the rules tags, e.g. openai/gpt-4o-mini, ollama/llama3.1")
     p.add_argument("--api-base", metavar="URL", default=None, help="OpenAI-compatible server for --llm")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="ASR model name or directory (default %(default)s)")
-    p.add_argument("--asr-device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the ASR runs (default %(default)s: CUDA when available)")
-    p.add_argument("--compute-type", default=None, help="CTranslate2 compute type (default: by device)")
+    p.add_argument("--redact", action=argparse.BooleanOptionalAction, default=None,
+                   help="replace emails, phone numbers, URLs and long digit strings by placeholders in text "
+                        "sent to the LLM (default: on for a remote endpoint, off for one on this machine)")
+    add_asr_arguments(p, device_flag="--asr-device")  # --device is the microphone here
     p.add_argument("--no-turns", action="store_true",
                    help="fragments only: do not settle and re-decode turns (docs/turns.md)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="transcribe both channels as they are, even where one is the other's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--keep-audio", action="store_true",
                    help="store the session's audio as FLAC beside the log (for review playback)")
     p.add_argument("--title", default=None, help="session title")
@@ -151,7 +182,48 @@ def _sessions_delete(args: argparse.Namespace) -> int:
 
 
 def _sessions_end(args: argparse.Namespace) -> int:
+    from copilot.session.audio_keeper import recover_recording
+
     with _store(args) as store:
+        store.session_info(args.session_id)  # a clear error for an unknown id
+        # A run killed with --keep-audio left its raw recording: it becomes the session's FLAC.
+        flac = recover_recording(store.audio_path(args.session_id))
         ev = store.end_session(args.session_id, reason=args.reason)
-    print(f"ended {args.session_id} (seq {ev.seq})")
+    print(f"ended {args.session_id} (seq {ev.seq})" + (f"; audio kept in {flac}" if flac else ""))
+    return 0
+
+
+def _sessions_purge(args: argparse.Namespace) -> int:
+    import time
+
+    from copilot.config import retention_days
+    from copilot.errors import CopilotError
+    from copilot.session.retention import purge
+
+    days = args.older_than if args.older_than is not None else retention_days()
+    if days is None:
+        raise CopilotError("give --older-than DAYS, or set retention_days in the config file "
+                           "(docs/security.md)")
+    if not days > 0 or days == float("inf"):
+        raise CopilotError(f"--older-than must be more than 0 days, not {days}")
+    with _store(args) as store:
+        gone = purge(store, days, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for e in gone:
+        when = time.strftime("%Y-%m-%d", time.localtime(e.last_activity))
+        print(f"{verb} {e.session_id}  last active {when} ({e.age_days:.0f} days)  {e.title}")
+    print(f"{verb} {len(gone)} session(s) older than {days:g} days")
+    return 0
+
+
+def _sessions_refine(args: argparse.Namespace) -> int:
+    import sys
+
+    from copilot.session.refine import refine_session
+
+    with _store(args) as store:
+        summary = refine_session(store, args.session_id, model=args.model, device=args.asr_device,
+                                 compute_type=args.compute_type,
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(summary.line())
     return 0

@@ -17,8 +17,18 @@ import webbrowser
 from pathlib import Path
 from typing import Any, Callable
 
+from copilot.asr.options import DEFAULT_MODEL, AsrOptions
+from copilot.audio.base import AudioSource
+from copilot.audio.demo import DEMO_AUDIO, DEMO_SPEAKERS, DEMO_TITLE
+from copilot.audio.device_source import DeviceSource
+from copilot.audio.file_source import FileSource, parse_speakers
+from copilot.cli.consent_prompt import confirm_consent
 from copilot.errors import CopilotError
-from copilot.events import SessionStarted, Status
+from copilot.events import Status
+from copilot.runtime import Runtime, RuntimeConfig
+from copilot.server import runner
+from copilot.session.consent import consent_notice, record_consent
+from copilot.session.pipeline import Transcriber
 
 log = logging.getLogger("copilot.cli.session_run")
 
@@ -42,119 +52,56 @@ def _open_browser(url: str, no_browser: bool) -> None:
         pass
 
 
-class _Parts:
-    """Everything a live or replay run needs, built (and validated) before the session starts."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from copilot.session.bus import Bus
-        from copilot.session.log import SessionLog
-        from copilot.session.store import SessionStore, default_store_path
-        from copilot.server.auth import new_token
-
-        self.args = args
-        self.store = SessionStore(default_store_path(args.data_dir))
-        self.bus = Bus()
-        self.log = SessionLog(self.store, self.bus)
-        self.token = new_token()
-        self.rubric: Any = None
-        self.rubric_name = args.rubric
-        self.tagger: Any = None
-        self.llm_tagger: Any = None
-
-    def load_tagging(self) -> None:
-        from copilot.tagging.rubric import load_rubric
-        from copilot.tagging.rules import RulesTagger
-
-        self.rubric = load_rubric(self.args.rubric)
-        self.tagger = RulesTagger(self.rubric)
-        if self.args.llm:
-            from copilot.tagging.select import build_tagger
-
-            self.llm_tagger = build_tagger("llm", self.rubric, self.args.llm, self.args.api_base)
-
-    def refiner_factory(self) -> Callable[[Any], Any] | None:
-        if self.llm_tagger is None:
-            return None
-        from copilot.tagging.hybrid import LLMRefiner
-
-        llm = self.llm_tagger
-        return lambda emit: LLMRefiner(llm, emit)
-
-    def transcriber(self, speakers: list[str]) -> Any:
-        from copilot.asr.engine import load_model
-        from copilot.asr.streaming import StreamingTranscriber
-
-        model = load_model(self.args.model, self.args.asr_device, self.args.compute_type)
-        fragments = StreamingTranscriber(model, speakers, realtime=True)
-        if self.args.no_turns:
-            return fragments
-        from copilot.asr.turns import TurnTranscriber
-
-        return TurnTranscriber(fragments, model_name=Path(self.args.model).name)
-
-    def open_session(self, *, mode: str, title: str, speakers: list[str], source: str) -> tuple[str, int]:
-        """Create the session, or take up `--continue ID`. Returns (id, audio offset ms)."""
-        cid = self.args.continue_id
-        if cid:
-            self.store.continue_session(cid)
-            segs = self.store.segments(cid)
-            offset = max((s["end_ms"] for s in segs), default=0) + 1000
-            self.log.record_payload(cid, Status(
-                component="server", message="session continued after an interruption",
-                details={"offset_ms": offset, "source": source}))
-            return cid, offset
-        config = {
-            "model": self.args.model, "asr_device": self.args.asr_device, "llm": self.args.llm,
-            "keep_audio": bool(self.args.keep_audio),
-        }
-        rubric_id = self.rubric.id or self.rubric_name
-        # Store the name the user gave when it is a path, so the server can load the same file.
-        rubric_ref = self.rubric_name if Path(self.rubric_name).suffix in (".yaml", ".yml") else rubric_id
-        sid = self.store.create_session(SessionStarted(
-            title=title, mode=mode, rubric=rubric_ref, speakers=speakers, source=source, config=config))
-        return sid, 0
+def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
+    """The root's config from `live` / `replay` / `serve` options (serve has no pipeline options)."""
+    return RuntimeConfig(
+        data_dir=args.data_dir, host=args.host,
+        rubric=getattr(args, "rubric", "default"), llm=getattr(args, "llm", None),
+        api_base=getattr(args, "api_base", None),
+        asr=AsrOptions(getattr(args, "model", DEFAULT_MODEL), getattr(args, "asr_device", "auto"),
+                       getattr(args, "compute_type", None)),
+        keep_audio=bool(getattr(args, "keep_audio", False)),
+        turns=not getattr(args, "no_turns", False),
+        echo_gate=getattr(args, "echo_gate", True),
+        # --redact / --no-redact; unset: on for a remote LLM endpoint (tagging/redact.py)
+        llm_options={"redact": args.redact} if getattr(args, "redact", None) is not None else {},
+    )
 
 
-async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str, offset_ms: int,
-                       live_device: bool, speed: float, exit_when_done: bool) -> int:
-    from copilot.server import runner
-    from copilot.server.app import create_app
-    from copilot.session.pipeline import Pipeline
-
-    args = parts.args
+async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSource, transcriber: Transcriber, *,
+                       sid: str, offset_ms: int, live_device: bool, speed: float, exit_when_done: bool,
+                       attach: Callable[[Any, Callable[[], None]], str] | None = None) -> int:
     # The ASR worker thread holds the GIL in bursts (VAD, numpy); with the default 5 ms switch
     # interval, the loop thread fanning one event out to many websockets can wait 5 ms per hop.
     sys.setswitchinterval(0.001)
     loop = asyncio.get_running_loop()
-    parts.bus.bind(loop)
+    rt.bus.bind(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    keeper = None
-    if args.keep_audio:
-        from copilot.session.audio_keeper import AudioKeeper
+    keeper = rt.keeper(sid, len(source.speakers))
+    rt.log.record_payload(sid, Status(component="tagger", message="tagging with rules",
+                                      tagger=rt.tagging().tagger.name))
 
-        keeper = AudioKeeper(parts.store.audio_path(sid), len(source.speakers))
-    parts.log.record_payload(sid, Status(component="tagger", message="tagging with rules", tagger=parts.tagger.name))
-
-    app = create_app(parts.store, parts.bus, parts.token, session_log=parts.log,
-                     extra_hosts=frozenset({args.host}) if args.host not in ("127.0.0.1", "localhost") else frozenset())
+    app = rt.app()
     server, server_task, port = await runner.start(app, args.host, args.port)
     host = "127.0.0.1" if args.host in ("127.0.0.1", "0.0.0.0", "::") else args.host
-    url = f"http://{host}:{port}/panel.html?session={sid}&token={parts.token}"
+    url = f"http://{host}:{port}/panel.html?session={sid}&token={rt.token}"
     _say(f"COPILOT_SESSION={sid}")
     _say(f"COPILOT_PORT={port}")
     _say(f"COPILOT_URL={url}")
     _say(f"Side panel: {url}")
+    first_page = url
+    if attach is not None:  # browser capture: the start page is what the user opens first
+        first_page = f"http://{host}:{port}/{attach(app, stop.set)}"
+        _say(f"COPILOT_CAPTURE_URL={first_page}")
+        _say(f"Capture page (open it, confirm consent, pick the microphone and the call's tab): {first_page}")
     _say("Press Ctrl-C to stop.")
-    _open_browser(url, args.no_browser)
+    _open_browser(first_page, args.no_browser)
 
-    pipeline = Pipeline(
-        session_id=sid, log=parts.log, source=source, transcriber=transcriber, tagger=parts.tagger,
-        refiner_factory=parts.refiner_factory(), keeper=keeper, live_device=live_device, speed=speed,
-        offset_ms=offset_ms, turns=not args.no_turns,
-    )
+    pipeline = rt.pipeline(sid, source, transcriber, keeper=keeper, live_device=live_device, speed=speed,
+                           offset_ms=offset_ms)
     pipe_task = asyncio.create_task(pipeline.run())
     stop_task = asyncio.create_task(stop.wait())
     user_stopped = False
@@ -187,15 +134,11 @@ async def _run_session(parts: _Parts, source: Any, transcriber: Any, *, sid: str
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from copilot.audio.file_source import FileSource, parse_speakers
-
     if args.speed <= 0:
         raise CopilotError(f"--speed must be > 0, not {args.speed}")
     if args.demo and args.file:
         raise CopilotError("give either FILE or --demo, not both")
     if args.demo:
-        from copilot.audio.demo import DEMO_AUDIO, DEMO_SPEAKERS, DEMO_TITLE
-
         path = Path(DEMO_AUDIO)
         title = args.title or DEMO_TITLE
         args.speakers = args.speakers or ",".join(DEMO_SPEAKERS)
@@ -205,65 +148,98 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         raise CopilotError("replay needs a FILE (or --demo)")
     speakers = parse_speakers(args.speakers)
-    source = FileSource(path, realtime=True, speakers=speakers, speed=args.speed)
+    pace = not args.no_pace
+    source = FileSource(path, realtime=pace, speakers=speakers, speed=args.speed)
     if speakers is None and len(source.speakers) == 2:
         source.speakers = ["interviewer", "candidate"]  # a stereo call recording: mic left, call right
-    parts = _Parts(args)
-    parts.load_tagging()
-    # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
-    transcriber = parts.transcriber(list(source.speakers))
-    sid, offset = parts.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path))
+    rt = Runtime(runtime_config(args))
     try:
-        return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=False,
+        # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
+        rt.tagging()
+        transcriber = rt.transcriber(list(source.speakers), realtime=pace)
+        sid, offset = rt.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path),
+                                      continue_id=args.continue_id)
+        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=False,
                                         speed=args.speed, exit_when_done=args.exit_when_done))
     finally:
         source.close()
-        parts.store.close()
+        rt.close()
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from copilot.audio.device_source import DeviceSource
-    from copilot.audio.file_source import parse_speakers
-
+    if getattr(args, "browser", False):
+        return _run_live_browser(args)
     speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
-    parts = _Parts(args)
-    parts.load_tagging()
-    transcriber = parts.transcriber(speakers)
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    method, by = confirm_consent(notice, confirmed=getattr(args, "consent_confirmed", False))
+    rt = Runtime(runtime_config(args))
+    try:
+        rt.tagging()
+        transcriber = rt.transcriber(speakers)
+    except BaseException:
+        rt.close()
+        raise
     source = DeviceSource(args.device, args.system_device, speakers=speakers)
     title = args.title or "Live interview"
     desc = args.device or "default input"
     if args.system_device:
         desc += f" + {args.system_device}"
     try:
-        sid, offset = parts.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc)
-        return asyncio.run(_run_session(parts, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
+        sid, offset = rt.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc,
+                                      continue_id=args.continue_id)
+        record_consent(rt.log, sid, by=by, notice=notice, method=method)  # before the device starts
+        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
                                         speed=1.0, exit_when_done=True))
     finally:
         source.close()
-        parts.store.close()
+        rt.close()
+
+
+def _run_live_browser(args: argparse.Namespace) -> int:
+    """`copilot live --browser`: the capture page feeds a BrowserSource once consent is stored."""
+    from copilot.audio.browser_source import BrowserSource
+    from copilot.audio.file_source import parse_speakers
+    from copilot.server.capture import CaptureHub
+    from copilot.session.consent import consent_notice, default_confirmer, record_consent
+
+    if args.device or args.system_device:
+        raise CopilotError("--browser captures in the browser; --device and --system-device are for device capture")
+    speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
+    if len(speakers) != 2:
+        raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
+    notice = consent_notice(getattr(args, "consent_notice", None))
+    rt = Runtime(runtime_config(args))
+    source = BrowserSource(speakers)
+    try:
+        rt.tagging()
+        transcriber = rt.transcriber(speakers)
+        sid, offset = rt.open_session(mode="live", title=args.title or "Live interview", speakers=speakers,
+                                      source="browser")
+        if getattr(args, "consent_confirmed", False):  # else the capture page asks
+            record_consent(rt.log, sid, by=default_confirmer(), notice=notice, method="flag")
+
+        def attach(app: Any, stop: Callable[[], None]) -> str:
+            app.state.capture_hubs = {sid: CaptureHub(sid, source, rt.log, notice, on_stop=stop)}
+            return f"capture.html?session={sid}&token={rt.token}"
+
+        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
+                                        speed=1.0, exit_when_done=True, attach=attach))
+    finally:
+        source.close()
+        rt.close()
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from copilot.server.auth import new_token
-    from copilot.session.bus import Bus
-    from copilot.session.log import SessionLog
-    from copilot.session.store import SessionStore, default_store_path
-
-    store = SessionStore(default_store_path(args.data_dir))
-    bus = Bus()
-    token = new_token()
+    rt = Runtime(runtime_config(args))
+    store, token = rt.store, rt.token
 
     async def main() -> int:
-        from copilot.server import runner
-        from copilot.server.app import create_app
-
         loop = asyncio.get_running_loop()
-        bus.bind(loop)
+        rt.bus.bind(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        app = create_app(store, bus, token, session_log=SessionLog(store, bus))
-        server, task, port = await runner.start(app, args.host, args.port)
+        server, task, port = await runner.start(rt.app(), args.host, args.port)
         base = f"http://127.0.0.1:{port}"
         _say(f"COPILOT_PORT={port}")
         sessions = store.list_sessions()
@@ -290,5 +266,4 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(main())
     finally:
-        store.close()
-
+        rt.close()

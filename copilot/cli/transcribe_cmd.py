@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Iterable, TextIO
 
-from copilot.cli.asr_options import add_asr_arguments
+from copilot.asr.options import add_asr_arguments
 from copilot.fileio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace, as if live")
     p.add_argument("--speakers", default=None, metavar="A,B",
                    help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
+    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
+                   help="stereo: transcribe each channel as it is, even where it is the other channel's echo "
+                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
     p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
     p.add_argument("--layer", choices=("turns", "fragments"), default=None,
                    help="turns: one entry per settled turn, decoded as a whole; fragments: the pieces cut "
@@ -42,22 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from copilot.asr.engine import load_model
     from copilot.asr.streaming import transcribe_stream
     from copilot.asr.turns import transcribe_turns
     from copilot.audio.file_source import FileSource
-    from copilot.cli.asr_options import load_model_from_args
     from copilot.events import PartialSegment, Segment, Turn
 
     # Input first (decoding fails fast and names the file), then the model.
     source = FileSource(args.file, realtime=args.realtime, speakers=args.speakers)
-    model = load_model_from_args(args)
+    model = load_model(args.model, args.device, args.compute_type)
     live = args.output is None and args.format in ("jsonl", "text")
     layer = args.layer or ("fragments" if args.format == "jsonl" else "turns")
     wanted = Turn if layer == "turns" else Segment
-    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, emit_partials=args.partials,
-                               realtime=args.realtime)
-              if layer == "turns" else
-              transcribe_stream(source, model, emit_partials=args.partials, realtime=args.realtime))
+    options = {"emit_partials": args.partials, "realtime": args.realtime, "echo_gate": args.echo_gate}
+    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, **options)
+              if layer == "turns" else transcribe_stream(source, model, **options))
     segments: list[Segment | Turn] = []
     out = sys.stdout
     for item in stream:

@@ -1,9 +1,11 @@
 """Inter-rater agreement on one session: who tagged which segments, and how often raters agree.
 
-Units are the session's final segments. For each rubric tag, each rater gives each unit a
-binary label: 1 when one of the rater's tags with that tag id overlaps the segment in time
-(or lists the segment's id), 0 otherwise, and "missing" (NaN) for segments outside the part
-of the recording the rater declared they reviewed (a tag file's `coverage`).
+Units are the session's turns (`SessionView.units`: settled turns, plus any fragment no turn
+settled). For each rubric tag, each rater gives each unit a binary label: 1 when one of the
+rater's tags with that tag id marks it (`marked_units`: the turn holding the fragments the tag
+lists, else the turn at its moment; one unit per tag, so consecutive turns never share a tag),
+0 otherwise, and "missing" (NaN) for units outside the part of the recording the rater declared
+they reviewed (a tag file's `coverage`).
 
 Raters (see docs/calibration.md for the full rules):
 - `human:<name>`: the tags that person added, plus the copilot tags they confirmed or
@@ -28,8 +30,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from copilot.events import Event, Segment
-from copilot.review.fold import SessionView, TagState, fold
+from copilot import actors
+from copilot.events import Event
+from copilot.session.fold import SessionView, TagState, Unit, fold
 
 COVERAGE_COMPONENT = "calibration"  # status events that record a tag-file import and its coverage
 
@@ -37,23 +40,9 @@ COVERAGE_COMPONENT = "calibration"  # status events that record a tag-file impor
 # --- raters and their claims ------------------------------------------------------------------------
 
 
-def rater_of_source(source: str) -> str:
-    """The rater a tag's `source` (or an update's `by`) speaks for."""
-    if source in ("rules", "copilot:rules") or source.startswith("rules"):
-        return "copilot:rules"
-    if source.startswith("llm") or source == "copilot:llm":
-        return "copilot:llm"
-    if source.startswith("human:") or source.startswith("copilot:"):
-        return source
-    return f"human:{source}" if source else "human:interviewer"
-
-
 def normalize_rater(name: str) -> str:
     """What a user types on the command line (`alice`, `rules`, `llm`, `human:alice`) -> rater id."""
-    name = name.strip()
-    if name in ("rules", "llm"):
-        return f"copilot:{name}"
-    return rater_of_source(name)
+    return actors.rater(name.strip())
 
 
 @dataclass
@@ -92,15 +81,24 @@ def raters_seen(view: SessionView) -> list[str]:
 
 
 def _verdicts(state: TagState) -> dict[str, str | None]:
-    """rater -> the tag id that rater asserts for this tag (None = the rater rejected it)."""
+    """rater -> the tag id that rater asserts for this tag (None = the rater does not assert it)."""
     label = state.original_tag
-    verdicts: dict[str, str | None] = {rater_of_source(state.source): label}
+    verdicts: dict[str, str | None] = {actors.rater(state.source): label}
+    human_ruled = state.kind == "tag.added"
     for upd in state.history:
-        if upd.tag is not None:
+        own = upd.tag if upd.tag is not None else label
+        # The tag id others endorse follows the fold: a machine relabel after a person's verdict
+        # is the machine's own claim only.
+        if upd.tag is not None and (actors.is_human(upd.by) or not human_ruled):
             label = upd.tag
-        rater = rater_of_source(upd.by)
+        human_ruled = human_ruled or actors.is_human(upd.by)
         # "proposed" from another rater is a demotion (the LLM disputing a rules tag): not endorsed.
-        verdicts[rater] = None if upd.status in ("rejected", "proposed") else label
+        # From the tag's own source it is that tagger carrying its tag onto the settled turn.
+        demoted = upd.status == "proposed" and actors.rater(upd.by) != actors.rater(state.source)
+        verdicts[actors.rater(upd.by)] = None if demoted or upd.status in ("rejected", "retracted") else own
+    if state.status == "retracted":
+        # Withdrawn by the machine before anyone ruled on it: nobody's vote.
+        return dict.fromkeys(verdicts)
     return verdicts
 
 
@@ -121,29 +119,39 @@ def coverage_by_rater(view: SessionView) -> dict[str, tuple[int | None, int | No
 # --- unit labels ------------------------------------------------------------------------------------
 
 
-def marked_units(claim: Claim, units: Sequence[Segment]) -> set[int]:
-    """Indices of the units a claim marks: listed segment ids, plus time overlap.
+def marked_units(claim: Claim, units: Sequence[Unit]) -> set[int]:
+    """The unit a claim marks (one at most: a tag never marks two turns).
 
-    A point claim (start == end, a hotkey pressed at a moment) marks the segment containing
-    that moment, or else the last segment that began before it (what the rater reacted to).
+    The unit holding the fragments (or turn) it lists; if it lists several units' fragments, the
+    one it overlaps most in time. With no known ids, a point claim (start == end, a hotkey pressed
+    at a moment) marks the unit containing that moment (the latest to start, when two channels
+    overlap), or else the last unit that began before it (what the rater reacted to); a span claim
+    marks the unit it overlaps most.
     """
-    idx = {u.id: i for i, u in enumerate(units)}
-    hit = {idx[s] for s in claim.segment_ids if s in idx}
+    where: dict[str, int] = {}
+    for i, u in enumerate(units):
+        where[u.id] = i
+        for sid in u.segment_ids:
+            where[sid] = i
+    listed = list(dict.fromkeys(where[s] for s in claim.segment_ids if s in where))
+    if len(listed) == 1:
+        return set(listed)
+    candidates = listed or list(range(len(units)))
     if claim.end_ms > claim.start_ms:
-        hit |= {i for i, u in enumerate(units) if claim.start_ms < u.end_ms and claim.end_ms > u.start_ms}
-    else:
-        t = claim.start_ms
-        inside = [i for i, u in enumerate(units) if u.start_ms <= t < u.end_ms]
-        if inside:
-            hit |= set(inside)
-        elif not hit:
-            before = [i for i, u in enumerate(units) if u.start_ms <= t]
-            if before:
-                hit.add(before[-1])
-    return hit
+        overlap = {i: min(claim.end_ms, units[i].end_ms) - max(claim.start_ms, units[i].start_ms) for i in candidates}
+        best = max(candidates, key=lambda i: (overlap[i], -i), default=None)
+        if best is not None and (overlap[best] > 0 or listed):
+            return {best}
+        return set()
+    t = claim.start_ms
+    inside = [i for i in candidates if units[i].start_ms <= t < units[i].end_ms]
+    if inside:
+        return {max(inside, key=lambda i: units[i].start_ms)}
+    before = [i for i in candidates if units[i].start_ms <= t]
+    return {before[-1]} if before else set()
 
 
-def label_matrix(units: Sequence[Segment], claims: dict[str, list[Claim]], raters: Sequence[str],
+def label_matrix(units: Sequence[Unit], claims: dict[str, list[Claim]], raters: Sequence[str],
                  tags: Sequence[str], coverage: dict[str, tuple[int | None, int | None]] | None = None,
                  ) -> dict[str, np.ndarray]:
     """tag -> float array [rater, unit] of 1.0 / 0.0 / NaN (not covered by that rater)."""
@@ -308,7 +316,7 @@ class Calibration:
             "session_id": self.session_id,
             "raters": self.raters,
             "units": self.units,
-            "unit": "segment.final",
+            "unit": "turn",
             "tags": [t.to_json() for t in self.tags],
             "overall": self.overall.to_json(),
             "disagreements": [d.to_json() for d in self.disagreements],
@@ -321,7 +329,7 @@ def calibrate_view(view: SessionView, raters: Sequence[str] | None = None,
                    labels: dict[str, str] | None = None) -> Calibration:
     """Agreement statistics for a folded session. `raters` None = everyone seen in the log."""
     labels = labels or {}
-    units = view.segments
+    units = view.units()
     claims = claims_by_rater(view)
     coverage = coverage_by_rater(view)
     rater_list = [normalize_rater(r) for r in raters] if raters else raters_seen(view)
@@ -377,9 +385,9 @@ def _fmt(stat: Stat, pct: bool = False) -> str:
 
 def format_report(cal: Calibration) -> str:
     """The readable table `copilot calibrate` prints."""
-    from copilot.review.fold import fmt_ms
+    from copilot.review.summary import fmt_ms
 
-    lines = [f"Session {cal.session_id}: {cal.units} segments, {len(cal.raters)} raters: {', '.join(cal.raters)}"]
+    lines = [f"Session {cal.session_id}: {cal.units} turns, {len(cal.raters)} raters: {', '.join(cal.raters)}"]
     if len(cal.raters) < 2:
         lines.append("Agreement needs at least two raters.")
     rows = cal.tags + [cal.overall]

@@ -1,6 +1,6 @@
 """Session exports for the debrief: Markdown report, JSON (the whole log), WebVTT and SRT.
 
-`export_session(events, fmt)` is the one entry point (S1's `copilot sessions export` and the
+`export_session(events, fmt)` is the one entry point (`copilot sessions export` and the
 REST export route call it). The JSON export is the log itself, versioned, and
 `import_json` reads it back into the same events; `parse_vtt` / `parse_srt` read the
 subtitle formats back into cues, so every format is tested by a round trip.
@@ -15,10 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from copilot import actors
 from copilot.errors import CopilotError
-from copilot.events import SCHEMA_VERSION, Event, Segment
-from copilot.review.fold import SessionView, fmt_ms, fold, summarize, tag_segment
+from copilot.events import SCHEMA_VERSION, Event, Segment, Turn
 from copilot.review.rubric_info import labels as rubric_labels
+from copilot.review.summary import fmt_ms, summarize, tag_unit
+from copilot.session.fold import SessionView, Unit, fold
 
 FORMATS = ("md", "json", "vtt", "srt")
 EXPORT_FORMAT = "interview-copilot.session"
@@ -90,9 +92,10 @@ class Cue:
     text: str
 
 
-def segment_cues(segments: Iterable[Segment]) -> list[Cue]:
-    """One cue per segment (never zero-length), text on one line."""
-    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), s.speaker, " ".join(s.text.split())) for s in segments]
+def segment_cues(segments: Iterable[Segment | Turn | Unit]) -> list[Cue]:
+    """One cue per segment or turn (never zero-length), text on one line."""
+    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), _plain(s.speaker), " ".join(_plain(s.text).split()))
+            for s in segments]
 
 
 def _ts(ms: int, sep: str) -> str:
@@ -116,17 +119,17 @@ def _vtt_escape(text: str) -> str:
 
 
 def export_vtt(view: SessionView) -> str:
-    return cues_vtt(segment_cues(view.segments), view.title)
+    return cues_vtt(segment_cues(view.units()), view.title)
 
 
 def export_srt(view: SessionView) -> str:
-    return cues_srt(segment_cues(view.segments))
+    return cues_srt(segment_cues(view.units()))
 
 
 def cues_vtt(cues: Iterable[Cue], title: str = "") -> str:
     lines = ["WEBVTT", ""]
     if title:
-        lines[0] = f"WEBVTT - {title}".replace("-->", "->")
+        lines[0] = f"WEBVTT - {_plain(title)}".replace("-->", "->")
     for i, c in enumerate(cues, 1):
         speaker = c.speaker.replace(">", "").replace("\n", " ")
         lines += [str(i), f"{_ts(c.start_ms, '.')} --> {_ts(c.end_ms, '.')}", f"<v {speaker}>{_vtt_escape(c.text)}", ""]
@@ -180,24 +183,38 @@ def parse_srt(text: str) -> list[Cue]:
 # --- Markdown debrief ------------------------------------------------------------------------------
 
 
+# Line breaks of any kind become a space (a note stays on its own line); control characters (NUL,
+# ESC of ANSI sequences, C1) and bidi/invisible format characters (U+202E "Trojan Source" and kin)
+# become U+FFFD, visibly, so text can neither drive a terminal nor reorder what a reader sees.
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
+                     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def _plain(text: str) -> str:
+    """Text from the log made safe to print: one line, no control or bidi characters."""
+    return _UNSAFE.sub("\ufffd", _LINE_BREAKS.sub(" ", text).replace("\t", " "))
+
+
 def _md(text: str) -> str:
-    """Escape what would turn transcript text into Markdown markup."""
-    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
+    """Escape what would turn transcript text into Markdown markup (after `_plain`)."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", _plain(text))
 
 
 def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     started = ""
     if view.started_ts:
         started = _dt.datetime.fromtimestamp(view.started_ts, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    speakers = view.started.speakers if view.started else sorted({s.speaker for s in view.segments})
+    units = view.units()
+    speakers = view.started.speakers if view.started else sorted({u.speaker for u in units})
     out = [f"# Interview debrief: {_md(view.title or view.session_id)}", ""]
     out += [
         f"- Session: `{view.session_id}`",
         f"- Started: {started or 'unknown'}",
         f"- Duration: {fmt_ms(view.duration_ms())}",
-        f"- Rubric: {view.rubric}",
-        f"- Speakers: {', '.join(speakers)}",
-        f"- Segments: {len(view.segments)}; tags standing: {len(view.active_tags())} of {len(view.tags)}; "
+        f"- Rubric: {_md(view.rubric)}",
+        f"- Speakers: {', '.join(_md(s) for s in speakers)}",
+        f"- Turns: {len(units)}; tags standing: {len(view.active_tags())} of {len(view.tags)}; "
         f"notes: {len(view.notes)}",
         "",
         "## Summary by tag",
@@ -221,10 +238,11 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             continue
         for q in s.quotes:
             out.append(f"- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or '?')}**: \"{_md(q.text)}\" "
-                       f"({q.source}, {q.status}, confidence {q.confidence:.2f}"
+                       f"({_md(q.source)}, {q.status}, confidence {q.confidence:.2f}"
                        f"{f', {q.support} raters' if q.support > 1 else ''})")
         out.append("")
-    verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human]
+    # A tag the machine withdrew itself (retracted) was never put to a person.
+    verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human and t.status != "retracted"]
     kept = [(t, v) for t, v in verdicts if v and v[0] in ("confirmed", "edited")]
     rejected = [(t, v) for t, v in verdicts if v and v[0] == "rejected"]
     unreviewed = sum(1 for _, v in verdicts if v is None)
@@ -236,25 +254,26 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             verb = "Confirmed" if title == "Confirmed" and status == "confirmed" else (
                 "Edited" if status == "edited" else "Rejected")
             out.append(f"- {verb} by {_md(who)}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
-                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({t.source})")
+                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({_md(t.source)})")
     if kept or rejected:
         out.append("")
     out += ["## Notes", ""]
     if view.notes:
         for n in view.notes:
             when = f"[{fmt_ms(n.at_ms)}] " if n.at_ms is not None else ""
-            who = f" ({_md(n.by)})" if n.by else ""
+            who = f" ({_md(actors.display_name(n.by))})" if n.by else ""
             out.append(f"- {when}{_md(n.text)}{who}")
     else:
         out.append("No notes.")
     out += ["", "## Transcript", ""]
-    by_segment: dict[str, list[str]] = {}
+    by_unit: dict[str, list[str]] = {}
+    unit_of = view.unit_of(units)
     for t in view.active_tags():
-        seg = tag_segment(view, t.tag)
-        for sid in t.tag.segment_ids or ([seg.id] if seg else []):
-            by_segment.setdefault(sid, []).append(labels.get(t.tag.tag, t.tag.tag))
-    for seg in view.segments:
-        tags = sorted(set(by_segment.get(seg.id, [])))
+        unit = tag_unit(t.tag, units, unit_of)
+        if unit is not None:
+            by_unit.setdefault(unit.id, []).append(labels.get(t.tag.tag, t.tag.tag))
+    for seg in units:
+        tags = sorted(set(by_unit.get(seg.id, [])))
         marks = f" _[{'; '.join(_md(x) for x in tags)}]_" if tags else ""
         out.append(f"**[{fmt_ms(seg.start_ms)}] {_md(seg.speaker)}:** {_md(seg.text)}{marks}  ")
     out.append("")

@@ -10,6 +10,10 @@ Schema (documented in docs/calibration.md):
 Import validates the whole file before writing anything, then appends every tag (as
 `tag.added` with source `human:<rater>`) plus one `status` event that records the import
 (rater, coverage, a digest of the tags) in a single store transaction.
+
+Limits (docs/calibration.md): a file is at most MAX_FILE_BYTES, holds at most MAX_TAGS tags, and
+every field has a length cap, so one file cannot bloat the log that every view then folds. Ints
+are strict (`true` is not 1) and times are bounded by MAX_SESSION_MS.
 """
 
 from __future__ import annotations
@@ -18,19 +22,31 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from copilot import actors
 from copilot.errors import CopilotError
-from copilot.events import Event, Status, Tag
+from copilot.events import MAX_SESSION_MS, Event, Status, Tag
 from copilot.review.calibration import COVERAGE_COMPONENT, claims_by_rater, normalize_rater
-from copilot.review.fold import SessionView, fold
+from copilot.safejson import JSONRefused, loads_bounded
+from copilot.session.fold import SessionView, fold
+
+if TYPE_CHECKING:
+    from copilot.session.store import SessionStore
 
 TAGS_FORMAT = "interview-copilot.tags"
 TAGS_VERSION = 1
 RESERVED_RATERS = frozenset({"rules", "llm", "copilot"})  # `tags export --rater rules` exports the copilot's tags
-_RATER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # used with fullmatch: no "dave\n"
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_TAGS = 5_000
+MAX_SEGMENT_IDS = 200  # per tag
+MAX_ID = 80  # tag ids, segment ids, session id
+MAX_NAME = 80  # tag, speaker, rubric, exported_at
+MAX_TEXT = 4_000  # evidence, note
 
 
 class TagFileError(CopilotError):
@@ -38,40 +54,50 @@ class TagFileError(CopilotError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: a bool is not an int
+
+
+_Ms = Field(ge=0, le=MAX_SESSION_MS)
 
 
 class FileTag(_Strict):
-    id: str | None = Field(default=None, max_length=80)
-    tag: str
-    start_ms: int = Field(ge=0)
-    end_ms: int = Field(ge=0)
-    segment_ids: list[str] = Field(default_factory=list)
-    speaker: str = ""
-    evidence: str = Field(default="", max_length=4000)
-    note: str = Field(default="", max_length=4000)
+    id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    tag: str = Field(min_length=1, max_length=MAX_NAME)
+    start_ms: int = _Ms
+    end_ms: int = _Ms
+    segment_ids: list[Annotated[str, Field(max_length=MAX_ID)]] = Field(default_factory=list,
+                                                                       max_length=MAX_SEGMENT_IDS)
+    speaker: str = Field(default="", max_length=MAX_NAME)
+    evidence: str = Field(default="", max_length=MAX_TEXT)
+    note: str = Field(default="", max_length=MAX_TEXT)
 
 
 class Coverage(_Strict):
-    start_ms: int | None = Field(default=None, ge=0)
-    end_ms: int | None = Field(default=None, ge=0)
+    start_ms: int | None = Field(default=None, ge=0, le=MAX_SESSION_MS)
+    end_ms: int | None = Field(default=None, ge=0, le=MAX_SESSION_MS)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Coverage":
+        if self.start_ms is not None and self.end_ms is not None and self.end_ms < self.start_ms:
+            raise ValueError(f"coverage ends ({self.end_ms}) before it starts ({self.start_ms})")
+        return self
 
 
 class TagFile(_Strict):
     format: str
     version: int
-    session_id: str
-    rater: str
-    rubric: str = ""
-    exported_at: str = ""
+    session_id: str = Field(max_length=MAX_ID)
+    rater: str = Field(max_length=MAX_NAME)
+    rubric: str = Field(default="", max_length=MAX_NAME)
+    exported_at: str = Field(default="", max_length=MAX_NAME)
     coverage: Coverage | None = None
-    tags: list[FileTag]
+    tags: list[FileTag] = Field(max_length=MAX_TAGS)
 
 
 def rater_name(name: str) -> str:
     """`alice` or `human:alice` -> `alice`; anything else is refused."""
-    bare = name.removeprefix("human:")
-    if not _RATER.match(bare):
+    bare = actors.display_name(actors.human(name))
+    if not _RATER.fullmatch(bare):
         raise TagFileError(f"bad rater name {name!r} (letters, digits, . _ @ - ; up to 64 characters)")
     return bare
 
@@ -116,24 +142,67 @@ def export_tags(view: SessionView, rater: str) -> dict[str, Any]:
 # --- import ----------------------------------------------------------------------------------------
 
 
-def parse_tag_file(text: str, source_name: str = "tag file") -> TagFile:
+def read_tag_file(name: str) -> tuple[str, str]:
+    """The text of a tag file (`-` = stdin) and the name to report it by; refused past MAX_FILE_BYTES
+    before it is read whole."""
+    import sys
+    from pathlib import Path
+
+    if name == "-":
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        where = "stdin"
+    else:
+        path = Path(name)
+        where = str(path)
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            raise TagFileError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise TagFileError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    _check_size(len(data), where)
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TagFileError(f"{source_name}: not JSON (line {exc.lineno}: {exc.msg})") from None
+        return data.decode("utf-8"), where
+    except UnicodeDecodeError:
+        raise TagFileError(f"{where}: cannot read (not UTF-8 text)") from None
+
+
+def _check_size(size: int, source_name: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise TagFileError(f"{source_name}: larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB a tag file "
+                           f"may be")
+
+
+def parse_tag_file(text: str, source_name: str = "tag file") -> TagFile:
+    _check_size(len(text.encode("utf-8", "surrogatepass")), source_name)
+    try:
+        raw = loads_bounded(text)
+    except JSONRefused as exc:
+        raise TagFileError(f"{source_name}: {exc}") from None
     if not isinstance(raw, dict):
         raise TagFileError(f"{source_name}: not a tag file (expected a JSON object)")
     if raw.get("format") != TAGS_FORMAT:
         raise TagFileError(f"{source_name}: not a tag file ('format' must be {TAGS_FORMAT!r})")
-    if raw.get("version") != TAGS_VERSION:
-        raise TagFileError(f"{source_name}: unsupported tag file version {raw.get('version')!r} "
+    version = raw.get("version")
+    if type(version) is not int or version != TAGS_VERSION:  # `true == 1` in Python
+        raise TagFileError(f"{source_name}: unsupported tag file version {_short(version)} "
                            f"(this copilot reads {TAGS_VERSION})")
+    tags = raw.get("tags")
+    if isinstance(tags, list) and len(tags) > MAX_TAGS:  # before validating each of them
+        raise TagFileError(f"{source_name}: {len(tags)} tags; a tag file holds at most {MAX_TAGS}")
     try:
         return TagFile.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise TagFileError(f"{source_name}: malformed at {where}: {err['msg']}") from None
+        msg = err["msg"].splitlines()[0] if err["msg"] else "invalid"
+        raise TagFileError(f"{source_name}: malformed at {where}: {msg}") from None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def digest(tags: Sequence[FileTag]) -> str:
@@ -152,10 +221,11 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     if bare in RESERVED_RATERS:
         raise TagFileError(f"{source_name}: rater name {bare!r} is reserved for the copilot's own tags; "
                            f"import under a person's name with --rater NAME")
-    source = f"human:{bare}"
+    source = actors.human(bare)
     seg_ids = {s.id for s in view.segments}
     existing_ids = {t.id for t in view.tags}
     seen_ids: set[str] = set()
+    seen_content: dict[tuple[Any, ...], int] = {}
     for i, t in enumerate(tag_file.tags):
         where = f"{source_name}: tag #{i + 1}"
         if rubric_tag_ids is not None and t.tag not in rubric_tag_ids:
@@ -170,6 +240,10 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
             if t.id in seen_ids:
                 raise TagFileError(f"{where}: tag id {t.id} appears twice in the file")
             seen_ids.add(t.id)
+        key = (t.tag, t.start_ms, t.end_ms, tuple(sorted(t.segment_ids)))
+        if key in seen_content:  # the same judgment twice would count twice in calibration
+            raise TagFileError(f"{where}: repeats tag #{seen_content[key] + 1} (same tag, times and segments)")
+        seen_content[key] = i
     d = digest(tag_file.tags)
     for st in view.statuses:
         if (st.component == COVERAGE_COMPONENT and st.details.get("rater") == source
@@ -195,7 +269,7 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     return out
 
 
-def import_tags(store: Any, session_id: str, text: str, rubric_tag_ids: set[str] | None,
+def import_tags(store: SessionStore, session_id: str, text: str, rubric_tag_ids: set[str] | None,
                 rater: str | None = None, source_name: str = "tag file") -> list[Event]:
     from copilot.errors import SessionError
 

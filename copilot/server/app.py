@@ -20,7 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from copilot import config
 from copilot.errors import CopilotError, SessionError
 from copilot.review.exports import export_session
-from copilot.server.auth import require_token
+from copilot.server.auth import HttpGuard, require_token
+from copilot.server.capture import router as capture_router
+from copilot.server.messages import MAX_SEQ
 from copilot.server.review_routes import router as review_router
 from copilot.server.ws import router as ws_router
 from copilot.session.bus import Bus
@@ -91,7 +93,7 @@ def create_app(
         return view
 
     @api.get("/sessions/{session_id}/events")
-    async def session_events(session_id: str, after: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    async def session_events(session_id: str, after: int = Query(0, ge=0, le=MAX_SEQ)) -> list[dict[str, Any]]:
         if not await asyncio.to_thread(store.exists, session_id):
             raise HTTPException(404, f"no session {session_id}")
         events = await asyncio.to_thread(store.events, session_id, after)
@@ -123,7 +125,9 @@ def create_app(
     app.include_router(api)
     app.include_router(ws_router)
     app.include_router(review_router)
+    app.include_router(capture_router)
 
+    app.add_middleware(HttpGuard, extra_hosts=extra_hosts)  # Host/Origin checks and private headers
     static = web_dir or config.web_dir()
     app.mount("/", StaticFiles(directory=static, html=True, check_dir=False), name="web")
     return app

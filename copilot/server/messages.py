@@ -1,19 +1,30 @@
-"""Client -> server websocket messages: validated, then turned into events of the session log."""
+"""Client -> server websocket messages: validated, then turned into events of the session log.
+
+Also the connection's own parameters (`after`, `rater`): everything a client sends is checked
+here, and anything refused is a one-line `BadMessage`, never an exception that closes the socket.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from copilot.events import Event, Note, Tag, TagUpdate
+from copilot import actors
+from copilot.events import MAX_SESSION_MS, Event, Note, Tag, TagUpdate
+from copilot.safejson import JSONRefused, loads_bounded
 
 MAX_MESSAGE_BYTES = 8 * 1024
+MAX_MESSAGE_DEPTH = 4  # {"op": ..., "segment_ids": [...]} is 2
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: a larger `after` cannot name any event
+# A name: letters/digits (any script), `. _ @ -` and inner spaces; no control characters, no
+# leading or trailing space. Used with fullmatch, so "dave\n" is refused (`$` would match before it).
+_RATER = re.compile(r"[\w.@-](?:[\w.@ -]{0,38}[\w.@-])?")
 
 
 class _Op(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: "100" and true are not ints
 
 
 class Confirm(_Op):
@@ -36,22 +47,41 @@ class Edit(_Op):
 class AddTag(_Op):
     op: Literal["add_tag"]
     tag: str = Field(min_length=1, max_length=64)
-    at_ms: int | None = Field(default=None, ge=0)
-    segment_ids: list[str] | None = Field(default=None, max_length=50)
+    at_ms: int | None = Field(default=None, ge=0, le=MAX_SESSION_MS)
+    segment_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(default=None, max_length=50)
 
 
 class AddNote(_Op):
     op: Literal["note"]
     text: str = Field(min_length=1, max_length=4000)
-    at_ms: int | None = Field(default=None, ge=0)
+    at_ms: int | None = Field(default=None, ge=0, le=MAX_SESSION_MS)
 
 
 ClientOp = Annotated[Union[Confirm, Reject, Edit, AddTag, AddNote], Field(discriminator="op")]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientOp)
+_ADAPTER: TypeAdapter[Confirm | Reject | Edit | AddTag | AddNote] = TypeAdapter(ClientOp)
 
 
 class BadMessage(Exception):
     """A client message that is refused; the text goes back to that client as an error status."""
+
+
+def parse_rater(raw: str | None) -> str:
+    """The connection's `rater` parameter (default `interviewer`), or BadMessage."""
+    if raw is None or raw == "":
+        return "interviewer"
+    if not _RATER.fullmatch(raw):
+        raise BadMessage("bad 'rater' parameter (letters, digits, . _ @ - and inner spaces; up to 40)")
+    return raw
+
+
+def parse_after(raw: str | None) -> int:
+    """The connection's `after` parameter (default 0), or BadMessage: negative, non-integer and
+    beyond-any-seq values are refused, never clamped."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_SEQ:
+        raise BadMessage(f"bad 'after' parameter (an integer from 0 to {MAX_SEQ})")
+    return int(raw)
 
 
 def parse_message(raw: str | bytes) -> Confirm | Reject | Edit | AddTag | AddNote:
@@ -59,9 +89,9 @@ def parse_message(raw: str | bytes) -> Confirm | Reject | Edit | AddTag | AddNot
     if size > MAX_MESSAGE_BYTES:
         raise BadMessage(f"message too large: {size} bytes (limit {MAX_MESSAGE_BYTES})")
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadMessage(f"message is not JSON: {exc}") from None
+        obj = loads_bounded(raw, max_depth=MAX_MESSAGE_DEPTH)
+    except JSONRefused as exc:
+        raise BadMessage(f"message refused: {exc}") from None
     if not isinstance(obj, dict):
         raise BadMessage("message must be a JSON object")
     if "op" not in obj:
@@ -73,7 +103,8 @@ def parse_message(raw: str | bytes) -> Confirm | Reject | Edit | AddTag | AddNot
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-        raise BadMessage(f"invalid {obj['op']} message: {where}: {first['msg']}") from None
+        msg = first["msg"].splitlines()[0] if first["msg"] else "invalid"
+        raise BadMessage(f"invalid {obj['op']} message: {where}: {msg}") from None
 
 
 def op_to_event(
@@ -94,24 +125,25 @@ def op_to_event(
         if rubric_tag_ids is not None and tag not in rubric_tag_ids:
             raise BadMessage(f"unknown rubric tag {tag!r} (rubric has: {', '.join(sorted(rubric_tag_ids))})")
 
+    who = actors.human(rater)  # the connection's rater is a person
     if isinstance(op, (Confirm, Reject, Edit)):
         if not tag_exists(op.tag_id):
             raise BadMessage(f"no tag {op.tag_id!r} in this session")
         if isinstance(op, Confirm):
-            upd = TagUpdate(tag_id=op.tag_id, status="confirmed", by=rater)
+            upd = TagUpdate(tag_id=op.tag_id, status="confirmed", by=who)
         elif isinstance(op, Reject):
-            upd = TagUpdate(tag_id=op.tag_id, status="rejected", by=rater)
+            upd = TagUpdate(tag_id=op.tag_id, status="rejected", by=who)
         else:
             if op.tag is None and op.evidence is None:
                 raise BadMessage("edit needs 'tag' or 'evidence'")
             if op.tag is not None:
                 check_rubric(op.tag)
-            upd = TagUpdate(tag_id=op.tag_id, status="edited", by=rater, tag=op.tag, evidence=op.evidence)
+            upd = TagUpdate(tag_id=op.tag_id, status="edited", by=who, tag=op.tag, evidence=op.evidence)
         return Event.of(session_id, upd)
     if isinstance(op, AddTag):
         check_rubric(op.tag)
         return Event.of(session_id, _human_tag(op, rater, segments))
-    return Event.of(session_id, Note(text=op.text, at_ms=op.at_ms, by=rater))
+    return Event.of(session_id, Note(text=op.text, at_ms=op.at_ms, by=who))
 
 
 def _human_tag(op: AddTag, rater: str, segments: Any) -> Tag:
@@ -148,5 +180,5 @@ def _human_tag(op: AddTag, rater: str, segments: Any) -> Tag:
         speaker=speaker,
         evidence=evidence,
         confidence=1.0,
-        source=f"human:{rater}",
+        source=actors.human(rater),
     )

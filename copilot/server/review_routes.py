@@ -1,4 +1,4 @@
-"""REST for the review and calibration pages; S1's app includes `router` when this module exists.
+"""REST for the review and calibration pages: `router`, which `server.app.create_app` includes.
 
 - `GET /api/sessions/{id}/review`: the folded session (segments, tags with status and history,
   notes), the rubric, a per-tag summary and the tag sources present (for filters).
@@ -7,7 +7,7 @@
 - `GET /api/sessions/{id}/audio`: the kept FLAC (`--keep-audio`), with HTTP Range so the
   browser's <audio> can seek; 404 when none was kept.
 
-Every route needs the token (S1's `require_token`: Bearer header or `?token=`).
+Every route needs the token (`server.auth.require_token`: Bearer header or `?token=`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
+from copilot import actors
 from copilot.errors import SessionError
 from copilot.review.calibration import calibrate_view
-from copilot.review.fold import SessionView, fold, source_group, summarize
+from copilot.review.summary import summarize
 from copilot.server.auth import require_token
+from copilot.session.fold import SessionView, fold
 
 router = APIRouter(prefix="/api/sessions", dependencies=[Depends(require_token)])
 
@@ -52,7 +54,7 @@ async def review(session_id: str, request: Request) -> dict[str, Any]:
     out = view.to_json()
     out["rubric"] = rubric
     out["summary"] = [s.to_json() for s in summarize(view, _labels(rubric))]
-    groups = sorted({source_group(t.source) for t in view.tags}, key=lambda g: (g.startswith("human:"), g))
+    groups = sorted({actors.group(t.source) for t in view.tags}, key=lambda g: (actors.is_human(g), g))
     out["sources"] = groups
     out["has_audio"] = request.app.state.store.audio_path(session_id).exists()
     return out
@@ -67,8 +69,8 @@ async def calibration(session_id: str, request: Request,
     out = cal.to_json()
     out["title"] = view.title
     out["rubric"] = rubric
-    keep = {"id", "speaker", "start_ms", "end_ms", "text"}
-    out["segments"] = [s.model_dump(include=keep) for s in view.segments]
+    # The page's rows are the units calibration counted: turns (and any fragment no turn settled).
+    out["segments"] = [u.to_json() for u in view.units()]
     out["duration_ms"] = view.duration_ms()
     return out
 

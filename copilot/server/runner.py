@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from typing import Any
 
@@ -43,22 +44,47 @@ def bound_port(server: uvicorn.Server) -> int:
     raise RuntimeError("server is not listening")
 
 
+async def serve(server: uvicorn.Server, app: Any) -> None:
+    """`server.serve()`, with the store watcher alongside (events other processes append)."""
+    from copilot.server.watch import StoreWatcher
+
+    state = getattr(app, "state", None)
+    store, bus = getattr(state, "store", None), getattr(state, "bus", None)
+    watcher = asyncio.create_task(StoreWatcher(store, bus).run()) if store is not None and bus is not None else None
+    try:
+        await server.serve()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
 async def start(app: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    """Start serving in the running loop; return once it listens, with the bound port."""
+    """Start serving in the running loop; return once it listens, with the bound port.
+
+    A bind beyond loopback is allowed as the app's own host, and said out loud on stderr."""
+    from copilot.server.auth import allow_bound_host, exposure_warning
+
+    exposed = allow_bound_host(app, host)
     server = make_server(app, host, port)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(serve(server, app))
     while not server.started:
         if task.done():
             task.result()  # raises the startup error (port in use...)
             raise RuntimeError("server stopped during startup")
         await asyncio.sleep(0.02)
-    return server, task, bound_port(server)
+    bound = bound_port(server)
+    if exposed:
+        print(exposure_warning(host, bound), file=sys.stderr, flush=True)
+    return server, task, bound
 
 
 class ServerThread:
     """The app served from a background thread with its own loop (tests, the pipeline bench)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
         self.server = make_server(app, host, port)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, name="copilot-server", daemon=True)
@@ -69,7 +95,7 @@ class ServerThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
+        self.loop.run_until_complete(serve(self.server, self.app))
 
     def __enter__(self) -> "ServerThread":
         self.thread.start()

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from copilot.events import Event, Status
+from copilot.events import CaughtUp, Event, Status
 from copilot.server.auth import origin_ok, token_ok
-from copilot.server.messages import BadMessage, op_to_event, parse_message
+from copilot.server.messages import BadMessage, op_to_event, parse_after, parse_message, parse_rater
 from copilot.session.bus import DROPPED, Subscription
 from copilot.session.log import SessionLog
 
@@ -33,7 +32,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_SLOW = 4408
-_RATER = re.compile(r"^[\w.@ -]{1,40}$")
 
 
 @router.websocket("/ws/sessions/{session_id}")
@@ -50,14 +48,11 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
     if not await asyncio.to_thread(store.exists, session_id):
         await _refuse(websocket, CLOSE_NOT_FOUND, "no such session")
         return
-    rater = websocket.query_params.get("rater") or "interviewer"
-    try:
-        after = max(0, int(websocket.query_params.get("after") or 0))
-    except ValueError:
-        after = -1
-    if after < 0 or not _RATER.match(rater):
-        await websocket.accept()
-        await websocket.close(code=1008, reason="bad 'after' or 'rater' parameter")
+    try:  # refused, never clamped: after=-1 or a seq beyond SQLite's integers is 1008
+        after = parse_after(websocket.query_params.get("after"))
+        rater = parse_rater(websocket.query_params.get("rater"))
+    except BadMessage as exc:
+        await _refuse(websocket, 1008, str(exc)[:120])
         return
 
     sub = session_log.bus.subscribe(session_id)  # BEFORE reading the store: see module doc
@@ -74,9 +69,9 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
             except (asyncio.CancelledError, Exception):
                 pass
         for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, (WebSocketDisconnect, ConnectionError)):
-                log.warning("websocket for session %s failed: %s", session_id, type(exc).__name__)
+            failure = task.exception()
+            if failure is not None and not isinstance(failure, (WebSocketDisconnect, ConnectionError)):
+                log.warning("websocket for session %s failed: %s", session_id, type(failure).__name__)
     finally:
         sub.close()
         if websocket.client_state == WebSocketState.CONNECTED:
@@ -100,10 +95,10 @@ async def _send_loop(
     for ev in backlog:
         await websocket.send_text(ev.model_dump_json())
         last = ev.seq or last
-    caught_up = Event.of(
-        session_id,
-        Status(component="server", message="caught-up", details={"last_seq": last, "sent": len(backlog)}),
-    )
+        # Yield: a send on a lost connection does not raise until the loop has run its
+        # connection_lost, so without this a client gone mid-catch-up costs one log line per event.
+        await asyncio.sleep(0)
+    caught_up = Event.of(session_id, CaughtUp(last_seq=last, sent=len(backlog)))
     await websocket.send_text(caught_up.model_dump_json())
     while True:
         item = await sub.get()
@@ -120,6 +115,7 @@ async def _send_loop(
             for ev in await asyncio.to_thread(store.events, session_id, last, limit=item.seq - last - 1):
                 await websocket.send_text(ev.model_dump_json())
                 last = ev.seq or last
+                await asyncio.sleep(0)  # as in the catch-up: stop at the first failed send
         await websocket.send_text(item.model_dump_json())
         last = item.seq
 

@@ -66,6 +66,7 @@ class Bus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()  # guards _subs against publish_threadsafe callers' reads
         self.dropped_total = 0
+        self._published: dict[str, int] = {}  # highest seq published per session (server/watch.py)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach the event loop the subscribers live on (done by the first subscriber too)."""
@@ -98,10 +99,22 @@ class Bus:
         with self._lock:
             return len(self._subs.get(session_id, ()))
 
+    def watched_sessions(self) -> list[str]:
+        """Sessions that have live subscribers now."""
+        with self._lock:
+            return [sid for sid, subs in self._subs.items() if subs]
+
+    def last_published(self, session_id: str) -> int:
+        """The highest stored seq this bus has carried for the session (0: none yet)."""
+        with self._lock:
+            return self._published.get(session_id, 0)
+
     def publish(self, event: Event) -> None:
         """Offer `event` to every subscriber of its session. Never blocks. Loop thread only."""
         with self._lock:
             subs = list(self._subs.get(event.session_id, ()))
+            if event.seq is not None and event.seq > self._published.get(event.session_id, 0):
+                self._published[event.session_id] = event.seq
         for sub in subs:
             sub._offer(event)
 

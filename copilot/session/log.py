@@ -2,12 +2,13 @@
 
 `record` appends to the store (committed) and only then publishes on the bus, so a client can
 never have seen an event that a crash would lose. Ephemeral events (`segment.partial`) and
-live-only status (`seq: null`) go through `broadcast`, which skips the store.
+live-only control readings (`asr_lag`; `seq: null`) go through `broadcast`, which skips the store.
 """
 
 from __future__ import annotations
 
 import threading
+
 from pydantic import BaseModel
 
 from copilot.events import Event, EventType

@@ -1,11 +1,11 @@
 """The live path, declared in one place as a chain of small stages.
 
-    AudioStage (thread)  source.chunks() -> keeper (non-blocking tee) -> bounded audio queue
-    AsrStage (thread)    audio queue -> StreamingTranscriber.feed -> hand-off to the loop
-    TranscriptStage      (asyncio) partial -> broadcast; final -> persist + broadcast -> TagStage
-    TagStage             (asyncio) rules tagger inline (ms) -> persist + broadcast tag.proposed;
-                         LLMRefiner.submit (never waits); its emits are persisted + broadcast
-    StatusStage          (asyncio) periodic live status: ASR lag, audio queue depth, dropped audio
+    AudioStage (thread)    source.chunks() -> keeper (non-blocking tee) -> bounded audio queue
+    AsrStage (thread)      audio queue -> StreamingTranscriber.feed -> hand-off to the loop
+    Pipeline._on_output    (asyncio) partial -> broadcast; final -> persist + broadcast -> TagStage
+    TagStage               (asyncio) rules tagger inline (ms) -> persist + broadcast tag.proposed;
+                           LLMRefiner.submit (never waits); its emits are persisted + broadcast
+    Pipeline._status_loop  (asyncio) periodic live status: ASR lag, audio queue depth, dropped audio
 
 Why threads for the first two: the audio source blocks (device callback, file pacing) and the
 model call holds the CPU for hundreds of ms (CTranslate2 releases the GIL). Everything after the
@@ -28,10 +28,22 @@ from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 from pydantic import BaseModel
 
 from copilot.audio.base import AudioChunk, AudioSource
-from copilot.events import Event, PartialSegment, Segment, SessionEnded, Status, Tag, TagUpdate, Turn
+from copilot.audio.levels import LevelWatch
+from copilot.events import (  # control events (typed, not message text)
+    AsrLag,
+    AudioClock,
+    Event,
+    PartialSegment,
+    Segment,
+    SessionEnded,
+    Status,
+    Tag,
+    TagUpdate,
+    Turn,
+)
 from copilot.session.log import SessionLog
-from copilot.tagging.evidence import anchor_evidence
 from copilot.tagging.base import Tagger
+from copilot.tagging.evidence import anchor_evidence
 
 log = logging.getLogger("copilot.session.pipeline")
 
@@ -95,8 +107,10 @@ class AudioStage:
     """
 
     def __init__(self, source: AudioSource, out: "queue.Queue[Any]", stats: PipelineStats, *,
-                 keeper: Keeper | None, drop_when_full: bool, speed: float, offset_ms: int = 0) -> None:
+                 keeper: Keeper | None, drop_when_full: bool, speed: float, offset_ms: int = 0,
+                 levels: LevelWatch | None = None) -> None:
         self.source = source
+        self.levels = levels
         self.out = out
         self.stats = stats
         self.keeper = keeper
@@ -125,6 +139,8 @@ class AudioStage:
                 self.stats.chunks += 1
                 if self.keeper is not None:
                     self.keeper.write(chunk)
+                if self.levels is not None:
+                    self.levels.observe(chunk)
                 if self.drop_when_full:
                     try:
                         self.out.put_nowait(chunk)
@@ -143,11 +159,12 @@ class AsrStage:
     """Feeds the transcriber in a worker thread; results hop onto the event loop."""
 
     def __init__(self, transcriber: Transcriber, inp: "queue.Queue[Any]", stats: PipelineStats,
-                 deliver: Callable[[Any], None]) -> None:
+                 deliver: Callable[[Any], None], on_error: Callable[[], None] | None = None) -> None:
         self.transcriber = transcriber
         self.inp = inp
         self.stats = stats
         self.deliver = deliver
+        self.on_error = on_error
         self.error: BaseException | None = None
         self.skip = False  # set by Pipeline.abort: discard queued audio instead of transcribing it
         self.thread = threading.Thread(target=self._run, name="copilot-asr", daemon=True)
@@ -172,6 +189,8 @@ class AsrStage:
                     self.deliver(out)
         except BaseException as exc:
             self.error = exc
+            if self.on_error is not None:
+                self.on_error()  # stop the source: a live device would otherwise feed the drain below forever
             # Drain so a blocked AudioStage can finish.
             while True:
                 try:
@@ -188,17 +207,24 @@ class TagStage:
 
     Tags belong to turns (docs/turns.md): while a turn is open, a fragment's tag that the turn
     already carries updates that chip instead of adding a second; when the turn settles, it is
-    tagged again on its whole text and each standing machine chip is carried to it as a
-    `tag.updated` of the same tag id (so a person's verdict stays with it) onto the no longer supports it. With turns, the LLM is asked once per settled turn.
+    tagged again on its whole text and each standing machine chip is carried onto the turn as a
+    `tag.updated` of the same tag id (so a person's verdict stays with it). A chip the whole turn
+    does not raise again keeps standing (the fragment's evidence was heard) with its evidence
+    widened to the turn's sentence; only the LLM or a person rejects. With turns, the LLM is
+    asked once per settled turn.
+
+    The refiner is built here, at construction, from `refiner_factory(self.emit)`: its results
+    come back through this stage's `emit`.
     """
 
     def __init__(self, session_id: str, log_: SessionLog, stats: PipelineStats, tagger: Tagger | None,
-                 refiner: Refiner | None, context_turns: int, *, turns: bool = False) -> None:
+                 refiner_factory: Callable[[Emit], Refiner] | None, context_turns: int, *,
+                 turns: bool = False) -> None:
         self.session_id = session_id
         self.log = log_
         self.stats = stats
         self.tagger = tagger
-        self.refiner = refiner
+        self.refiner: Refiner | None = refiner_factory(self.emit) if refiner_factory is not None else None
         self.turns = turns
         self.context: deque[Segment] = deque(maxlen=context_turns)
         # Standing machine chips of each channel's open turn: rubric tag -> the Tag as it stands.
@@ -255,8 +281,8 @@ class TagStage:
         mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
         for name in mine:
             del chips[name]
-        where = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
-                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
+        where: dict[str, Any] = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
+                                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
         standing: list[Tag] = []
         for tag in self._run_tagger(as_segment, context):
             chip = mine.pop(tag.tag, None)
@@ -339,12 +365,12 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._results: asyncio.Queue[Any] | None = None
         self._audio_q: queue.Queue[Any] = queue.Queue(maxsize=audio_queue_chunks)
+        self.levels = LevelWatch(list(source.speakers))
         self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
-                                drop_when_full=live_device, speed=speed, offset_ms=offset_ms)
-        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver)
-        self.tags = TagStage(session_id, log, self.stats, tagger, None, context_turns, turns=turns)
-        self.refiner: Refiner | None = None
-        self._refiner_factory = refiner_factory
+                                drop_when_full=live_device, speed=speed, offset_ms=offset_ms, levels=self.levels)
+        self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver, on_error=source.close)
+        self.tags = TagStage(session_id, log, self.stats, tagger, refiner_factory, context_turns, turns=turns)
+        self.refiner = self.tags.refiner
         self._stopped = False
         self._reported_drops = 0
         self._clock_sent = False
@@ -369,9 +395,6 @@ class Pipeline:
         self._loop = asyncio.get_running_loop()
         self.log.bus.bind(self._loop)
         self._results = asyncio.Queue()
-        if self._refiner_factory is not None:
-            self.refiner = self._refiner_factory(self.tags.emit)
-            self.tags.refiner = self.refiner
         self.asr.start()
         self.audio.start()
         status_task = asyncio.create_task(self._status_loop())
@@ -398,8 +421,7 @@ class Pipeline:
         self._clock_sent = True
         # The wall time of session audio 0 ms: lets a client (the pipeline bench) turn segment
         # times into "when was this said", to measure end-of-utterance -> segment latency.
-        self.log.record_payload(self.session_id, Status(
-            component="audio", message="audio started", details={"audio_t0": self.stats.audio_t0}))
+        self.log.record_payload(self.session_id, AudioClock(audio_t0=self.stats.audio_t0))
 
     def _on_output(self, out: Transcript) -> None:
         if isinstance(out, Turn):
@@ -420,10 +442,15 @@ class Pipeline:
             self._maybe_send_clock()
             s = self.stats
             # Live-only (seq null): a lag reading is stale a second later; warnings are logged.
-            self.log.broadcast_payload(self.session_id, Status(
-                component="asr", message="lag", asr_lag_ms=s.asr_lag_ms,
-                details={"audio_queue": self._audio_q.qsize(), "audio_ms": s.audio_ms, "asr_ms": s.asr_ms,
-                         "dropped_ms": s.dropped_ms}))
+            self.log.broadcast_payload(self.session_id, AsrLag(
+                asr_lag_ms=s.asr_lag_ms, audio_queue=self._audio_q.qsize(), audio_ms=s.audio_ms,
+                asr_ms=s.asr_ms, dropped_ms=s.dropped_ms, levels_db=self.levels.meter()))
+            # A live channel recording silence is the worst silent failure (a recording can't be fixed).
+            for change in (self.levels.check() if self.audio.drop_when_full else ()):
+                self.log.record_payload(self.session_id, Status(
+                    level="warning" if change.silent else "info", component="audio", message=change.message(),
+                    details={"kind": "silent_channel" if change.silent else "channel_ok",
+                             "channel": change.channel, "speaker": change.speaker, "digital": change.digital}))
             if s.dropped_chunks > self._reported_drops:
                 self._reported_drops = s.dropped_chunks
                 self.log.record_payload(self.session_id, Status(

@@ -18,6 +18,7 @@ Why these choices (details in docs/events.md):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from copilot.errors import SessionError
-from copilot.events import EPHEMERAL_TYPES, Event, SessionEnded, SessionStarted, new_id
-from copilot.session.view import fold_events
+from copilot.events import Event, SessionEnded, SessionStarted, new_id
+from copilot.session.fold import fold
 
 DB_NAME = "sessions.db"
+log = logging.getLogger("copilot.session.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -149,7 +151,7 @@ class SessionStore:
         """Persist several events in ONE transaction: all of them get consecutive seqs, or none
         is stored (a tag-file import is never half-imported)."""
         for event in events:
-            if event.type in EPHEMERAL_TYPES:
+            if not event.persisted:
                 raise ValueError(f"{event.type} is ephemeral and is never stored")
         rows = [(event, json.dumps(event.data)) for event in events]
         stored: list[Event] = []
@@ -203,9 +205,15 @@ class SessionStore:
         return info
 
     def delete_session(self, session_id: str) -> None:
-        """Remove the session, its events and its kept audio (if any)."""
+        """Remove everything of the session: its events, its kept audio, and any temporary
+        recording a crash left (`.ID.recording.wav`, half-written `.ID.flac.*.tmp`).
+
+        `secure_delete` zeroes the freed pages and a TRUNCATE checkpoint empties the WAL, so the
+        transcript does not linger in the database files either (best effort while another
+        process holds a read transaction open on the same store)."""
         with self._lock:
             conn = self._writer
+            conn.execute("PRAGMA secure_delete=ON")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
@@ -214,11 +222,32 @@ class SessionStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if cur.rowcount:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         if cur.rowcount == 0:
             raise SessionError(f"no session {session_id}")
-        audio = self.audio_path(session_id)
-        if audio.exists():
-            audio.unlink()
+        for path in self.session_files(session_id):
+            path.unlink(missing_ok=True)
+
+    def reclaim_space(self) -> None:
+        """VACUUM: rewrite the database without its free pages (after deleting sessions)."""
+        with self._lock:
+            self._writer.execute("VACUUM")
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def last_activity(self, session_id: str) -> float | None:
+        """Wall-clock time (Unix) of the session's newest event, or None."""
+        row = self._reader().execute(
+            "SELECT ts FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)).fetchone()
+        return float(row[0]) if row else None
+
+    def session_files(self, session_id: str) -> list[Path]:
+        """The session's files beside the log: its FLAC and any temporary recording or encode."""
+        folder = self.dir / "sessions"
+        if not folder.is_dir():
+            return []
+        prefix = f"{session_id}."  # ids never contain a dot, so ses_ab never matches ses_abc
+        return sorted(p for p in folder.iterdir() if p.name.lstrip(".").startswith(prefix))
 
     def audio_path(self, session_id: str) -> Path:
         """Where `--keep-audio` puts this session's recording (beside the log)."""
@@ -262,10 +291,12 @@ class SessionStore:
         return [_row_info(r) for r in rows]
 
     def get_session(self, session_id: str) -> dict[str, Any]:
-        """The folded view of the log: info plus segments, tags (current status/by), notes."""
+        """The session's row plus its folded log (`copilot.session.fold`): speakers, segments, turns,
+        tags (current status / by / standing, history), notes, ended."""
         info = self.session_info(session_id)
-        view = fold_events(self.events(session_id))
-        return {**info, **view, "last_seq": info["last_seq"]}
+        view = fold(self.events(session_id), session_id).to_json()
+        keep = ("speakers", "segments", "turns", "tags", "notes", "ended")
+        return {**info, **{k: view[k] for k in keep}, "last_seq": info["last_seq"]}
 
     def has_tag(self, session_id: str, tag_id: str) -> bool:
         row = self._reader().execute(
@@ -307,6 +338,21 @@ def _private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not existed:
         os.chmod(path, 0o700)
+        return
+    mode = path.stat().st_mode & 0o777
+    if not mode & 0o077:
+        return
+    # A folder that holds nothing but the copilot's own files is tightened; any other folder (a
+    # shared one the user pointed --data-dir at) is left alone, but never silently.
+    ours = path.stat().st_uid == os.getuid() and all(
+        p.name.startswith(DB_NAME) or p.name == "sessions" for p in path.iterdir())
+    if ours:
+        os.chmod(path, 0o700)
+        log.warning("data directory %s was open to other users (mode %03o): tightened to 0700", path, mode)
+    else:
+        log.warning("data directory %s is open to other users (mode %03o) and holds other files, so it was "
+                    "left as it is; the session files in it are private (0600), but their names are visible. "
+                    "Use a private folder (--data-dir)", path, mode)
 
 
 def _private_file(path: Path) -> None:

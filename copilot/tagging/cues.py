@@ -321,3 +321,72 @@ FAMILIES: dict[str, list[Cue]] = {
 
 # Families whose cues do not count inside a question sentence ("can i use a whiteboard instead?").
 QUESTION_WEAKENS = frozenset({"commitment", "course_change", "scoping"})
+
+# ---------------------------------------------------------------- decision defaults
+# The per-tag thresholds are tuned by cross-validation when the classifier is trained
+# (`textcat.tune_thresholds`); these apply without a classifier, and bound the tuning.
+MIN_WORDS_CLASSIFIER_ALONE = 4  # "okay okay", "but I digress": too little text for the classifier alone
+DEFAULT_RULE_ALONE = MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
+
+# ---------------------------------------------------------------- words of the context checks
+# The rules tagger's vetoes and question/contrast passes read these (clean words: lowercase,
+# contractions expanded, see normalize.py).
+
+DISCOURSE = frozenset(
+    """so and ok um uh right well also then yeah hmm oh sorry wait but hey now just actually cool great roughly
+    approximately okay""".split()
+)
+AGREE = frozenset(
+    """yeah yes yep sure ok sounds good let us do that it your way fine great cool go for right then totally makes
+    sense agree with i to me that is works perfect alright awesome absolutely definitely lets sounds the plan
+    we can can""".split()
+)
+FUTURE = frozenset("will would going let should want need not must".split())
+# Questions that do not gather requirements (permission, logistics, checking in).
+RG_VETO = [
+    "should i", "can i use", "could i use", "do you want me", "would you like me", "do you mind", "mind if i",
+    "ok if i", "could you repeat", "can you repeat", "did that answer", "answer your question", "make sense",
+    "keep going", "looking for", "time do we have", "time left", "how long is this", "can you hear", "can you see",
+    "time limit", "this section", "this part of the interview", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
+    "could you paste", "can you paste", "was i", "do you need me", "where did i", "one sec", "one second", "what you think", "how i did", "how i am doing",
+]
+# The interviewer's "any questions for us?": what follows gathers nothing.
+ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
+                 "questions for me", "anything to ask", "questions before we"]
+# "let's" about the interview itself, not the design.
+LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
+                 "let us talk", "let us wrap", "let us get going", "let us pick this up", "let us pick it up",
+                 "let us pick up", "show you", "walk you through", "talk you through", "let me show", "pull up",
+                 "i will show", "after lunch", "next question", "waste your time", "let us run it", "let us run this",
+                 "let us try it", "see what happens", "see if it"]
+LOGISTICS = frozenset(LEXICON["logistics"])
+AGENT = frozenset("i we us".split())
+PRONOUN = frozenset("i we you they he she it people".split())
+CONSEQUENCE = frozenset("would might could will need needs means mean have has lose get".split())
+PAST = frozenset(LEXICON["past"])
+
+# Question form (speech has no question marks).
+WH = frozenset(LEXICON["wh"])
+AUX = frozenset(LEXICON["aux"])
+SUBJ = frozenset(LEXICON["subj"])
+ASKING = frozenset("question questions wondering wonder curious ask asking".split())
+WONDER = frozenset("wondering wonder curious".split())
+THIS_IS = frozenset("here this that it".split())  # "here is what we do" announces, it does not ask
+INDIRECT = WH | frozenset("whether if about".split())
+NOT_LIKE = frozenset("not i you we they would do did".split())
+INV_AUX = frozenset("are is do does will can should would could".split())
+INV_SUBJ = frozenset("we you they users it".split())
+NO_INV_BEFORE = frozenset(
+    """i we you they it that this there he she which what who how where when why so and if than whether as
+    what is not""".split()
+) | INV_AUX
+
+_LEX_SETS: dict[str, frozenset[str]] = {}
+
+
+def lex_set(name: str) -> frozenset[str]:
+    """A lexicon as a frozenset, built once."""
+    s = _LEX_SETS.get(name)
+    if s is None:
+        s = _LEX_SETS[name] = frozenset(LEXICON[name])
+    return s

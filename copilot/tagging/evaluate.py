@@ -167,14 +167,14 @@ def evaluate(tagger: Tagger, items: Sequence[LabelledItem], tag_ids: Sequence[st
                 scores[t].fp += 1
             elif g:
                 scores[t].fn += 1
-        for g in (sorted(gold) or [NONE]):
-            for p in (pred or [NONE]):
-                confusion.setdefault(g, {c: 0 for c in cols}).setdefault(p, 0)
-                confusion[g][p] += 1
+        for gold_tag in (sorted(gold) or [NONE]):
+            for pred_tag in (pred or [NONE]):
+                confusion.setdefault(gold_tag, {c: 0 for c in cols}).setdefault(pred_tag, 0)
+                confusion[gold_tag][pred_tag] += 1
         if keep_errors and set(pred) != gold:
             errors.append({"id": it.id, "text": it.text, "gold": sorted(gold), "predicted": pred})
     return EvalReport(
-        tagger=label or getattr(tagger, "name", type(tagger).__name__),
+        tagger=label or str(getattr(tagger, "name", type(tagger).__name__)),
         data=data_name,
         n_items=len(items),
         tags=[scores[t] for t in all_tags],

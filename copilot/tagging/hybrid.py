@@ -28,7 +28,8 @@ from typing import Any, Awaitable, Callable, Collection, Sequence, Union
 
 from copilot.events import Segment, Status, Tag, TagUpdate
 from copilot.tagging.base import Tagger
-from copilot.tagging.llm import LLMError, LLMResult, LLMTagger, LLMUsage, warm_litellm
+from copilot.tagging.llm import LLMResult, LLMTagger
+from copilot.tagging.llm_client import LLMError, LLMUsage, warm_litellm
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ class LLMRefiner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        warm_litellm(tagger.model, background=True)  # no-op when build_tagger already warmed it
+        warm_litellm(tagger.model, background=True)  # no-op when build_llm already warmed it
 
     # -- the live API ----------------------------------------------------------------------
     def submit(self, segment: Segment, context: Sequence[Segment] = (), rules_tags: Sequence[Tag] = ()) -> None:

@@ -132,7 +132,8 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
         return chars / 3 + 2  # a small model's odd words split into short tokens; the quotes
 
     def enum_tokens(prop: dict[str, Any]) -> float:
-        return max(len(str(v)) for v in prop["enum"]) / 3 + 2
+        # an unconstrained string (a schema without enums): counted as an id
+        return max((len(str(v)) for v in prop.get("enum", ())), default=SEGMENT_ID_MAX_CHARS) / 3 + 2
 
     seg = props["segment_id"]
     seg_tokens = enum_tokens(seg) if "enum" in seg else SEGMENT_ID_MAX_CHARS / 3 + 2

@@ -7,7 +7,8 @@ returns the litellm model string and api_base to talk to it as an OpenAI-compati
 One server per GGUF per process; `stop_all()` (also run at exit) stops them.
 
 A name rather than a path (`local:smollm2`) is a GGUF model of `models/manifest.json`,
-installed by `copilot models install NAME` and checked against its sha256. SmolLM2-135M only
+installed by `copilot models install NAME` and checked against its sha256 (the manifest is read
+here, not through `copilot.asr.models`: `tagging` sits beside `asr`, not above it). SmolLM2-135M only
 proves the plumbing; a real user picks a 3-8B instruct GGUF (docs/llm.md).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -55,11 +57,59 @@ def xllamacpp_version() -> str | None:
         return None
 
 
-def gguf_models() -> dict[str, Any]:
-    """Manifest models whose files include a .gguf: name -> ModelSpec."""
-    from copilot.asr.models import load_manifest
+@dataclass(frozen=True)
+class GGUFModel:
+    """A manifest model whose files include a GGUF (`copilot models install NAME` assembles it)."""
 
-    return {name: spec for name, spec in load_manifest().items() if any(f.endswith(".gguf") for f in spec.files)}
+    name: str
+    files: tuple[str, ...]
+    sha256: dict[str, str]
+
+
+VERIFIED_STAMP = ".verified.json"  # written by `copilot models install` (copilot/asr/models.py): file -> stat, sha256
+
+
+def gguf_models() -> dict[str, GGUFModel]:
+    """Manifest models whose files include a .gguf: name -> GGUFModel."""
+    from copilot.config import models_manifest
+
+    path = models_manifest()
+    try:
+        raw = json.loads(path.read_text())
+        return {name: GGUFModel(name, tuple(m["files"]), dict(m["sha256"])) for name, m in raw["models"].items()
+                if any(f.endswith(".gguf") for f in m["files"])}
+    except OSError as exc:
+        raise LocalLLMError(f"model manifest not readable: {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LocalLLMError(f"model manifest {path} is malformed: {exc!r}") from None
+
+
+def verified(directory: Path, model: GGUFModel) -> bool:
+    """Every file of `model` is in `directory` with the manifest's sha256. A file that the install's
+    stamp lists with its current size and mtime is not hashed again."""
+    try:
+        stamp = json.loads((directory / VERIFIED_STAMP).read_text())
+    except (OSError, ValueError):
+        stamp = {}
+    if not isinstance(stamp, dict):
+        stamp = {}
+    for target in model.files:
+        expected = model.sha256.get(target)
+        path = directory / target
+        if not expected or not path.is_file():
+            return False
+        st = path.stat()
+        seen = stamp.get(target)
+        if isinstance(seen, dict) and seen.get("stat") == [st.st_size, st.st_mtime_ns] \
+                and seen.get("sha256") == expected:
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != expected:
+            return False
+    return True
 
 
 def resolve_gguf(spec: str) -> Path:
@@ -77,7 +127,6 @@ def resolve_gguf(spec: str) -> Path:
             if f.read(4) != b"GGUF":
                 raise LocalLLMError(f"{text} is not a GGUF model file")
         return path.resolve()
-    from copilot.asr.models import verify_dir
     from copilot.config import models_dir
 
     specs = gguf_models()
@@ -89,7 +138,7 @@ def resolve_gguf(spec: str) -> Path:
     gguf = directory / next(f for f in mspec.files if f.endswith(".gguf"))
     if not gguf.is_file():
         raise LocalLLMError(f"local model {text!r} is not installed; run `copilot models install {text}`")
-    if not verify_dir(directory, mspec):
+    if not verified(directory, mspec):
         raise LocalLLMError(f"local model {text!r} in {directory} fails its sha256 check; "
                             f"run `copilot models install {text}` to reinstall it")
     return gguf

@@ -26,7 +26,7 @@ AppliesTo = Literal["candidate", "interviewer", "any"]
 
 def is_interviewer(speaker: str | None) -> bool:
     """Interviewer speech is context, not tagged: any speaker named `interviewer...`."""
-    return bool(speaker) and speaker.strip().lower().startswith("interviewer")
+    return speaker is not None and speaker.strip().lower().startswith("interviewer")
 
 
 def speaker_applies(applies_to: str, speaker: str | None) -> bool:
@@ -183,15 +183,39 @@ def load_rubric(name_or_path: str | Path = "default") -> Rubric:
     return parse_rubric(text, str(path))
 
 
+MAX_RUBRIC_BYTES = 1024 * 1024
+MAX_RUBRIC_DEPTH = 32  # a rubric nests 4 deep; the YAML composer recurses per level
+
+
+def _check_shape(text: str, filename: str) -> None:
+    """Refuse, before composing, what would make loading explode: a huge file, deep nesting
+    (RecursionError) and aliases (`*a`: a few lines of them expand to billions of nodes)."""
+    if len(text) > MAX_RUBRIC_BYTES:
+        raise RubricError(f"{filename}: larger than {MAX_RUBRIC_BYTES // 1024} KiB; a rubric is a short file")
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # an event stream: no recursion
+        if isinstance(event, yaml.AliasEvent):
+            raise RubricError(f"{filename}: line {event.start_mark.line + 1}: YAML aliases (*name) are not "
+                              f"allowed in a rubric")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_RUBRIC_DEPTH:
+                raise RubricError(f"{filename}: line {event.start_mark.line + 1}: nested deeper than "
+                                  f"{MAX_RUBRIC_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_rubric(text: str, filename: str = "<rubric>") -> Rubric:
     try:
+        _check_shape(text, filename)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = f"line {mark.line + 1}" if mark is not None else "unknown line"
+        where = f"line {mark.line + 1}" if mark is not None else "unknown line"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RubricError(f"{filename}: {line}: invalid YAML: {problem}") from None
+        raise RubricError(f"{filename}: {where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise RubricError(f"{filename}: line 1: a rubric must be a mapping with id, version, title, tags")
     lines = _line_index(node)

@@ -25,43 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
+import spacy
 from spacy.attrs import IDX, ORTH
+from spacy.matcher import Matcher, PhraseMatcher
+from spacy.tokens import Doc
 
+from copilot.errors import ModelError
 from copilot.events import Segment, Tag
 from copilot.tagging import cues as C
 from copilot.tagging.normalize import PUNCT_END, Clean, clean_tokens
 from copilot.tagging.rubric import Rubric, is_interviewer
+from copilot.tagging.syntax import SyntaxCues
+from copilot.tagging.textcat import Classifier, load_classifier
 
 Mode = Literal["combined", "rules-only", "classifier-only"]
 
 # A computed cue family name for the rubric (in addition to cues.FAMILIES).
 COMPUTED = {"clarifying_question": "question", "contrast": "contrast"}
-
-_DISCOURSE = frozenset(
-    """so and ok um uh right well also then yeah hmm oh sorry wait but hey now just actually cool great roughly
-    approximately okay""".split()
-)
-_AGREE = frozenset(
-    """yeah yes yep sure ok sounds good let us do that it your way fine great cool go for right then totally makes
-    sense agree with i to me that is works perfect alright awesome absolutely definitely lets sounds the plan
-    we can can""".split()
-)
-_FUTURE = frozenset("will would going let should want need not must".split())
-_RG_VETO = [
-    "should i", "can i use", "could i use", "do you want me", "would you like me", "do you mind", "mind if i",
-    "ok if i", "could you repeat", "can you repeat", "did that answer", "answer your question", "make sense",
-    "keep going", "looking for", "time do we have", "time left", "how long is this", "can you hear", "can you see",
-    "time limit", "this section", "this part of the interview", "where were we", "where was i", "what was the name", "can everyone", "you cut out",
-    "could you paste", "can you paste", "was i", "do you need me", "where did i", "one sec", "one second", "what you think", "how i did", "how i am doing",
-]
-_ANY_QUESTIONS = ["any questions", "anything you would like to ask", "anything you want to ask", "questions for us",
-                  "questions for me", "anything to ask", "questions before we"]
-_LOGISTIC_LETS = ["let us take", "let us get started", "let us see", "let us move on", "let us begin",
-                  "let us talk", "let us wrap", "let us get going", "let us pick this up", "let us pick it up",
-                  "let us pick up", "show you", "walk you through", "talk you through", "let me show", "pull up",
-                  "i will show", "after lunch", "next question", "waste your time", "let us run it", "let us run this",
-                  "let us try it", "see what happens", "see if it"]
-
 
 @dataclass
 class Hit:
@@ -78,6 +58,43 @@ class Analysis:
     rules: dict[str, Hit] = field(default_factory=dict)  # best hit per tag, after vetoes
     gated: frozenset[str] = frozenset()  # tags that do not apply to this speaker / context
     n_content: int = 0  # words, punctuation aside
+
+
+@dataclass
+class _Reading:
+    """One utterance as the passes of `RulesTagger.analyze` read it, and the hits they offer."""
+
+    clean: Clean
+    words: list[str]
+    doc: Doc
+    sents: list[tuple[int, int]]
+    sent_of: list[int]  # word index -> sentence index
+    question: list[bool]  # per sentence
+    sent_sets: list[frozenset[str]]  # per sentence
+    gated: frozenset[str]
+    hits: dict[str, Hit]  # the Analysis's best hit per tag, filled in place
+    rg_veto_sents: set[int] = field(default_factory=set)  # sentences that ask, but gather nothing
+    lets_logistic_sents: set[int] = field(default_factory=set)  # "let's take a break"
+    after_any_questions: bool = False  # the other party just asked "any questions for us?"
+    agreement_only: bool = False  # "yeah let's do that" after a suggestion
+
+    def logistic(self, si: int) -> bool:
+        return bool(self.sent_sets[si] & C.LOGISTICS)
+
+    def offer(self, tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None
+              ) -> None:
+        """A hit in sentence `si` (evidence: the sentence, or a window around `at` in a long one)."""
+        if weight <= 0:
+            return
+        self.offer_span(tag, weight, why, _window(self.sents[si], at), matched)
+
+    def offer_span(self, tag: str, weight: float, why: str, span: tuple[int, int], matched: str) -> None:
+        """Keep the hit if the tag applies here and it outweighs the best so far."""
+        if tag in self.gated:
+            return
+        best = self.hits.get(tag)
+        if best is None or weight > best.weight:
+            self.hits[tag] = Hit(tag, weight, why, span, matched)
 
 
 @dataclass(frozen=True)
@@ -118,9 +135,6 @@ class RulesTagger:
 
     def __init__(self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False,
                  mode: Mode = "combined") -> None:
-        import spacy
-        from spacy.matcher import Matcher, PhraseMatcher
-
         self.rubric = rubric
         if nlp is None:
             nlp = spacy.blank("en")
@@ -152,22 +166,16 @@ class RulesTagger:
         for fam in self._families_of:
             for k, cue in enumerate(C.FAMILIES.get(fam, [])):
                 self._add(f"{fam}:{k}", fam, cue)
-        for key, phrases in (("rg_veto", _RG_VETO), ("anyq", _ANY_QUESTIONS), ("lets_logistic", _LOGISTIC_LETS)):
+        for key, phrases in (("rg_veto", C.RG_VETO), ("anyq", C.ANY_QUESTIONS), ("lets_logistic", C.LOGISTIC_LETS)):
             self.veto.add(key, [self._phrase_doc(p.split()) for p in phrases])
         self._veto_ids = {self.vocab.strings[k]: k for k in ("rg_veto", "anyq", "lets_logistic")}
         self.syntax = None
         if syntax:
-            from copilot.tagging.syntax import SyntaxCues
-
             self.syntax = SyntaxCues.load(self._families_of)
-        self.classifier = None
+        self.classifier: Classifier | None = None
         if classifier is True:
-            from copilot.tagging.textcat import load_classifier
-
             self.classifier = load_classifier(rubric.id)
         elif isinstance(classifier, (str, Path)):
-            from copilot.tagging.textcat import load_classifier
-
             self.classifier = load_classifier(rubric.id, Path(classifier))
         elif classifier not in (False, None):
             self.classifier = classifier
@@ -175,8 +183,6 @@ class RulesTagger:
         if mode not in ("combined", "rules-only", "classifier-only"):
             raise ValueError(f"unknown mode {mode!r}")
         if mode == "classifier-only" and self.classifier is None:
-            from copilot.errors import ModelError
-
             raise ModelError(f"no trained classifier for rubric {rubric.id!r}: run `copilot tagger train --rubric "
                              f"{rubric.id}`")
         self.mode: Mode = mode
@@ -201,8 +207,6 @@ class RulesTagger:
         self.matcher.add(key, [pattern])
 
     def _phrase_doc(self, words: list[str]):
-        from spacy.tokens import Doc
-
         return Doc(self.vocab, words=words)
 
     # ------------------------------------------------------------ analysis
@@ -227,17 +231,29 @@ class RulesTagger:
         return out
 
     def analyze(self, text: str, speaker: str | None = "candidate", context: Any = None) -> Analysis:
+        """The best cue hit per tag, after the context checks: the passes below, in this order
+        (a later hit replaces an earlier one only when it weighs strictly more)."""
         clean = self.clean(text)
         gated = frozenset(t.id for t in self.rubric.tags if not t.applies(speaker))
         result = Analysis(clean=clean, gated=gated,
                           n_content=sum(1 for w in clean.words if w not in PUNCT_END and w != ","))
         if len(gated) == len(self.rubric.tags) or not clean.words:
             return result
+        r = self._read(clean, gated, speaker, context, result.rules)
+        self._cue_pass(r)
+        self._check_back_pass(r)
+        self._question_pass(r)
+        self._gain_cost_pass(r)
+        self._contrast_word_pass(r)
+        if self.syntax is not None:
+            self._syntax_pass(r, text)
+        return result
+
+    def _read(self, clean: Clean, gated: frozenset[str], speaker: str | None, context: Any,
+              hits: dict[str, Hit]) -> "_Reading":
+        """Sentences, question form and the context checks that every pass consults."""
         turns = context_turns(context, speaker)
         prev = next((tx for sp, tx in reversed(turns) if sp != speaker), turns[-1][1] if turns else "")
-
-        from spacy.tokens import Doc
-
         words = clean.words
         doc = Doc(self.vocab, words=words, spaces=[True] * len(words),
                   lemmas=self._lemmas(words) if self._needs_lemma else None)
@@ -246,132 +262,136 @@ class RulesTagger:
         for si, (a, b) in enumerate(sents):
             for i in range(a, b):
                 sent_of[i] = si
-        question = [_is_question(words, a, b) for a, b in sents]
-        sent_sets = [frozenset(words[a:b]) for a, b in sents]
-
-        rg_veto_sents: set[int] = set()
-        lets_logistic_sents: set[int] = set()
-        for mid, s, e in self.veto(doc):
+        r = _Reading(clean=clean, words=words, doc=doc, sents=sents, sent_of=sent_of,
+                     question=[_is_question(words, a, b) for a, b in sents],
+                     sent_sets=[frozenset(words[a:b]) for a, b in sents], gated=gated, hits=hits)
+        for mid, s, _e in self.veto(doc):
             key = self.vocab.strings[mid]
             if key == "rg_veto":
-                rg_veto_sents.add(sent_of[s])
+                r.rg_veto_sents.add(sent_of[s])
             elif key == "lets_logistic":
-                lets_logistic_sents.add(sent_of[s])
-        after_any_questions = bool(prev) and self._after_any_questions(prev)
+                r.lets_logistic_sents.add(sent_of[s])
+        r.after_any_questions = bool(prev) and self._after_any_questions(prev)
         content = [w for w in words if w not in PUNCT_END and w != ","]
-        agreement_only = bool(prev) and len(content) <= 8 and all(w in _AGREE for w in content)
+        r.agreement_only = bool(prev) and len(content) <= 8 and all(w in C.AGREE for w in content)
+        return r
 
-        def offer(tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None) -> None:
-            if tag in gated or weight <= 0:
-                return
-            best = result.rules.get(tag)
-            if best is None or weight > best.weight:
-                result.rules[tag] = Hit(tag, weight, why, _window(sents[si], at), matched)
-
-        def logistic(si: int) -> bool:
-            return bool(sent_sets[si] & _LOGISTICS)
-
-        for mid, s, e in [*self.phrases(doc), *self.matcher(doc)]:
+    def _cue_pass(self, r: "_Reading") -> None:
+        """The rubric's cue families (Matcher and PhraseMatcher hits), each family with its vetoes."""
+        words, sents, sent_sets = r.words, r.sents, r.sent_sets
+        for mid, s, e in [*self.phrases(r.doc), *self.matcher(r.doc)]:
             family, cue = self._cues[self.vocab.strings[mid]]
-            si = sent_of[s]
+            si = r.sent_of[s]
             w = cue.weight
             if family == "clarifying_question":
-                if not question[si] or si in rg_veto_sents or logistic(si) or after_any_questions:
+                if not r.question[si] or si in r.rg_veto_sents or r.logistic(si) or r.after_any_questions:
                     continue
             elif family in ("assumption_check", "restating"):
-                if after_any_questions:
+                if r.after_any_questions:
                     continue
             elif family in ("commitment", "course_change", "scoping", "pushback"):
-                if logistic(si) or si in lets_logistic_sents or agreement_only:
+                if r.logistic(si) or si in r.lets_logistic_sents or r.agreement_only:
                     continue
-                if words[s] == "do" and s > 0 and words[s - 1] in _PRONOUN:
+                if words[s] == "do" and s > 0 and words[s - 1] in C.PRONOUN:
                     continue  # "we do not run that often" describes; "do not run that" tells
-                if family in C.QUESTION_WEAKENS and question[si] and not _answers_itself(words, sents[si][0], s):
+                if family in C.QUESTION_WEAKENS and r.question[si] and not _answers_itself(words, sents[si][0], s):
                     w = min(w, C.WEAK)
-                if family == "course_change" and sent_sets[si] & _PAST and not sent_sets[si] & _FUTURE:
+                if family == "course_change" and sent_sets[si] & C.PAST and not sent_sets[si] & C.FUTURE:
                     continue  # narration of the past: "instead of Slack we used Teams"
                 if family == "course_change" and words[s] in ("instead", "rather") and not (
-                        sent_sets[si] & _AGENT and sent_sets[si] & _FUTURE):
+                        sent_sets[si] & C.AGENT and sent_sets[si] & C.FUTURE):
                     continue  # "entries instead of edits" describes, it does not decide
             for tag in self._families_of.get(family, ()):
-                offer(tag, w, cue.why, si, clean.quote(s, e), (s, e))
+                r.offer(tag, w, cue.why, si, r.clean.quote(s, e), (s, e))
 
+    def _check_back_pass(self, r: "_Reading") -> None:
+        """"... so the writes go to one region, right?": a statement checked back with the interviewer."""
         rg_tags = self._families_of.get("restating", set()) | self._families_of.get("assumption_check", set())
-        if rg_tags and not after_any_questions:
-            for si, (a, b) in enumerate(sents):
-                end = b - 1 if words[b - 1] in PUNCT_END else b
-                if end - a >= 6 and words[end - 1] in ("right", "correct") and words[end - 2] not in ("all", "that",
-                                                                                                       "is", "right"):
-                    for tag in rg_tags:
-                        offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
+        if not rg_tags or r.after_any_questions:
+            return
+        words = r.words
+        for si, (a, b) in enumerate(r.sents):
+            end = b - 1 if words[b - 1] in PUNCT_END else b
+            if end - a >= 6 and words[end - 1] in ("right", "correct") and words[end - 2] not in ("all", "that",
+                                                                                                   "is", "right"):
+                for tag in rg_tags:
+                    r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
 
-        if self._computed["question"] and not after_any_questions:
-            req = lex_set("req")
-            for si, (a, b) in enumerate(sents):
-                if not question[si] or si in rg_veto_sents or logistic(si):
-                    continue
-                if sent_sets[si] & req:
-                    w, why = 0.8, "asks about users, scale, constraints or success"
-                else:
-                    w, why = C.WEAK, "asks a question"
-                for tag in self._computed["question"]:
-                    offer(tag, w, why, si, " ".join(words[a:b]))
+    def _question_pass(self, r: "_Reading") -> None:
+        """The computed `clarifying_question` cue: a question, stronger when it is about requirements."""
+        if not self._computed["question"] or r.after_any_questions:
+            return
+        req = C.lex_set("req")
+        for si, (a, b) in enumerate(r.sents):
+            if not r.question[si] or si in r.rg_veto_sents or r.logistic(si):
+                continue
+            if r.sent_sets[si] & req:
+                w, why = 0.8, "asks about users, scale, constraints or success"
+            else:
+                w, why = C.WEAK, "asks a question"
+            for tag in self._computed["question"]:
+                r.offer(tag, w, why, si, " ".join(r.words[a:b]))
 
-        if self._computed["contrast"]:
-            gain, cost = lex_set("gain"), lex_set("cost")
-            for si, (a, b) in enumerate(sents):
-                g = sent_sets[si] & gain
-                c = sent_sets[si] & cost
-                if g and c and (g | c) - (g & c) and b - a >= 6 and not logistic(si):
-                    for tag in self._computed["contrast"]:
-                        offer(tag, 0.6, "names a gain and a cost", si, f"{sorted(g)[0]} / {sorted(c)[0]}")
-                elif si + 1 < len(sents) and not logistic(si):
-                    g2 = g | (sent_sets[si + 1] & gain)
-                    c2 = c | (sent_sets[si + 1] & cost)
-                    if ((g and c2 - g) or (c and g2 - c)) and sents[si + 1][1] - a >= 8:
-                        for tag in self._computed["contrast"]:
-                            if tag not in gated and (tag not in result.rules or result.rules[tag].weight < 0.6):
-                                result.rules[tag] = Hit(tag, 0.6, "names a gain and a cost", (a, sents[si + 1][1]),
-                                                        f"{sorted(g2)[0]} / {sorted(c2)[0]}")
-            ev = lex_set("eval")
-            con = lex_set("contrast")
-            for i, wd in enumerate(words):
-                if wd not in con:
-                    continue
-                left = [x for x in words[max(0, i - 14) : i] if x not in PUNCT_END and x != ","]
-                si = sent_of[i]
-                b = sents[si][1]
-                right = [x for x in words[i + 1 : min(b, i + 15)] if x not in PUNCT_END and x != ","]
-                if len(left) < 3 or not right:
-                    continue
-                el = sum(1 for x in left if x in ev)
-                er = sum(1 for x in right if x in ev)
-                if len(right) < 2 and not (el and er):
-                    continue
-                if el and er:
-                    w, why = C.MEDIUM + 0.05, "contrasts what one side gains with what it costs"
-                elif el + er and len(right) >= 3:
-                    w, why = 0.6 if len(left) >= 4 and set(right) & _CONSEQUENCE else C.WEAK, "a contrast"
-                else:
-                    continue
-                if logistic(si):
-                    continue
-                # the evidence spans the clause before the contrast too when it is another sentence
-                a0 = sents[sent_of[max(0, i - 1)]][0] if sents[si][0] == i else sents[si][0]
+    def _gain_cost_pass(self, r: "_Reading") -> None:
+        """The computed `contrast` cue, part one: a gain and a cost named in one sentence or two."""
+        if not self._computed["contrast"]:
+            return
+        gain, cost = C.lex_set("gain"), C.lex_set("cost")
+        sents, sent_sets = r.sents, r.sent_sets
+        for si, (a, b) in enumerate(sents):
+            g = sent_sets[si] & gain
+            c = sent_sets[si] & cost
+            if g and c and (g | c) - (g & c) and b - a >= 6 and not r.logistic(si):
                 for tag in self._computed["contrast"]:
-                    if tag in gated:
-                        continue
-                    best = result.rules.get(tag)
-                    if best is None or w > best.weight:
-                        result.rules[tag] = Hit(tag, w, why, (a0, b), wd)
+                    r.offer(tag, 0.6, "names a gain and a cost", si, f"{sorted(g)[0]} / {sorted(c)[0]}")
+            elif si + 1 < len(sents) and not r.logistic(si):
+                g2 = g | (sent_sets[si + 1] & gain)
+                c2 = c | (sent_sets[si + 1] & cost)
+                if ((g and c2 - g) or (c and g2 - c)) and sents[si + 1][1] - a >= 8:
+                    for tag in self._computed["contrast"]:
+                        r.offer_span(tag, 0.6, "names a gain and a cost", (a, sents[si + 1][1]),
+                                     f"{sorted(g2)[0]} / {sorted(c2)[0]}")
 
-        if self.syntax is not None:
-            for tag, w, why, (a, b) in self.syntax.hits(text, clean):
-                if agreement_only or set(words[a:b]) & _LOGISTICS:
-                    continue
-                if tag not in gated and (tag not in result.rules or w > result.rules[tag].weight):
-                    result.rules[tag] = Hit(tag, w, why, (a, b), "")
-        return result
+    def _contrast_word_pass(self, r: "_Reading") -> None:
+        """The computed `contrast` cue, part two: "but" / "whereas" with weighing words around it."""
+        if not self._computed["contrast"]:
+            return
+        words, sents, sent_of = r.words, r.sents, r.sent_of
+        ev = C.lex_set("eval")
+        con = C.lex_set("contrast")
+        for i, wd in enumerate(words):
+            if wd not in con:
+                continue
+            left = [x for x in words[max(0, i - 14) : i] if x not in PUNCT_END and x != ","]
+            si = sent_of[i]
+            b = sents[si][1]
+            right = [x for x in words[i + 1 : min(b, i + 15)] if x not in PUNCT_END and x != ","]
+            if len(left) < 3 or not right:
+                continue
+            el = sum(1 for x in left if x in ev)
+            er = sum(1 for x in right if x in ev)
+            if len(right) < 2 and not (el and er):
+                continue
+            if el and er:
+                w, why = C.MEDIUM + 0.05, "contrasts what one side gains with what it costs"
+            elif el + er and len(right) >= 3:
+                w, why = 0.6 if len(left) >= 4 and set(right) & C.CONSEQUENCE else C.WEAK, "a contrast"
+            else:
+                continue
+            if r.logistic(si):
+                continue
+            # the evidence spans the clause before the contrast too when it is another sentence
+            a0 = sents[sent_of[max(0, i - 1)]][0] if sents[si][0] == i else sents[si][0]
+            for tag in self._computed["contrast"]:
+                r.offer_span(tag, w, why, (a0, b), wd)
+
+    def _syntax_pass(self, r: "_Reading", text: str) -> None:
+        """POS/dependency cues (`--syntax`), under the same agreement and logistics vetoes."""
+        assert self.syntax is not None
+        for tag, w, why, (a, b) in self.syntax.hits(text, r.clean):
+            if r.agreement_only or set(r.words[a:b]) & C.LOGISTICS:
+                continue
+            r.offer_span(tag, w, why, (a, b), "")
 
     def _after_any_questions(self, prev: str) -> bool:
         hit = self._anyq_cache.get(prev)
@@ -395,16 +415,16 @@ class RulesTagger:
             p = probs.get(t.id) if probs is not None else None
             th = self.thresholds.get(t.id, {})
             fired_rule = fired_cls = False
-            if p is not None and an.n_content < MIN_WORDS_CLASSIFIER_ALONE:
+            if p is not None and an.n_content < C.MIN_WORDS_CLASSIFIER_ALONE:
                 p_alone = None  # "okay okay", "but I digress": too little text for the classifier alone
             else:
                 p_alone = p
             if mode == "classifier-only":
                 fired_cls = p_alone is not None and p_alone >= th.get("p_cls", 0.5)
             elif mode == "rules-only" or p is None:
-                fired_rule = rw >= th.get("rule_alone", DEFAULT_RULE_ALONE)
+                fired_rule = rw >= th.get("rule_alone", C.DEFAULT_RULE_ALONE)
             else:
-                fired_rule = rw >= th.get("rule", DEFAULT_RULE_ALONE) or (
+                fired_rule = rw >= th.get("rule", C.DEFAULT_RULE_ALONE) or (
                     rw >= C.WEAK and p_alone is not None and p_alone >= th.get("p_weak", 0.35)
                 )
                 fired_cls = p_alone is not None and p_alone >= th.get("p", 0.6)
@@ -481,23 +501,7 @@ class RulesTagger:
         )
 
 
-MIN_WORDS_CLASSIFIER_ALONE = 4
-DEFAULT_RULE_ALONE = C.MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
-
-_LOGISTICS = frozenset(C.LEXICON["logistics"])
-_AGENT = frozenset("i we us".split())
-_PRONOUN = frozenset("i we you they he she it people".split())
-_CONSEQUENCE = frozenset("would might could will need needs means mean have has lose get".split())
-_PAST = frozenset(C.LEXICON["past"])
-_ANY_QUESTIONS_WORDS = [p.split() for p in _ANY_QUESTIONS]
-_LEX_SETS: dict[str, frozenset[str]] = {}
-
-
-def lex_set(name: str) -> frozenset[str]:
-    s = _LEX_SETS.get(name)
-    if s is None:
-        s = _LEX_SETS[name] = frozenset(C.LEXICON[name])
-    return s
+_ANY_QUESTIONS_WORDS = [p.split() for p in C.ANY_QUESTIONS]
 
 
 def _contains_any(words: list[str], phrases: list[list[str]]) -> bool:
@@ -522,41 +526,36 @@ def _sentences(words: list[str]) -> list[tuple[int, int]]:
     return out or [(0, len(words))]
 
 
-_WH = frozenset(C.LEXICON["wh"])
-_AUX = frozenset(C.LEXICON["aux"])
-_SUBJ = frozenset(C.LEXICON["subj"])
-
-
 def _is_question(words: list[str], a: int, b: int) -> bool:
     """A question by its mark, or (speech has no marks) by its opening: a wh-word or an inverted auxiliary."""
     if b > a and words[b - 1] == "?":
         return True
     # an indirect question: "i am wondering whether refunds need their own entries."
     for j in range(a, min(b - 1, a + 8)):
-        if words[j] in _WONDER and words[j + 1] in _INDIRECT:
+        if words[j] in C.WONDER and words[j + 1] in C.INDIRECT:
             return True
     if b - 1 > a and words[b - 1] in PUNCT_END:
         return False  # typed text that ends with a full stop is a statement
     i = a
-    while i < b and (words[i] in _DISCOURSE or words[i] == ","):
+    while i < b and (words[i] in C.DISCOURSE or words[i] == ","):
         i += 1
     # "i guess my first question is how big ...": look past a short lead-in
     for j in range(i, min(b, i + 8)):
         w = words[j]
-        if w in _WH and (j == i or (words[j - 1] == "is" and words[j - 2] not in _THIS_IS) or words[j - 1] in (
+        if w in C.WH and (j == i or (words[j - 1] == "is" and words[j - 2] not in C.THIS_IS) or words[j - 1] in (
                 ",", "question") or (
-                words[j - 1] == "like" and (j < 2 or words[j - 2] not in _NOT_LIKE))):
+                words[j - 1] == "like" and (j < 2 or words[j - 2] not in C.NOT_LIKE))):
             return j + 1 < b
-        if j == i and w in _AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
-                w in ("do", "does", "did") or words[j + 1] in _SUBJ or words[j + 1] == "not"):
+        if j == i and w in C.AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
+                w in ("do", "does", "did") or words[j + 1] in C.SUBJ or words[j + 1] == "not"):
             return True
     # speech: "quick question on scale are we talking ...", "... or are they independent": an inverted
     # auxiliary + pronoun mid-sentence, after an announced question or an "or"
     asked = False
     for j in range(i + 1, b - 1):
-        asked = asked or words[j - 1] in _ASKING
-        if words[j] in _INV_AUX and words[j + 1] in _INV_SUBJ and (
-                words[j - 1] in ("or", ",") or (asked and words[j - 1] not in _NO_INV_BEFORE)):
+        asked = asked or words[j - 1] in C.ASKING
+        if words[j] in C.INV_AUX and words[j + 1] in C.INV_SUBJ and (
+                words[j - 1] in ("or", ",") or (asked and words[j - 1] not in C.NO_INV_BEFORE)):
             return True
     return False
 
@@ -574,21 +573,6 @@ def _answers_itself(words: list[str], a: int, s: int) -> bool:
     before = words[max(a, s - 4) : s]
     return "then" in before or any(before[k] == "if" and before[k + 1] in ("yes", "so", "not", "not,")
                                    for k in range(len(before) - 1))
-
-
-_ASKING = frozenset("question questions wondering wonder curious ask asking".split())
-_WONDER = frozenset("wondering wonder curious".split())
-_THIS_IS = frozenset("here this that it".split())  # "here is what we do" announces, it does not ask
-_INDIRECT = _WH | frozenset("whether if about".split())
-
-
-_NOT_LIKE = frozenset("not i you we they would do did".split())
-_INV_AUX = frozenset("are is do does will can should would could".split())
-_INV_SUBJ = frozenset("we you they users it".split())
-_NO_INV_BEFORE = frozenset(
-    """i we you they it that this there he she which what who how where when why so and if than whether as
-    what is not""".split()
-) | _INV_AUX
 
 
 def compile_pattern(spec: str) -> list[dict[str, Any]]:
@@ -634,60 +618,9 @@ def _lemma_table(nlp):
         if "lemmatizer" in nlp.pipe_names and getattr(nlp.get_pipe("lemmatizer"), "mode", "") == "lookup":
             lem = nlp.get_pipe("lemmatizer")
         else:
-            import spacy
-
             blank = spacy.blank("en")
             lem = blank.add_pipe("lemmatizer", config={"mode": "lookup"})
             blank.initialize()
         return lem.lookups.get_table("lemma_lookup")
     except Exception:
         return None
-
-
-# ---------------------------------------------------------------- threshold tuning (training split only)
-
-
-def tune_thresholds(rules: RulesTagger, items, oof: Sequence[dict[str, float]], labels: Sequence[str]):
-    """Pick per-tag thresholds that maximize F1 of the combination on out-of-fold probabilities."""
-    analyses = [rules.analyze(it.text, it.speaker, it.context) for it in items]
-    # The rules were written with this split in view, so on it they look better than on unseen text;
-    # capping the classifier's threshold keeps it able to fire on its own (see docs/tagger.md).
-    grid_p = [round(0.3 + 0.05 * i, 2) for i in range(9)]  # 0.30 .. 0.70
-    grid_weak = [round(0.1 + 0.05 * i, 2) for i in range(11)]  # 0.10 .. 0.60
-    grid_rule = [DEFAULT_RULE_ALONE, C.STRONG - 0.01, 1.01]
-    thresholds: dict[str, dict[str, float]] = {}
-    report: dict[str, Any] = {}
-    for tag in labels:
-        gold = [tag in it.labels for it in items]
-        rw = [an.rules[tag].weight if tag in an.rules else 0.0 for an in analyses]
-        ps = [p.get(tag, 0.0) for p in oof]
-        ps_alone = [p if an.n_content >= MIN_WORDS_CLASSIFIER_ALONE else 0.0 for p, an in zip(ps, analyses)]
-        best_key: tuple = (-1.0,)
-        best_th: dict[str, float] = {}
-        for r in grid_rule:
-            for pt in grid_p:
-                for pw in grid_weak:
-                    if pw > pt:
-                        continue
-                    pred = [(w >= r) or (w >= C.WEAK and pa >= pw) or (pa >= pt) for w, pa in zip(rw, ps_alone)]
-                    # ties: prefer the stricter setting (fewer false positives on unseen text)
-                    key = (round(_f1(gold, pred), 6), pt, pw, -r)
-                    if key > best_key:
-                        best_key, best_th = key, {"rule": r, "p": pt, "p_weak": pw}
-        cls_best = max(((_f1(gold, [p >= t for p in ps_alone]), t) for t in grid_p),
-                       key=lambda x: (round(x[0], 6), x[1]))
-        rules_f1 = _f1(gold, [w >= DEFAULT_RULE_ALONE for w in rw])
-        th = dict(best_th)
-        th["p_cls"] = cls_best[1]
-        th["rule_alone"] = DEFAULT_RULE_ALONE
-        thresholds[tag] = th
-        report[tag] = {"cv_f1_combined": round(best_key[0], 3), "cv_f1_classifier": round(cls_best[0], 3),
-                       "f1_rules": round(rules_f1, 3)}
-    return thresholds, report
-
-
-def _f1(gold: Sequence[bool], pred: Sequence[bool]) -> float:
-    tp = sum(1 for g, p in zip(gold, pred) if g and p)
-    fp = sum(1 for g, p in zip(gold, pred) if p and not g)
-    fn = sum(1 for g, p in zip(gold, pred) if g and not p)
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)

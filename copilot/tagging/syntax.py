@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from copilot.errors import ModelError
 from copilot.tagging import cues as C
 from copilot.tagging.normalize import Clean
 
@@ -43,8 +44,6 @@ class SyntaxCues:
 
     @classmethod
     def load(cls, families_of: dict[str, set[str]]) -> "SyntaxCues":
-        from copilot.errors import ModelError
-
         try:
             import importlib
 

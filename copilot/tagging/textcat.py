@@ -1,7 +1,7 @@
 """The learned half of the rules tagger: a spaCy `textcat_multilabel` trained on the repo's labelled utterances.
 
-Trained reproducibly (fixed seed, single process, a few seconds) from `tests/data/tagger_train.jsonl`
-into `models/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
+Trained reproducibly (fixed seed, single process, a few seconds) from `copilot/tagging/data/tagger_train.jsonl`
+into `<models dir>/tagger/<rubric id>/`, written atomically (temp dir, then rename). The held-out split is
 never read here. Training also tunes the per-tag thresholds of the combination with the rules by
 k-fold cross-validation on the training split only (out-of-fold probabilities), and stores them in
 `meta.json` beside the model.
@@ -17,16 +17,40 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from copilot.config import REPO_DIR, models_dir
+import spacy
+from spacy.training import Example
+from spacy.util import fix_random_seed, minibatch
+
+from copilot.config import models_dir
 from copilot.errors import CopilotError, ModelError
+from copilot.tagging import cues as C
+from copilot.tagging.normalize import Clean
+from copilot.tagging.rubric import Rubric, is_interviewer
 
-TRAIN_DATA = REPO_DIR / "tests" / "data" / "tagger_train.jsonl"
-HELDOUT_DATA = REPO_DIR / "tests" / "data" / "tagger_heldout.jsonl"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: an installed copy trains from it too
+TRAIN_DATA = DATA_DIR / "tagger_train.jsonl"
+HELDOUT_DATA = DATA_DIR / "tagger_heldout.jsonl"
 SEED = 1234
 EPOCHS = 20
 META = "meta.json"
+
+
+class Analysis(Protocol):
+    @property
+    def rules(self) -> Mapping[str, Any]: ...  # tag -> the best cue hit (its `.weight`)
+
+    @property
+    def n_content(self) -> int: ...
+
+
+class Analyzer(Protocol):
+    """What training reads from the rules tagger (`rules.RulesTagger`, which imports this module)."""
+
+    def clean(self, text: str) -> Clean: ...
+
+    def analyze(self, text: str, speaker: str | None = ..., context: Any = ...) -> Analysis: ...
 
 
 class DataError(CopilotError):
@@ -101,13 +125,9 @@ def model_dir(rubric_id: str) -> Path:
 def train_textcat(texts: Sequence[str], cats: Sequence[dict[str, float]], labels: Sequence[str], seed: int = SEED,
                   epochs: int = EPOCHS):
     """A blank-English pipeline with one `textcat_multilabel` (bag of 1-2-grams): fast to train and run."""
-    import spacy
-    from spacy.training import Example
-    from spacy.util import fix_random_seed, minibatch
-
     fix_random_seed(seed)
     nlp = spacy.blank("en")
-    tc = nlp.add_pipe(
+    tc: Any = nlp.add_pipe(  # spaCy types the pipe as a bare callable
         "textcat_multilabel",
         config={
             "model": {
@@ -144,20 +164,19 @@ def trainable_labels(rubric_tag_ids: Iterable[str], items: Sequence[LabelledItem
 
 def classifier_items(items: Sequence[LabelledItem]) -> list[LabelledItem]:
     """The classifier learns candidate speech only: interviewer turns are gated out before it runs."""
-    from copilot.tagging.rubric import is_interviewer
-
     return [it for it in items if not is_interviewer(it.speaker)]
 
 
-def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, seed: int = SEED,
-                     folds: int = 5, log=None) -> Path:
-    """Train the classifier for a rubric, tune the combination thresholds by CV, save atomically."""
-    from copilot.tagging.rules import RulesTagger, tune_thresholds
+def train_for_rubric(rubric: Rubric, rules: Analyzer, data: Path = TRAIN_DATA, out: Path | None = None,
+                     seed: int = SEED, folds: int = 5, log=None) -> Path:
+    """Train the classifier for a rubric, tune the combination thresholds by CV, save atomically.
 
+    `rules` is the rubric's rules tagger without a classifier (`RulesTagger(rubric, classifier=False)`):
+    its cleaning makes the classifier's input, its cues are what the thresholds combine with.
+    """
     items = load_labelled(data)
     labels = trainable_labels(rubric.tag_ids, items)
     out = out or model_dir(rubric.id)
-    rules = RulesTagger(rubric, classifier=False)
     cls_items = classifier_items(items)
     texts = [rules.clean(it.text).joined() for it in cls_items]
     cats = [{l: 1.0 if l in it.labels else 0.0 for l in labels} for it in cls_items]
@@ -198,7 +217,7 @@ def train_for_rubric(rubric, data: Path = TRAIN_DATA, out: Path | None = None, s
     return out
 
 
-def rubric_examples(rubric, labels: Sequence[str], rules) -> tuple[list[str], list[dict[str, float]]]:
+def rubric_examples(rubric: Rubric, labels: Sequence[str], rules: Analyzer) -> tuple[list[str], list[dict[str, float]]]:
     texts: list[str] = []
     cats: list[dict[str, float]] = []
     for t in rubric.tags:
@@ -211,6 +230,56 @@ def rubric_examples(rubric, labels: Sequence[str], rules) -> tuple[list[str], li
             texts.append(rules.clean(ex).joined())
             cats.append({l: 0.0 for l in labels})
     return texts, cats
+
+
+# ---------------------------------------------------------------- threshold tuning (training split only)
+# The combination of rules and classifier that `rules.RulesTagger.decide` applies; tuned here, beside training.
+
+
+def tune_thresholds(rules: Analyzer, items: Sequence[LabelledItem], oof: Sequence[dict[str, float]], labels: Sequence[str]):
+    """Pick per-tag thresholds that maximize F1 of the combination on out-of-fold probabilities."""
+    analyses = [rules.analyze(it.text, it.speaker, it.context) for it in items]
+    # The rules were written with this split in view, so on it they look better than on unseen text;
+    # capping the classifier's threshold keeps it able to fire on its own (see docs/tagger.md).
+    grid_p = [round(0.3 + 0.05 * i, 2) for i in range(9)]  # 0.30 .. 0.70
+    grid_weak = [round(0.1 + 0.05 * i, 2) for i in range(11)]  # 0.10 .. 0.60
+    grid_rule = [C.DEFAULT_RULE_ALONE, C.STRONG - 0.01, 1.01]
+    thresholds: dict[str, dict[str, float]] = {}
+    report: dict[str, Any] = {}
+    for tag in labels:
+        gold = [tag in it.labels for it in items]
+        rw = [an.rules[tag].weight if tag in an.rules else 0.0 for an in analyses]
+        ps = [p.get(tag, 0.0) for p in oof]
+        ps_alone = [p if an.n_content >= C.MIN_WORDS_CLASSIFIER_ALONE else 0.0 for p, an in zip(ps, analyses)]
+        best_key: tuple = (-1.0,)
+        best_th: dict[str, float] = {}
+        for r in grid_rule:
+            for pt in grid_p:
+                for pw in grid_weak:
+                    if pw > pt:
+                        continue
+                    pred = [(w >= r) or (w >= C.WEAK and pa >= pw) or (pa >= pt) for w, pa in zip(rw, ps_alone)]
+                    # ties: prefer the stricter setting (fewer false positives on unseen text)
+                    key = (round(_f1(gold, pred), 6), pt, pw, -r)
+                    if key > best_key:
+                        best_key, best_th = key, {"rule": r, "p": pt, "p_weak": pw}
+        cls_best = max(((_f1(gold, [p >= t for p in ps_alone]), t) for t in grid_p),
+                       key=lambda x: (round(x[0], 6), x[1]))
+        rules_f1 = _f1(gold, [w >= C.DEFAULT_RULE_ALONE for w in rw])
+        th = dict(best_th)
+        th["p_cls"] = cls_best[1]
+        th["rule_alone"] = C.DEFAULT_RULE_ALONE
+        thresholds[tag] = th
+        report[tag] = {"cv_f1_combined": round(best_key[0], 3), "cv_f1_classifier": round(cls_best[0], 3),
+                       "f1_rules": round(rules_f1, 3)}
+    return thresholds, report
+
+
+def _f1(gold: Sequence[bool], pred: Sequence[bool]) -> float:
+    tp = sum(1 for g, p in zip(gold, pred) if g and p)
+    fp = sum(1 for g, p in zip(gold, pred) if p and not g)
+    fn = sum(1 for g, p in zip(gold, pred) if g and not p)
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
 def _write_atomically(out: Path, nlp, meta: dict[str, Any]) -> None:
@@ -231,7 +300,7 @@ def _write_atomically(out: Path, nlp, meta: dict[str, Any]) -> None:
         raise
 
 
-def is_current(rubric, out: Path | None = None, data: Path = TRAIN_DATA) -> bool:
+def is_current(rubric: Rubric, out: Path | None = None, data: Path = TRAIN_DATA) -> bool:
     """A trained model exists for this rubric and was trained on the current data."""
     out = out or model_dir(rubric.id)
     try:
@@ -255,8 +324,6 @@ class Classifier:
 
 def load_classifier(rubric_id: str, path: Path | None = None) -> Classifier | None:
     """The trained classifier for a rubric, or None when it has not been trained."""
-    import spacy
-
     path = path or model_dir(rubric_id)
     if not (path / META).is_file():
         return None
