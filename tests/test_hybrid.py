@@ -318,3 +318,18 @@ def test_hybrid_batch_tagger(rubric, server):
     server.default = Reply(status=500)
     assert [t.tag for t in hybrid.tag(seg, segs[:4])] == [t.tag for t in rules.tag(seg, segs[:4])]
     assert hybrid.usage.failures == 1
+
+
+def test_merge_on_a_settled_turn_updates_the_rules_chip_carried_to_it():
+    """With turns, the LLM judges the turn id while the rules chip lists the turn's fragments and names
+    the turn in `turn_id`: the verdict must update that chip, not add a second one (issue 12)."""
+    from copilot.events import Tag
+    from copilot.tagging.hybrid import merge
+
+    rules = Tag(tag="tradeoff_articulation", segment_ids=["seg_a", "seg_b"], turn_id="turn_1", start_ms=0,
+                end_ms=900, speaker="candidate", evidence="but we lose", confidence=0.6, source="rules")
+    llm = Tag(tag="tradeoff_articulation", segment_ids=["turn_1"], start_ms=0, end_ms=900, speaker="candidate",
+              evidence="we lose ad hoc queries", confidence=0.9, source=BY)
+    out = merge([rules], [llm], ["turn_1"], BY)
+    assert len(out) == 1 and isinstance(out[0], TagUpdate)
+    assert (out[0].tag_id, out[0].status, out[0].confidence) == (rules.id, "confirmed", 0.9)

@@ -51,7 +51,10 @@ def test_demo_interview_with_llm_refinement(tmp_path, model):
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model, delay_s=0.6)
         rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", rubric="default", llm="openai/fake-model",
-                                   api_base=server.api_base, llm_options={"timeout_s": 5}), asr_model=model)
+                                   api_base=server.api_base, llm_options={"timeout_s": 5},
+                                   # fragments, as this test counts them: with turns the refiner judges the
+                                   # settled turns instead (6 calls for 22 fragments, none coalesced)
+                                   turns=False), asr_model=model)
         store = rt.store
         source = FileSource(DEMO_AUDIO, realtime=True, speakers=["interviewer", "candidate"], speed=4.0)
         sid = store.create_session(SessionStarted(title="llm e2e", mode="replay", speakers=source.speakers))

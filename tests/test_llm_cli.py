@@ -51,3 +51,39 @@ def test_tag_command_without_a_model_is_a_one_line_error():
     assert proc.stderr.startswith("copilot: error: --tagger llm needs an LLM model")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
+
+
+def test_eval_and_bench_report_per_call_llm_figures(tmp_path):
+    """`copilot eval --tagger llm --llm M --api-base URL --limit N --json` and `copilot bench tagger --llm`:
+    macro-F1 plus schema-valid rate, timeouts, latency first/warm, tokens (issue 12)."""
+    data = tmp_path / "labelled.jsonl"
+    rows = [{**ITEMS[0], "label": "steering_decision"}, {**ITEMS[1], "label": "requirement_gathering"},
+            {"id": "bad", "text": "so how do we shard the links table", "speaker": "candidate",
+             "label": "requirement_gathering"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeLLMServer() as server:
+        # the third answer is not JSON: refused, and counted as not schema-valid
+        server.script(Reply(content_fn=quote_first_words, prompt_tokens=900, completion_tokens=40),
+                      Reply(content_fn=quote_first_words, prompt_tokens=120, completion_tokens=40),
+                      Reply(content="sure! the tag is requirement_gathering", prompt_tokens=120, completion_tokens=9))
+        proc = run("eval", "--tagger", "llm", "--llm", "openai/fake-model", "--api-base", server.api_base,
+                   "--data", str(data), "--json")
+        assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    llm = report["llm"]
+    assert report["items"] == 3 and report["tags"]["steering_decision"]["f1"] == 1.0
+    assert (llm["calls"], llm["answered"], llm["schema_valid"], llm["timeouts"]) == (3, 3, 2, 0)
+    assert llm["schema_valid_rate"] == round(2 / 3, 4) and llm["errors"] == {"output": 1}
+    assert llm["tokens_total"] == {"prompt": 1140, "completion": 89}
+    assert llm["latency_ms"]["first"] > 0 and llm["latency_ms"]["warm_p95"] >= llm["latency_ms"]["warm_median"] > 0
+    assert llm["cost_usd"] is None  # an unpriced model: unknown, not zero
+
+    with FakeLLMServer() as server:
+        server.default = Reply(content_fn=quote_first_words, prompt_tokens=100, completion_tokens=30)
+        proc = run("bench", "tagger", "--llm", "openai/fake-model", "--api-base", server.api_base, "--limit", "5",
+                   "--json")
+        assert proc.returncode == 0, proc.stderr
+        calls = server.calls()
+    bench = json.loads(proc.stdout)
+    assert bench["items"] == 5 and bench["llm"]["schema_valid_rate"] == 1.0 and 0 <= bench["macro_f1"] <= 1
+    assert bench["llm"]["calls"] == calls >= 4  # one per taggable item (interviewer speech costs no call)

@@ -52,7 +52,17 @@ def test_valid_tags_get_the_transcripts_exact_span_and_the_prompt_holds_rubric_a
         assert rtag.examples[0] in prompt
     assert "[seg_i1] INTERVIEWER: Let's design a URL shortener" in prompt
     assert ">> [seg_c1] CANDIDATE: Before I start" in prompt
-    assert req.body["response_format"] == {"type": "json_object"}
+    # An OpenAI-compatible api_base is a self-hosted server: a strict json_schema that its grammar enforces,
+    # with the call's target as the only segment id, the target's clauses as the only quotes, and
+    # max_tokens sized to that schema (issue 12).
+    fmt = req.body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    item = fmt["json_schema"]["schema"]["properties"]["tags"]["items"]["properties"]
+    assert item["tag"]["enum"] == rubric.tag_ids
+    assert item["segment_id"]["enum"] == ["seg_c1"]
+    assert "how many new links per day are we expecting," in item["quote"]["enum"]
+    assert all(q in segs[1].text for q in item["quote"]["enum"])
+    assert 100 <= req.body["max_tokens"] <= 250
     assert req.body["model"] == "fake-model"
     assert req.body.get("stream") in (None, False)
 
@@ -265,14 +275,14 @@ def test_window_without_timing_keeps_the_given_order():
 
 
 def test_server_that_refuses_json_mode_is_asked_again_without_it(rubric, server):
-    refusal = json.dumps({"error": {"message": "response_format json_object is not supported by this server",
+    refusal = json.dumps({"error": {"message": "response_format json_schema is not supported by this server",
                                     "type": "invalid_request_error"}})
     server.script(Reply(status=400, raw_body=refusal),
                   Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
     tagger = fake_tagger(rubric, server)
     assert [t.tag for t in tagger.tag(conversation()[4])] == ["steering_decision"]
     assert server.calls() == 2
-    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+    assert server.requests[0].body["response_format"]["type"] == "json_schema"
     assert "response_format" not in server.requests[1].body
     tagger.tag(conversation()[5])
     assert "response_format" not in server.requests[2].body  # remembered for the session

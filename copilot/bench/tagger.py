@@ -25,6 +25,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
     p.add_argument("--items", type=int, default=5000, help="utterances per throughput run (default 5000)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    # issue 12: measure any LLM instead of the offline tagger
+    p.add_argument("--llm", default=None, metavar="MODEL",
+                   help="measure this LLM instead (litellm model string, or local:smollm2 / local:PATH.gguf): "
+                        "macro-F1, schema-valid rate, latency first/warm, tokens, cost per call")
+    p.add_argument("--api-base", default=None, metavar="URL", help="OpenAI-compatible server for --llm")
+    p.add_argument("--tagger", choices=("llm", "hybrid"), default="llm", help="with --llm: the LLM alone or rules+LLM")
+    p.add_argument("--limit", type=int, default=40, metavar="N",
+                   help="with --llm: held-out items, taken evenly across the set (default 40)")
 
 
 def ami_items(path: Path = AMI):
@@ -58,7 +66,32 @@ def _throughput(tagger, pairs) -> dict[str, float]:
             "segment_ms": 1000 * ws / n}
 
 
+def run_llm(args: argparse.Namespace) -> int:
+    """`--llm MODEL`: one call per held-out item (a turn), scored and timed per call (llm_bench.py)."""
+    from copilot.tagging.evaluate import evaluate
+    from copilot.tagging.llm_bench import CallLog, llm_of, spread
+    from copilot.tagging.rubric import load_rubric
+    from copilot.tagging.select import build_tagger
+    from copilot.tagging.textcat import HELDOUT_DATA, load_labelled
+
+    rubric = load_rubric(args.rubric)
+    items = spread(load_labelled(HELDOUT_DATA), args.limit)
+    tagger = build_tagger(args.tagger, rubric, args.llm, args.api_base)
+    calls = CallLog.attach(llm_of(tagger))
+    report = evaluate(tagger, items, rubric.tag_ids, str(HELDOUT_DATA), label=f"{args.tagger} {args.llm}")
+    if args.json:
+        print(json.dumps({"macro_f1": round(report.macro_f1, 4), "items": report.n_items,
+                          "per_tag": _scores(report)["per_tag"], "llm": calls.summary()}, indent=2))
+        return 0
+    print(f"{report.tagger} on {report.n_items} held-out items: macro-F1 {report.macro_f1:.3f}  (" +
+          "  ".join(f"{t.tag} {t.f1:.2f}" for t in report.tags) + ")")
+    print(calls.to_text())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "llm", None):
+        return run_llm(args)
     from copilot.tagging.evaluate import evaluate, item_context, item_segment
     from copilot.tagging.rubric import load_rubric
     from copilot.tagging.rules import RulesTagger

@@ -141,6 +141,34 @@ def check_llm() -> list[Check]:
                   "to add LLM tagging: --llm MODEL or COPILOT_LLM=openai/gpt-4o-mini with its API key")]
 
 
+def check_local_llm() -> list[Check]:
+    """`--llm local:...` (issue 12): the optional xllamacpp server and the GGUF models of the manifest."""
+    from copilot.tagging.local_llm import EXTRA, default_threads, gguf_models, xllamacpp_version
+
+    version = xllamacpp_version()
+    if version is None:
+        out = [Check("local llm", WARN, "xllamacpp not installed (optional: --llm local:PATH.gguf)",
+                     f"pip install 'interview-copilot[{EXTRA}]' (make setup installs it)")]
+    else:
+        out = [Check("local llm", OK, f"xllamacpp {version}; --llm local:NAME|PATH.gguf serves on 127.0.0.1 "
+                                      f"with {default_threads()} thread(s)")]
+    from copilot.asr.models import list_models
+
+    names = set(gguf_models())
+    for row in list_models():
+        if row.name not in names:
+            continue
+        if not row.installed:
+            out.append(Check(f"local llm {row.name}", WARN, f"not installed (from {row.source})",
+                             f"copilot models install {row.name}"))
+        elif row.verified is False:
+            out.append(Check(f"local llm {row.name}", WARN, f"{row.path} fails its sha256 check",
+                             f"copilot models install {row.name}"))
+        else:
+            out.append(Check(f"local llm {row.name}", OK, f"--llm local:{row.name} ready ({row.size_bytes / 1e6:.0f} MB)"))
+    return out
+
+
 def check_browser() -> list[Check]:
     path = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
     playwright = importlib.util.find_spec("playwright") is not None
@@ -159,6 +187,7 @@ CHECKS: list[tuple[str, bool, Callable[[], list[Check]]]] = [
     ("spacy", True, check_spacy),
     ("tagger classifier", False, check_tagger_model),
     ("llm", False, check_llm),
+    ("local llm", False, check_local_llm),
     ("browser tests", False, check_browser),
 ]
 

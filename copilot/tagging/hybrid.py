@@ -86,7 +86,14 @@ def merge(
 
 
 def _home(tag: Tag, judged: set[str]) -> str | None:
-    """The judged segment a rules tag belongs to (its first segment id that was judged)."""
+    """The judged segment a rules tag belongs to (its first segment id that was judged).
+
+    A tag carried to a settled turn keeps its fragments' ids in `segment_ids` and names the turn
+    in `turn_id`; the LLM judges the turn, so that is its home (else the LLM's verdict on the turn
+    would be a second chip beside the rules' one instead of an update of it).
+    """
+    if tag.turn_id is not None and tag.turn_id in judged:
+        return tag.turn_id
     return next((s for s in tag.segment_ids if s in judged), None)
 
 

@@ -2,7 +2,9 @@
 
 It asks with the prompt of `llm_prompt.py`, through the client of `llm_client.py` (transport,
 retries, cost), and keeps only the tags whose evidence `llm_prompt.validate_tags` finds verbatim
-in the transcript. See docs/llm.md.
+in the transcript. Issue 12: the answer's strict schema, `max_tokens` and the prompt's token budget
+come from `llm_schema.py`; on a llama.cpp server `prepare` measures and caches the rubric prefix.
+See docs/llm.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from copilot.events import Segment, Tag
 from copilot.tagging.llm_client import (
@@ -35,6 +37,13 @@ from copilot.tagging.llm_prompt import (
     rubric_prompt,
     transcript_prompt,
     validate_tags,
+)
+from copilot.tagging.llm_schema import (  # issue 12: constrained output, sized answers, prompt budget
+    DEFAULT_CONTEXT_TOKENS,
+    PromptBudget,
+    TokenCounter,
+    prime_prefix_cache,
+    response_schema,
 )
 from copilot.tagging.redact import Redactor, is_local_endpoint
 from copilot.tagging.rubric import Rubric
@@ -84,9 +93,10 @@ class LLMTagger:
         stream: bool = False,
         json_mode: JsonMode = "auto",
         temperature: float | None = 0.0,
-        max_tokens: int | None = 1200,
+        max_tokens: int | None = None,  # issue 12: None = sized to each call's answer schema (llm_schema)
         extra_params: dict[str, Any] | None = None,
         redact: bool | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,  # issue 12: previous turns per call, in tokens
     ) -> None:
         self.client = LLMClient(model, api_base=api_base, api_key=api_key, timeout_s=timeout_s,
                                 max_retries=max_retries, backoff_s=backoff_s, stream=stream, json_mode=json_mode,
@@ -96,6 +106,7 @@ class LLMTagger:
         self.model = self.client.model
         self.name = self.client.name
         self.api_base = api_base
+        self.extra_params = self.client.extra_params
         self.timeout_s = self.client.timeout_s
         self.window_turns = max(0, int(window_turns))
         self.usage = LLMUsage()
@@ -105,10 +116,22 @@ class LLMTagger:
         if redact is None:
             redact = not is_local_endpoint(self.model, api_base)
         self.redactor: Redactor | None = Redactor() if redact else None
+        # issue 12: a bounded window of previous turns after the fixed rubric prefix (llm_schema.py)
+        self.budget = PromptBudget(context_tokens=max(0, int(context_tokens)), max_turns=self.window_turns)
+        self.tokens = TokenCounter()
+        self.primed_s: float | None = None  # seconds the server took to cache the rubric prefix (prepare)
+        self.on_result: Callable[[LLMResult], None] | None = None  # every LLMResult (per-call figures: llm_bench.py)
 
     def prepare(self) -> "LLMTagger":
-        """Import and warm litellm now (seconds, once), not on the first call."""
+        """Import and warm litellm now (seconds, once), not on the first call.
+
+        Issue 12: also measure the rubric prefix with the server's tokenizer where it has one
+        (llama.cpp `/tokenize`), so the prompt budget counts tokens as the server does.
+        """
         warm_litellm(self.model)
+        if self.api_base and self.tokens.calibrate(self.api_base, self._system):
+            # a llama.cpp server: read the rubric prefix into its KV cache now, not in the first call
+            self.primed_s = prime_prefix_cache(self.api_base, self._system)
         return self
 
     # -- what can be tagged ------------------------------------------------------------------
@@ -119,6 +142,7 @@ class LLMTagger:
     def messages(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> list[dict[str, str]]:
         window = build_window(segments, context, self.window_turns)
         targets = {s.id for s in segments}
+        window = self.budget.fit(window, targets, self.tokens)  # issue 12: previous turns within the token budget
         # The rubric is the system message: a fixed prefix that providers can cache.
         return [
             {"role": "system", "content": self._system},
@@ -140,7 +164,7 @@ class LLMTagger:
         return result.tags
 
     def tag_window(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> LLMResult:
-        targets, messages = self._request(segments, context)
+        targets, messages, schema = self._request(segments, context)
         if not targets:
             return LLMResult()
         usage = LLMUsage()
@@ -148,7 +172,7 @@ class LLMTagger:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
-            text = self.client.complete(messages, usage, deadline)
+            text = self.client.complete(messages, usage, deadline, schema)
         except CallFailed as exc:
             return self._finish(LLMResult(error=exc.message, error_kind=exc.kind, usage=usage), started)
         return self._finish(self._interpret(text, targets, usage), started)
@@ -156,7 +180,7 @@ class LLMTagger:
     # -- async (live path) -------------------------------------------------------------------
     async def atag_window(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> LLMResult:
         """Tag the target `segments` (read with `context` before them). Never raises for LLM trouble."""
-        targets, messages = self._request(segments, context)
+        targets, messages, schema = self._request(segments, context)
         if not targets:
             return LLMResult()
         usage = LLMUsage()
@@ -165,29 +189,37 @@ class LLMTagger:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
-            text = await self.client.acomplete(messages, usage, deadline)
+            text = await self.client.acomplete(messages, usage, deadline, schema)
         except CallFailed as exc:
             return self._finish(LLMResult(error=exc.message, error_kind=exc.kind, usage=usage), started)
         return self._finish(self._interpret(text, targets, usage), started)
 
     # -- internals -----------------------------------------------------------------------------
     def _request(self, segments: Sequence[Segment], context: Sequence[Segment]
-                 ) -> tuple[list[Segment], list[dict[str, str]]]:
-        """The target segments (those a rubric tag applies to) and the messages asking about them."""
+                 ) -> tuple[list[Segment], list[dict[str, str]], dict[str, Any]]:
+        """The target segments (those a rubric tag applies to), the messages asking about them, and
+        the answer's JSON schema for this call (issue 12: built from the text as sent, redacted or not)."""
         targets = [s for s in segments if self.taggable(s)]
         if not targets:
-            return [], []
+            return [], [], {}
         # untaggable turns (the interviewer's) are still part of the conversation
         context = [*context, *(s for s in segments if not self.taggable(s))]
         if self.redactor is None:
-            return targets, self.messages(targets, context)
+            return targets, self.messages(targets, context), self._schema(targets)
         before = sum(self.redactor.counts.values())
-        messages = self.messages([self._redacted(s) for s in targets], [self._redacted(s) for s in context])
+        sent = [self._redacted(s) for s in targets]
+        messages = self.messages(sent, [self._redacted(s) for s in context])
         # What was sent, as counts only: never the text, never the values.
         log.info("%s: sent %d segment(s), %d value(s) redacted this call (%s so far)", self.name,
                  len(targets) + len(context), sum(self.redactor.counts.values()) - before,
                  ", ".join(f"{k} {v}" for k, v in sorted(self.redactor.counts.items())) or "none")
-        return targets, messages
+        # the schema's quote options are the redacted clauses too: a placeholder never leaves as a value
+        return targets, messages, self._schema(sent)
+
+    def _schema(self, targets: Sequence[Segment]) -> dict[str, Any]:
+        """Issue 12: the strict answer schema for these targets; bounded (enums of the targets' ids
+        and clauses, short strings) on a self-hosted server, whose grammar engine enforces it."""
+        return response_schema(self.rubric.tag_ids, targets, bounded=self.client.self_hosted())
 
     def _redacted(self, segment: Segment) -> Segment:
         assert self.redactor is not None
@@ -215,4 +247,6 @@ class LLMTagger:
             result.usage.failures += 1
         with self._usage_lock:
             self.usage += result.usage
+        if self.on_result is not None:
+            self.on_result(result)
         return result

@@ -8,7 +8,12 @@ does not know: prompts, rubrics, tags (`llm_prompt.py`, `llm.py`).
 litellm is imported lazily (it takes seconds: `import litellm` measured 22 s on this busy 2-core
 machine) with `LITELLM_LOCAL_MODEL_COST_MAP=True` so the import never touches the network,
 and only when an LLM is configured. litellm's and the OpenAI client's own retries are switched off
-so that one deadline covers the whole attempt. See docs/llm.md.
+so that one deadline covers the whole attempt.
+
+Issue 12: a self-hosted server (an OpenAI-compatible `api_base`, Ollama, vLLM, LM Studio,
+llamafile) compiles json_schema into a grammar, so `json_mode="auto"` asks it for the strict
+schema; each call may bring its own schema (`complete(..., schema)`), and `max_tokens`, unless
+set, is sized to that schema (`llm_schema.answer_token_limit`). See docs/llm.md.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from typing import Any, Literal
 import httpx
 
 from copilot.errors import CopilotError
+from copilot.tagging.llm_schema import answer_token_limit, response_format
 
 log = logging.getLogger("copilot.tagging.llm")
 
 ErrorKind = Literal["config", "unreachable", "transient", "timeout", "output"]
 JsonMode = Literal["auto", "schema", "object", "none"]
+# issue 12: providers whose server is the user's own and compiles json_schema into a grammar
+SELF_HOSTED_PREFIXES = ("ollama/", "ollama_chat/", "hosted_vllm/", "lm_studio/", "llamafile/")
 
 
 class LLMError(CopilotError):
@@ -148,7 +156,8 @@ class LLMClient:
     adding requests, retries, tokens and cost to the `LLMUsage` given, or raise `CallFailed`.
 
     `response_schema`: the JSON schema asked for where the model supports it (`json_mode="auto"`
-    picks json_schema where litellm knows it is supported, else JSON mode).
+    picks json_schema on a self-hosted server or where litellm knows it is supported, else JSON
+    mode); a call may pass its own. `max_tokens=None`: sized to the call's schema (issue 12).
     """
 
     def __init__(
@@ -163,7 +172,7 @@ class LLMClient:
         stream: bool = False,
         json_mode: JsonMode = "auto",
         temperature: float | None = 0.0,
-        max_tokens: int | None = 1200,
+        max_tokens: int | None = None,
         extra_params: dict[str, Any] | None = None,
         response_schema: dict[str, Any] | None = None,
     ) -> None:
@@ -184,15 +193,25 @@ class LLMClient:
         self.response_schema = response_schema
         self._format_mode: str | None = None
 
-    def complete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
-        """The answer's text, retrying until `deadline` (time.monotonic()); CallFailed when there is none."""
-        return self._with_retries_sync(messages, usage, deadline)
+    def complete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                 schema: dict[str, Any] | None = None) -> str:
+        """The answer's text, retrying until `deadline` (time.monotonic()); CallFailed when there is none.
 
-    async def acomplete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
+        `schema`: this call's answer schema (else `response_schema`)."""
+        return self._with_retries_sync(messages, usage, deadline, schema)
+
+    async def acomplete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                        schema: dict[str, Any] | None = None) -> str:
         """As `complete`, on the event loop (litellm imported beforehand, off the loop)."""
-        return await self._with_retries_async(messages, usage, deadline)
+        return await self._with_retries_async(messages, usage, deadline, schema)
 
-    def _params(self, messages: list[dict[str, str]], timeout: float) -> dict[str, Any]:
+    def self_hosted(self) -> bool:
+        """A server of the user's own (an OpenAI-compatible api_base, Ollama, vLLM): grammar-constrained
+        decoding that honours json_schema, including string lengths (issue 12)."""
+        return bool(self.api_base) or self.model.startswith(SELF_HOSTED_PREFIXES)
+
+    def _params(self, messages: list[dict[str, str]], timeout: float,
+                schema: dict[str, Any] | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -206,9 +225,12 @@ class LLMClient:
             params["api_key"] = self.api_key
         if self.temperature is not None:
             params["temperature"] = self.temperature
-        if self.max_tokens:
-            params["max_tokens"] = self.max_tokens
-        fmt = self._response_format()
+        # issue 12: max_tokens sized to the answer's schema unless set
+        schema = schema or self.response_schema
+        max_tokens = self.max_tokens or (answer_token_limit(schema) if schema else None)
+        if max_tokens:
+            params["max_tokens"] = max_tokens
+        fmt = self._response_format(schema)
         if fmt is not None:
             params["response_format"] = fmt
         if self.stream:
@@ -217,22 +239,27 @@ class LLMClient:
         params.update(self.extra_params)
         return params
 
-    def _response_format(self) -> dict[str, Any] | None:
+    def _response_format(self, schema: dict[str, Any] | None = None) -> dict[str, Any] | None:
         if self._format_mode is None:
             self._format_mode = self._pick_format_mode()
         mode = self._format_mode
-        if mode == "schema" and self.response_schema is not None:
-            return {
-                "type": "json_schema",
-                "json_schema": {"name": "rubric_tags", "schema": self.response_schema, "strict": True},
-            }
+        schema = schema or self.response_schema
+        if mode == "schema" and schema is not None:
+            return response_format(schema)
         if mode == "object":
             return {"type": "json_object"}
         return None
 
     def _pick_format_mode(self) -> str:
-        """json_schema where litellm knows the model supports it, else JSON mode."""
+        """json_schema where the server enforces it (self-hosted, or litellm says so), else JSON mode.
+
+        Issue 12: a self-hosted server (llama.cpp, vLLM, Ollama, LM Studio) turns json_schema into
+        a grammar; json_object is not enforced by llama.cpp, and a small model then rambles. A server
+        that refuses json_schema with a 400 is asked again without it (`_drop_response_format`).
+        """
         mode = self.json_mode
+        if mode == "auto" and self.self_hosted():
+            mode = "schema"
         if mode == "auto":
             try:
                 mode = "schema" if import_litellm().supports_response_schema(self.model) else "object"
@@ -240,14 +267,15 @@ class LLMClient:
                 mode = "object"
         return mode
 
-    def _with_retries_sync(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
+    def _with_retries_sync(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                           schema: dict[str, Any] | None = None) -> str:
         litellm = import_litellm()
         attempt = 0
         while True:
             remaining = self._time_left(deadline)
             usage.calls += 1
             try:
-                response = litellm.completion(**self._params(messages, remaining))
+                response = litellm.completion(**self._params(messages, remaining, schema))
                 if self.stream:
                     response = litellm.stream_chunk_builder(list(response), messages=messages)
                 return self._account(response, usage)
@@ -259,7 +287,8 @@ class LLMClient:
             usage.retries += 1
             time.sleep(wait)
 
-    async def _with_retries_async(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float) -> str:
+    async def _with_retries_async(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
+                                  schema: dict[str, Any] | None = None) -> str:
         litellm = import_litellm()  # already imported by atag_window
         attempt = 0
         while True:
@@ -268,7 +297,7 @@ class LLMClient:
             try:
                 # wait_for as well as litellm's timeout: the deadline holds even if a provider
                 # adapter ignores `timeout` or a stream stalls between chunks.
-                response = await asyncio.wait_for(self._acall(litellm, messages, remaining), remaining)
+                response = await asyncio.wait_for(self._acall(litellm, messages, remaining, schema), remaining)
                 return self._account(response, usage)
             except asyncio.CancelledError:
                 raise
@@ -300,8 +329,9 @@ class LLMClient:
             raise CallFailed(kind, message) from None
         return wait
 
-    async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float) -> Any:
-        response = await litellm.acompletion(**self._params(messages, timeout))
+    async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float,
+                     schema: dict[str, Any] | None = None) -> Any:
+        response = await litellm.acompletion(**self._params(messages, timeout, schema))
         if self.stream:
             chunks = [chunk async for chunk in response]
             response = litellm.stream_chunk_builder(chunks, messages=messages)

@@ -73,6 +73,21 @@ def build_llm(
             f"--tagger {kind} needs an LLM model: pass --llm MODEL or set COPILOT_LLM (a litellm model "
             "string such as openai/gpt-4o-mini, ollama/llama3.1, or openai/<name> with --api-base URL)"
         )
+    timeout = os.environ.get("COPILOT_LLM_TIMEOUT_S", "").strip()  # issue 12: a slower machine or model
+    if timeout:
+        try:
+            llm_options.setdefault("timeout_s", float(timeout))
+        except ValueError:
+            raise TaggerConfigError(f"COPILOT_LLM_TIMEOUT_S={timeout!r} is not a number of seconds") from None
+    if llm_model.strip().startswith("local:"):
+        # issue 12: `local:PATH.gguf` / `local:smollm2` starts llama.cpp in-process (copilot/tagging/local_llm.py)
+        from copilot.tagging.local_llm import start_local
+
+        if api_base:
+            raise TaggerConfigError("--llm local:... serves its own model; drop --api-base")
+        server = start_local(llm_model)
+        llm_model, api_base = server.model, server.api_base
+        llm_options.setdefault("extra_params", {"extra_body": {"cache_prompt": True}})  # llama.cpp's prefix reuse
     key = api_key or os.environ.get("COPILOT_LLM_API_KEY") or None
     if key is None and api_base and llm_model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
         key = "local"  # OpenAI-compatible local servers (llama.cpp, vLLM) accept any key; the client needs one
