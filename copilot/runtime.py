@@ -119,8 +119,15 @@ class Runtime:
         return TurnTranscriber(fragments, model_name=Path(self.config.asr.model).name)
 
     # -- sessions ---------------------------------------------------------------------------------
-    def open_session(self, *, mode: Literal["live", "replay"], title: str, speakers: list[str], source: str,
-                     continue_id: str | None = None) -> tuple[str, int]:
+    def open_session(
+        self,
+        *,
+        mode: Literal["live", "replay"],
+        title: str,
+        speakers: list[str],
+        source: str,
+        continue_id: str | None = None,
+    ) -> tuple[str, int]:
         """Create the session, or take up `continue_id` (left live by an interrupted run).
 
         Returns (session id, audio offset in ms): a continued session's audio carries on one
@@ -131,15 +138,27 @@ class Runtime:
             segs = self.store.segments(continue_id)
             offset = max((s["end_ms"] for s in segs), default=0) + 1000
             offset = max(offset, _kept_audio_ms(self.store.audio_path(continue_id), append=self.config.keep_audio))
-            self.log.record_payload(continue_id, Status(
-                component="server", message="session continued after an interruption",
-                details={"offset_ms": offset, "source": source}))
+            self.log.record_payload(
+                continue_id,
+                Status(
+                    component="server",
+                    message="session continued after an interruption",
+                    details={"offset_ms": offset, "source": source},
+                ),
+            )
             return continue_id, offset
         c = self.config
         config = {"model": c.asr.model, "asr_device": c.asr.device, "llm": c.llm, "keep_audio": c.keep_audio}
-        sid = self.store.create_session(SessionStarted(
-            title=title, mode=mode, rubric=self.tagging().rubric_ref, speakers=speakers, source=source,
-            config=config))
+        sid = self.store.create_session(
+            SessionStarted(
+                title=title,
+                mode=mode,
+                rubric=self.tagging().rubric_ref,
+                speakers=speakers,
+                source=source,
+                config=config,
+            )
+        )
         return sid, 0
 
     def keeper(self, session_id: str, channels: int) -> AudioKeeper | None:
@@ -148,8 +167,16 @@ class Runtime:
             return None
         return AudioKeeper(self.store.audio_path(session_id), channels)
 
-    def pipeline(self, session_id: str, source: AudioSource, transcriber: Transcriber | None = None, *,
-                 tag: bool = True, keeper: AudioKeeper | None = None, **options: Any) -> Pipeline:
+    def pipeline(
+        self,
+        session_id: str,
+        source: AudioSource,
+        transcriber: Transcriber | None = None,
+        *,
+        tag: bool = True,
+        keeper: AudioKeeper | None = None,
+        **options: Any,
+    ) -> Pipeline:
         """The session's live path: `source` -> ASR -> log, tagged by `tagging()` unless `tag=False`.
 
         `transcriber` defaults to one over `source.speakers`; `options` go to `Pipeline`
@@ -159,10 +186,16 @@ class Runtime:
         if transcriber is None:
             transcriber = self.transcriber(list(source.speakers))
         return Pipeline(
-            session_id=session_id, log=self.log, source=source, transcriber=transcriber,
+            session_id=session_id,
+            log=self.log,
+            source=source,
+            transcriber=transcriber,
             tagger=tagging.tagger if tagging else None,
             refiner_factory=tagging.refiner_factory() if tagging else None,
-            keeper=keeper, turns=isinstance(transcriber, TurnTranscriber), **options)
+            keeper=keeper,
+            turns=isinstance(transcriber, TurnTranscriber),
+            **options,
+        )
 
     # -- the app ----------------------------------------------------------------------------------
     def app(self) -> FastAPI:

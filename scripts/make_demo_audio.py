@@ -33,14 +33,22 @@ TURNS: list[tuple[str, str, list[str]]] = [
     (I, "About ten million daily users. Marketing sends a few campaigns a day, and the app sends password resets.", []),
     (C, "Should password resets arrive within seconds, while campaigns can wait a few minutes?", [RG]),
     (I, "Yes, resets should be fast. Campaigns can wait.", []),
-    (C, "The first option is one shared queue with priorities. It is simpler to run, but a large campaign can "
+    (
+        C,
+        "The first option is one shared queue with priorities. It is simpler to run, but a large campaign can "
         "still delay a reset. The second option is separate queues. They cost more to operate, but they isolate "
-        "the two workloads.", [TA]),
+        "the two workloads.",
+        [TA],
+    ),
     (I, "Okay.", []),
     (C, "I'll go with two separate queues. I'm going to skip weekly reports for now.", [SD]),
     (I, "Could we just check the database every minute instead?", []),
-    (C, "I would push back on that idea. Checking every minute adds up to a minute of delay for each reset, so "
-        "I would keep the queues and check the database only for scheduled campaigns.", [SD, TA]),
+    (
+        C,
+        "I would push back on that idea. Checking every minute adds up to a minute of delay for each reset, so "
+        "I would keep the queues and check the database only for scheduled campaigns.",
+        [SD, TA],
+    ),
     (I, "That makes sense. Let's move on to storage.", []),
     (C, "Sure. Let me sketch the data model first.", []),
 ]
@@ -52,8 +60,7 @@ GAPS = [1.0, 0.8, 1.2, 0.7, 1.5, 0.6, 1.1, 0.9, 1.3, 0.8, 1.0]
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = OUT / ".demo_interview.tmp.flac"
-    ref = espeak_dialogue([(s, t) for s, t, _ in TURNS], tmp, stereo=True, gap_s=GAPS, wpm=155,
-                          voices=VOICES)
+    ref = espeak_dialogue([(s, t) for s, t, _ in TURNS], tmp, stereo=True, gap_s=GAPS, wpm=155, voices=VOICES)
     for turn, (_, _, tags) in zip(ref, TURNS):
         turn["tags"] = tags
     duration_ms = ref[-1]["end_ms"] + 500

@@ -52,8 +52,19 @@ def main() -> int:
     else:
         path, refs = Path(args.file), args.ref
     with tempfile.TemporaryDirectory(prefix="refine-wer-") as tmp:
-        out = copilot("replay", str(path), "--keep-audio", "--exit-when-done", "--no-browser", "--speed",
-                      str(args.speed), "--model", args.live_model, "--data-dir", tmp)
+        out = copilot(
+            "replay",
+            str(path),
+            "--keep-audio",
+            "--exit-when-done",
+            "--no-browser",
+            "--speed",
+            str(args.speed),
+            "--model",
+            args.live_model,
+            "--data-dir",
+            tmp,
+        )
         sid = re.search(r"COPILOT_SESSION=(\S+)", out.stdout).group(1)
         t0 = time.perf_counter()
         summary = copilot("sessions", "refine", sid, "--model", args.model, "--data-dir", tmp).stdout.strip()
@@ -74,9 +85,21 @@ def main() -> int:
             errs, n = errs + e, n + k
         return round(errs / max(1, n), 3)
 
-    print(json.dumps({"file": str(path), "live_model": args.live_model, "model": args.model, "turns": len(live),
-                      "live_turn_wer": score(live), "refined_turn_wer": score(list(latest.values())),
-                      "refine_s": round(refine_s, 1), "summary": summary}, indent=1))
+    print(
+        json.dumps(
+            {
+                "file": str(path),
+                "live_model": args.live_model,
+                "model": args.model,
+                "turns": len(live),
+                "live_turn_wer": score(live),
+                "refined_turn_wer": score(list(latest.values())),
+                "refine_s": round(refine_s, 1),
+                "summary": summary,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

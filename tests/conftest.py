@@ -22,11 +22,17 @@ AUDIO = SHARED_DATA / "audio"
 
 # pip's cache as the user had it, before HOME moves (the fresh-venv install test reuses it).
 PIP_CACHE_DIR = os.environ.get("PIP_CACHE_DIR") or str(
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip"
+)
 
 _home = Path(tempfile.mkdtemp(prefix="copilot-test-home-"))
-for var, sub in [("HOME", ""), ("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"),
-                 ("XDG_DATA_HOME", ".local/share"), ("XDG_RUNTIME_DIR", "run")]:
+for var, sub in [
+    ("HOME", ""),
+    ("XDG_CONFIG_HOME", ".config"),
+    ("XDG_CACHE_HOME", ".cache"),
+    ("XDG_DATA_HOME", ".local/share"),
+    ("XDG_RUNTIME_DIR", "run"),
+]:
     path = _home / sub
     path.mkdir(parents=True, exist_ok=True)
     os.environ[var] = str(path)
@@ -47,18 +53,32 @@ def shared_audio(name: str) -> Path:
 
 # Debian's chromium, never a downloaded browser; these flags keep it off the network and the GPU.
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-requires_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                       reason="needs Debian's chromium (/usr/bin/chromium)")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+requires_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)"
+)
 
 
-def run_copilot(*args: str, data: Path | None = None, stdin: str = "",
-                env: Mapping[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_copilot(
+    *args: str, data: Path | None = None, stdin: str = "", env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """`python -m copilot ARGS` from the checkout, as a user runs it; `--data-dir DATA` appended when given."""
     extra = ["--data-dir", str(data)] if data is not None else []
-    return subprocess.run([sys.executable, "-m", "copilot", *args, *extra], cwd=REPO, input=stdin,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "copilot", *args, *extra],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -127,11 +127,13 @@ def _completion(body: dict[str, Any], reply: Reply, content: str) -> dict[str, A
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake-model"),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": "stop",
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
         "usage": _usage(reply),
     }
 
@@ -152,11 +154,9 @@ def _chunks(body: dict[str, Any], reply: Reply, content: str) -> list[dict[str, 
         "created": int(time.time()),
         "model": body.get("model", "fake-model"),
     }
-    pieces = [content[i:i + 7] for i in range(0, len(content), 7)] or [""]
-    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                    "finish_reason": None}]}]
-    chunks += [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
-               for p in pieces]
+    pieces = [content[i : i + 7] for i in range(0, len(content), 7)] or [""]
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    chunks += [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
     chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**base, "choices": [], "usage": _usage(reply)})

@@ -24,7 +24,11 @@ def conversation() -> list[Segment]:
     """Interviewer and candidate turns with fixed ids, as the ASR would commit them."""
     turns = [
         ("seg_i1", "interviewer", "Let's design a URL shortener for a social network."),
-        ("seg_c1", "candidate", "Before I start, how many new links per day are we expecting, and do links ever expire?"),
+        (
+            "seg_c1",
+            "candidate",
+            "Before I start, how many new links per day are we expecting, and do links ever expire?",
+        ),
         ("seg_i2", "interviewer", "Say a hundred million a day. No expiry for now."),
         ("seg_c2", "candidate", "a key value store scales the writes well but we lose ad hoc queries on the links"),
         ("seg_c3", "candidate", "OK let's go with base62 ids from a counter and skip custom aliases for now."),
@@ -33,8 +37,16 @@ def conversation() -> list[Segment]:
     ]
     out = []
     for i, (sid, speaker, text) in enumerate(turns):
-        out.append(Segment(id=sid, speaker=speaker, channel=0 if speaker == "interviewer" else 1,
-                           start_ms=i * 4000, end_ms=i * 4000 + 3500, text=text))
+        out.append(
+            Segment(
+                id=sid,
+                speaker=speaker,
+                channel=0 if speaker == "interviewer" else 1,
+                start_ms=i * 4000,
+                end_ms=i * 4000 + 3500,
+                text=text,
+            )
+        )
     return out
 
 
@@ -46,6 +58,13 @@ def tags_json(*tags: tuple[str, str, str] | dict[str, Any], confidence: float = 
             items.append(t)
         else:
             seg, tag, quote = t
-            items.append({"segment_id": seg, "tag": tag, "quote": quote, "rationale": f"{tag} because.",
-                          "confidence": confidence})
+            items.append(
+                {
+                    "segment_id": seg,
+                    "tag": tag,
+                    "quote": quote,
+                    "rationale": f"{tag} because.",
+                    "confidence": confidence,
+                }
+            )
     return json.dumps({"tags": items})

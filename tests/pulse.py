@@ -31,13 +31,18 @@ class PulseServer:
     sinks: tuple[str, ...]
 
     def pactl(self, *args: str) -> str:
-        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True,
-                              check=True, timeout=10).stdout
+        return subprocess.run(
+            ["pactl", *args], env=self.env, capture_output=True, text=True, check=True, timeout=10
+        ).stdout
 
     def play(self, wav: str | Path, sink: str | None = None) -> subprocess.Popen:
         sink = sink or self.sinks[0]
-        return subprocess.Popen(["paplay", "--latency-msec=30", f"--device={sink}", str(wav)], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            ["paplay", "--latency-msec=30", f"--device={sink}", str(wav)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
 
 def available() -> str | None:
@@ -63,21 +68,42 @@ def pulse_server(tmp: Path, sinks: Sequence[str] = ("copilot_test",), rate: int 
     script.write_text("\n".join(lines) + "\n")
     # ALSA PCMs for each sink's monitor, so PortAudio can open them as separate input devices.
     asoundrc = root / "asoundrc"
-    asoundrc.write_text("".join(
-        f"pcm.{s}_capture {{ type pulse device {s}.monitor }}\n" for s in sinks))
-    env = dict(os.environ, HOME=str(root), XDG_RUNTIME_DIR=str(run), XDG_CONFIG_HOME=str(root / ".config"),
-               PULSE_SERVER=f"unix:{socket}")
+    asoundrc.write_text("".join(f"pcm.{s}_capture {{ type pulse device {s}.monitor }}\n" for s in sinks))
+    env = dict(
+        os.environ,
+        HOME=str(root),
+        XDG_RUNTIME_DIR=str(run),
+        XDG_CONFIG_HOME=str(root / ".config"),
+        PULSE_SERVER=f"unix:{socket}",
+    )
     log = open(root / "pulseaudio.log", "wb")
     proc = subprocess.Popen(
-        ["pulseaudio", "--daemonize=no", "--exit-idle-time=-1", "-n", "-F", str(script), "--disallow-exit",
-         "--use-pid-file=no", "--log-target=stderr", "--log-level=warning"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        [
+            "pulseaudio",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "-n",
+            "-F",
+            str(script),
+            "--disallow-exit",
+            "--use-pid-file=no",
+            "--log-target=stderr",
+            "--log-level=warning",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
     saved = {k: os.environ.get(k) for k in ("PULSE_SERVER", "ALSA_CONFIG_PATH")}
     try:
         deadline = time.monotonic() + 15
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited ({proc.returncode}): {(root / 'pulseaudio.log').read_text()[-800:]}")
+                raise RuntimeError(
+                    f"pulseaudio exited ({proc.returncode}): {(root / 'pulseaudio.log').read_text()[-800:]}"
+                )
             ok = subprocess.run(["pactl", "info"], env=env, capture_output=True, timeout=10).returncode == 0
             if ok:
                 break

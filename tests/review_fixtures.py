@@ -17,13 +17,19 @@ LINES = [
     ("interviewer", "Assume a hundred million new links a day, mostly read traffic."),
     ("candidate", "So reads dominate. Do links ever expire, and do we need custom aliases?"),
     ("interviewer", "Custom aliases yes, expiry is optional."),
-    ("candidate", "We could use a relational database, which gives us strong consistency, but it costs us write throughput at this scale."),
+    (
+        "candidate",
+        "We could use a relational database, which gives us strong consistency, but it costs us write throughput at this scale.",
+    ),
     ("candidate", "A key value store scales writes easily, but we lose transactions for alias uniqueness."),
     ("interviewer", "Which one would you pick?"),
     ("candidate", "I'll go with the key value store and handle alias uniqueness with a conditional put."),
     ("candidate", "Let's leave analytics out of scope for now and focus on the redirect path."),
     ("interviewer", "What about caching the hot links?"),
-    ("candidate", "A cache in front of the store is cheap, although it adds an invalidation problem when a link is deleted."),
+    (
+        "candidate",
+        "A cache in front of the store is cheap, although it adds an invalidation problem when a link is deleted.",
+    ),
 ]
 SEG_MS = 5000  # each line gets a 5 s slot, speech for 4.5 s of it
 
@@ -34,15 +40,24 @@ def segment(i: int) -> Segment:
     end = start + SEG_MS - 500
     words = text.split()
     step = (end - start) // len(words)
-    return Segment(id=f"seg_{i + 1:02d}", speaker=speaker, channel=0 if speaker == "interviewer" else 1,
-                   start_ms=start, end_ms=end, text=text,
-                   words=[Word(text=w, start_ms=start + k * step, end_ms=start + (k + 1) * step, probability=0.9)
-                          for k, w in enumerate(words)])
+    return Segment(
+        id=f"seg_{i + 1:02d}",
+        speaker=speaker,
+        channel=0 if speaker == "interviewer" else 1,
+        start_ms=start,
+        end_ms=end,
+        text=text,
+        words=[
+            Word(text=w, start_ms=start + k * step, end_ms=start + (k + 1) * step, probability=0.9)
+            for k, w in enumerate(words)
+        ],
+    )
 
 
 def build_session(store, title: str = "URL shortener, system design") -> str:
-    sid = store.create_session(SessionStarted(title=title, mode="replay", rubric="default",
-                                              source="tests/review_fixtures.py"))
+    sid = store.create_session(
+        SessionStarted(title=title, mode="replay", rubric="default", source="tests/review_fixtures.py")
+    )
     segs = [segment(i) for i in range(len(LINES))]
 
     def add(payload, type=None):
@@ -50,8 +65,20 @@ def build_session(store, title: str = "URL shortener, system design") -> str:
 
     def rules(i: int, tag: str, evidence: str, conf: float, tid: str) -> None:
         s = segs[i]
-        add(Tag(id=tid, tag=tag, segment_ids=[s.id], start_ms=s.start_ms, end_ms=s.end_ms, speaker=s.speaker,
-                evidence=evidence, rationale="rule match", confidence=conf, source="rules"))
+        add(
+            Tag(
+                id=tid,
+                tag=tag,
+                segment_ids=[s.id],
+                start_ms=s.start_ms,
+                end_ms=s.end_ms,
+                speaker=s.speaker,
+                evidence=evidence,
+                rationale="rule match",
+                confidence=conf,
+                source="rules",
+            )
+        )
 
     # The rules tagger's tags, each right after its segment (tag id tag_rNN for segment index NN).
     rule_tags = {
@@ -72,19 +99,47 @@ def build_session(store, title: str = "URL shortener, system design") -> str:
     llm = "llm:gpt-4o-mini"
     for tid, conf in [("tag_r01", 0.9), ("tag_r03", 0.8), ("tag_r05", 0.95), ("tag_r06", 0.9), ("tag_r08", 0.9)]:
         add(TagUpdate(tag_id=tid, status="confirmed", by=llm, confidence=conf))
-    add(TagUpdate(tag_id="tag_r09", status="edited", by=llm, tag=SD,
-                  rationale="scoping something out is a steering decision", confidence=0.86))
-    add(TagUpdate(tag_id="tag_r11", status="proposed", by=llm, confidence=0.2,
-                  rationale="names a cost but weighs no alternative"))
+    add(
+        TagUpdate(
+            tag_id="tag_r09",
+            status="edited",
+            by=llm,
+            tag=SD,
+            rationale="scoping something out is a steering decision",
+            confidence=0.86,
+        )
+    )
+    add(
+        TagUpdate(
+            tag_id="tag_r11",
+            status="proposed",
+            by=llm,
+            confidence=0.2,
+            rationale="names a cost but weighs no alternative",
+        )
+    )
     # The live interviewer's verdicts, a hotkey tag and notes.
     add(TagUpdate(tag_id="tag_r01", status="confirmed", by="interviewer"))
     add(TagUpdate(tag_id="tag_r05", status="confirmed", by="interviewer"))
     add(TagUpdate(tag_id="tag_r11", status="rejected", by="interviewer"))
     s = segs[6]
-    add(Tag(id="tag_h01", tag=SD, segment_ids=[], start_ms=s.start_ms + 2000, end_ms=s.start_ms + 2000,
-            speaker="", evidence="", source="human:interviewer"))
-    add(Note(text="Strong clarifying questions up front; quantified the read/write ratio.", at_ms=16000,
-             by="interviewer"))
+    add(
+        Tag(
+            id="tag_h01",
+            tag=SD,
+            segment_ids=[],
+            start_ms=s.start_ms + 2000,
+            end_ms=s.start_ms + 2000,
+            speaker="",
+            evidence="",
+            source="human:interviewer",
+        )
+    )
+    add(
+        Note(
+            text="Strong clarifying questions up front; quantified the read/write ratio.", at_ms=16000, by="interviewer"
+        )
+    )
     add(Note(text="Did not come back to expiry.", at_ms=47000, by="interviewer"))
     add(SessionEnded(reason="replay finished", duration_ms=len(LINES) * SEG_MS))
     return sid
@@ -96,11 +151,28 @@ def rater_file(sid: str, rater: str, marks: dict[str, list[int]], coverage: dict
     for tag, lines in marks.items():
         for n in lines:
             s = segment(n - 1)
-            tags.append({"id": f"tag_{rater}_{tag[:3]}_{n:02d}", "tag": tag, "start_ms": s.start_ms + 200,
-                         "end_ms": s.end_ms - 200, "segment_ids": [s.id], "speaker": s.speaker,
-                         "evidence": " ".join(s.text.split()[:7]), "note": ""})
-    return {"format": "interview-copilot.tags", "version": 1, "session_id": sid, "rater": rater,
-            "rubric": "default", "exported_at": "2026-11-25T21:00:00+00:00", "coverage": coverage, "tags": tags}
+            tags.append(
+                {
+                    "id": f"tag_{rater}_{tag[:3]}_{n:02d}",
+                    "tag": tag,
+                    "start_ms": s.start_ms + 200,
+                    "end_ms": s.end_ms - 200,
+                    "segment_ids": [s.id],
+                    "speaker": s.speaker,
+                    "evidence": " ".join(s.text.split()[:7]),
+                    "note": "",
+                }
+            )
+    return {
+        "format": "interview-copilot.tags",
+        "version": 1,
+        "session_id": sid,
+        "rater": rater,
+        "rubric": "default",
+        "exported_at": "2026-11-25T21:00:00+00:00",
+        "coverage": coverage,
+        "tags": tags,
+    }
 
 
 # Two raters on the 12 lines, requirement gathering only differs in one place.

@@ -40,7 +40,7 @@ def render(text: str, voice: str = VOICES[0], wpm: int = 165) -> np.ndarray:
         _run(["sox", "-D", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(res)])
         x = read_wav(res)[0]
     voiced = np.flatnonzero(np.abs(x) > SILENCE)
-    return x[voiced[0]: voiced[-1] + 1] if len(voiced) else x
+    return x[voiced[0] : voiced[-1] + 1] if len(voiced) else x
 
 
 def read_wav(path: str | Path) -> np.ndarray:
@@ -48,7 +48,7 @@ def read_wav(path: str | Path) -> np.ndarray:
     with wave.open(str(path), "rb") as w:
         n_ch = w.getnchannels()
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return (data.reshape(-1, n_ch).T.astype(np.float32) / 32768.0)
+    return data.reshape(-1, n_ch).T.astype(np.float32) / 32768.0
 
 
 def write_audio(x: np.ndarray, path: str | Path, rate: int = RATE) -> Path:
@@ -70,9 +70,15 @@ def write_audio(x: np.ndarray, path: str | Path, rate: int = RATE) -> Path:
     return path
 
 
-def espeak_dialogue(turns: Sequence[tuple[str, str]], path: str | Path, stereo: bool = True,
-                    gap_s: float | Sequence[float] = 0.8, voices: dict[str, str] | None = None,
-                    tail_s: float = 0.5, wpm: int = 165) -> list[dict]:
+def espeak_dialogue(
+    turns: Sequence[tuple[str, str]],
+    path: str | Path,
+    stereo: bool = True,
+    gap_s: float | Sequence[float] = 0.8,
+    voices: dict[str, str] | None = None,
+    tail_s: float = 0.5,
+    wpm: int = 165,
+) -> list[dict]:
     """Write a dialogue to `path`; return the reference turns with their times (ms).
 
     `gap_s` is the silence between turns: one value, or one per gap (cycled if shorter).
@@ -94,21 +100,34 @@ def espeak_dialogue(turns: Sequence[tuple[str, str]], path: str | Path, stereo: 
     pos = int(LEAD_IN_S * RATE)
     for (speaker, text), piece, gap in zip(turns, pieces, gaps):
         ch = order.index(speaker) if stereo else 0
-        out[ch, pos: pos + len(piece)] += piece
-        ref.append({"speaker": speaker, "channel": ch, "text": text,
-                    "start_ms": pos * 1000 // RATE, "end_ms": (pos + len(piece)) * 1000 // RATE})
+        out[ch, pos : pos + len(piece)] += piece
+        ref.append(
+            {
+                "speaker": speaker,
+                "channel": ch,
+                "text": text,
+                "start_ms": pos * 1000 // RATE,
+                "end_ms": (pos + len(piece)) * 1000 // RATE,
+            }
+        )
         pos += len(piece) + gap
     write_audio(out, path)
     return ref
 
 
-def espeak_say(text: str, path: str | Path, voice: str = VOICES[0], lead_in_s: float = 0.3,
-               tail_s: float = 0.3) -> dict:
+def espeak_say(
+    text: str, path: str | Path, voice: str = VOICES[0], lead_in_s: float = 0.3, tail_s: float = 0.3
+) -> dict:
     """One voice saying `text` into a mono 16 kHz file; returns its reference turn."""
     piece = render(text, voice)
     lead, tail = int(lead_in_s * RATE), int(tail_s * RATE)
     x = np.zeros((1, lead + len(piece) + tail), dtype=np.float32)
-    x[0, lead: lead + len(piece)] = piece
+    x[0, lead : lead + len(piece)] = piece
     write_audio(x, path)
-    return {"speaker": "speaker", "channel": 0, "text": text,
-            "start_ms": lead * 1000 // RATE, "end_ms": (lead + len(piece)) * 1000 // RATE}
+    return {
+        "speaker": "speaker",
+        "channel": 0,
+        "text": text,
+        "start_ms": lead * 1000 // RATE,
+        "end_ms": (lead + len(piece)) * 1000 // RATE,
+    }

@@ -25,10 +25,13 @@ def run(segmenter, pattern: str, start_ms: int = 0):
 
 
 def words(text: str, start_ms: int = 0, step: int = 300) -> list[TimedWord]:
-    return [TimedWord(" " + w, start_ms + i * step, start_ms + i * step + step - 20) for i, w in enumerate(text.split())]
+    return [
+        TimedWord(" " + w, start_ms + i * step, start_ms + i * step + step - 20) for i, w in enumerate(text.split())
+    ]
 
 
 # ------------------------------------------------------------ segmenter
+
 
 def test_utterance_ends_after_500_ms_of_silence_not_before():
     seg = UtteranceSegmenter(CommitConfig(end_silence_ms=500, pre_roll_ms=200))
@@ -66,6 +69,7 @@ def test_flush_ends_an_open_utterance():
 
 # ------------------------------------------------------------ local agreement
 
+
 def test_local_agreement_commits_the_common_prefix_only():
     la = LocalAgreement(holdback_ms=0)
     assert la.insert(words("we send the invoices"), 2000) == []
@@ -86,8 +90,12 @@ def test_agreement_never_commits_a_word_that_may_still_grow():
 
 def test_agreement_commits_through_the_last_clause_end():
     la = LocalAgreement(holdback_ms=0)
-    hyp = [TimedWord(" First,", 0, 200), TimedWord(" we", 300, 400), TimedWord(" queue", 400, 600),
-           TimedWord(" it", 600, 700)]
+    hyp = [
+        TimedWord(" First,", 0, 200),
+        TimedWord(" we", 300, 400),
+        TimedWord(" queue", 400, 600),
+        TimedWord(" it", 600, 700),
+    ]
     la.insert(hyp, 5000)
     assert join_words(la.insert(hyp, 5000)) == "First,"
     assert join_words(la.insert(la.previous, 5000)) == "we queue it"
@@ -109,8 +117,12 @@ def test_a_young_utterance_commits_whole_clauses_only():
     hyp = words("then I would put a queue")
     la.insert(hyp, 5000)
     assert la.insert(hyp, 5000, clause_only=True) == []
-    clause = [TimedWord(" Then", 0, 100), TimedWord(" I", 100, 200), TimedWord(" agree.", 200, 400),
-              TimedWord(" So", 500, 600)]
+    clause = [
+        TimedWord(" Then", 0, 100),
+        TimedWord(" I", 100, 200),
+        TimedWord(" agree.", 200, 400),
+        TimedWord(" So", 500, 600),
+    ]
     la = LocalAgreement(holdback_ms=0, min_words=1)
     la.insert(clause, 5000)
     assert join_words(la.insert(clause, 5000, clause_only=True)) == "Then I agree."
@@ -118,8 +130,12 @@ def test_a_young_utterance_commits_whole_clauses_only():
 
 def test_a_word_continued_without_a_space_is_not_cut_off():
     la = LocalAgreement(holdback_ms=0, min_words=1)
-    hyp = [TimedWord(" we", 0, 100), TimedWord(" re", 100, 200), TimedWord("-moring", 200, 400),
-           TimedWord(" it", 400, 500)]
+    hyp = [
+        TimedWord(" we", 0, 100),
+        TimedWord(" re", 100, 200),
+        TimedWord("-moring", 200, 400),
+        TimedWord(" it", 400, 500),
+    ]
     la.insert(hyp[:2] + [TimedWord("-morning", 200, 400)], 5000)
     assert join_words(la.insert(hyp, 5000)) == "we"  # "re" agrees, but "-moring" continues it
 
@@ -145,6 +161,7 @@ def test_quietest_cut_picks_the_least_speechy_window_in_range():
 
 
 # ------------------------------------------------------------ loops and hallucinations
+
 
 def test_a_looping_sentence_is_cut_to_its_first_occurrence():
     loop = words("I will start with a single relational database and " * 4 + "a queue")

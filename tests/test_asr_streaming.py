@@ -34,7 +34,7 @@ def stream(model, chunks, speakers, **kwargs) -> tuple[list[Segment], list[Parti
 def chunked(x: np.ndarray, channel: int = 0, speaker: str = "speaker", ms: int = 100, offset_ms: int = 0):
     step = SAMPLE_RATE * ms // 1000
     for i in range(0, len(x), step):
-        yield AudioChunk(x[i:i + step].astype(np.float32), channel, speaker, offset_ms + i * 1000 // SAMPLE_RATE)
+        yield AudioChunk(x[i : i + step].astype(np.float32), channel, speaker, offset_ms + i * 1000 // SAMPLE_RATE)
 
 
 def text_of(segments) -> str:
@@ -47,6 +47,7 @@ def jfk() -> np.ndarray:
 
 
 # ------------------------------------------------------------------ real recordings
+
 
 @requires_shared
 def test_jfk_word_error_rate_at_most_10_percent(model):
@@ -78,8 +79,10 @@ def test_stereo_file_gives_each_sentence_to_its_speaker(model):
     finals = [s for s in transcribe_stream(source, model, emit_partials=False) if isinstance(s, Segment)]
     left = normalize_text(text_of(s for s in finals if s.speaker == "interviewer"))
     right = normalize_text(text_of(s for s in finals if s.speaker == "candidate"))
-    assert wer("He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
-               left) <= 0.2, left
+    assert (
+        wer("He began a confused complaint against the wizard, who had vanished behind the curtain on the left.", left)
+        <= 0.2
+    ), left
     assert wer("The horizon seems extremely distant.", right) <= 0.2, right
     assert "horizon" not in left and "wizard" not in right
     assert {s.channel for s in finals if s.speaker == "candidate"} == {1}
@@ -103,6 +106,7 @@ def test_session_offset_is_carried_into_segment_and_word_times(model, jfk):
 
 
 # ------------------------------------------------------------------ no invented text
+
 
 def test_silence_and_white_noise_produce_no_text(model):
     silence = np.zeros(10 * SAMPLE_RATE, dtype=np.float32)
@@ -129,11 +133,15 @@ INTERVIEW = [
     ("interviewer", "Today we will build a service that sends email to our customers. How would you begin?"),
     ("candidate", "First I would like to know how many emails we send every day."),
     ("interviewer", "About one million a day, mostly in the morning."),
-    ("candidate", "Then I would put a queue in front of the mail server. Slow sending should never "
-                  "block the checkout page."),
+    (
+        "candidate",
+        "Then I would put a queue in front of the mail server. Slow sending should never block the checkout page.",
+    ),
     ("interviewer", "What if the mail server is down?"),
-    ("candidate", "We keep the messages in the queue and try again later. I would rather send an email late "
-                  "than lose it."),
+    (
+        "candidate",
+        "We keep the messages in the queue and try again later. I would rather send an email late than lose it.",
+    ),
 ]
 
 
@@ -154,8 +162,9 @@ def test_streaming_matches_one_shot_on_a_synthetic_interview(model, interview):
         reference = " ".join(t["text"] for t in ref if t["channel"] == ch)
         n = len(normalize_text(reference).split())
         hyp = text_of(s for s in finals if s.channel == ch)
-        segs, _ = model.transcribe(source.samples[ch], beam_size=1, temperature=0.0,
-                                   condition_on_previous_text=False, vad_filter=True)
+        segs, _ = model.transcribe(
+            source.samples[ch], beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=True
+        )
         one = " ".join(s.text for s in segs)
         stream_err += wer(reference, hyp) * n
         oneshot_err += wer(reference, one) * n
@@ -167,10 +176,12 @@ def test_streaming_matches_one_shot_on_a_synthetic_interview(model, interview):
         assert any(t["start_ms"] - 500 <= s.start_ms and s.end_ms <= t["end_ms"] + 600 for t in turns), s
 
 
-MONOLOGUE = ("we send invoices every night and the invoices go out in batches so the invoices for the small "
-             "customers are grouped with the invoices for the large customers and then we check every batch "
-             "before the invoices leave the building and the team that owns the invoices reviews the numbers "
-             "every morning before the customers see their invoices")
+MONOLOGUE = (
+    "we send invoices every night and the invoices go out in batches so the invoices for the small "
+    "customers are grouped with the invoices for the large customers and then we check every batch "
+    "before the invoices leave the building and the team that owns the invoices reviews the numbers "
+    "every morning before the customers see their invoices"
+)
 
 
 def test_a_long_monologue_commits_by_agreement_without_splitting_words(model, tmp_path):
@@ -194,14 +205,16 @@ def test_a_long_monologue_commits_by_agreement_without_splitting_words(model, tm
     assert all(at - s.end_ms <= 5_000 for s, at in early)
     text = normalize_text(text_of([s for s, _ in emitted] + final_tail))
     assert "in voices" not in text and text.count("invoices") >= 5
-    segs, _ = model.transcribe(source.samples[0], beam_size=1, temperature=0.0,
-                               condition_on_previous_text=False, vad_filter=True)
+    segs, _ = model.transcribe(
+        source.samples[0], beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=True
+    )
     one_shot = wer(MONOLOGUE, " ".join(s.text for s in segs))
     # Committing every second or so costs some context; it must not cost much more.
     assert wer(MONOLOGUE, text) <= one_shot + 0.10, (text, one_shot)
 
 
 # ------------------------------------------------------------------ worker thread
+
 
 @requires_shared
 def test_runs_in_a_worker_thread_fed_by_a_bounded_queue(model):

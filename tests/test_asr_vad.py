@@ -27,7 +27,7 @@ def test_streamed_probabilities_equal_batch_ones_whatever_the_chunking(jfk):
     frames, i = [], 0
     while i < len(padded):
         n = int(rng.integers(1, 2500))  # odd sizes: partial windows must carry over
-        frames += vad.feed(padded[i:i + n])
+        frames += vad.feed(padded[i : i + n])
         i += n
     streamed = np.array([f.prob for f in frames])
     assert len(streamed) == len(batch)

@@ -91,8 +91,24 @@ def test_demo_recording_matches_its_script():
 
 def test_44k1_stereo_is_resampled_per_channel(tmp_path):
     path = tmp_path / "tones.wav"
-    sox("-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", "1.5", "sine", "440", "sine", "1000",
-        "gain", "-6")
+    sox(
+        "-n",
+        "-r",
+        "44100",
+        "-c",
+        "2",
+        "-b",
+        "16",
+        str(path),
+        "synth",
+        "1.5",
+        "sine",
+        "440",
+        "sine",
+        "1000",
+        "gain",
+        "-6",
+    )
     src = FileSource(path)
     assert src.audio.source_rate == 44100 and src.speakers == ["interviewer", "candidate"]
     assert abs(src.samples.shape[1] - int(1.5 * SAMPLE_RATE)) <= 2
@@ -103,8 +119,26 @@ def test_44k1_stereo_is_resampled_per_channel(tmp_path):
 
 def test_more_than_two_channels_keeps_the_first_two(tmp_path):
     path = tmp_path / "quad.flac"
-    sox("-n", "-r", "22050", "-c", "4", str(path), "synth", "1", "sine", "300", "sine", "600", "sine", "900",
-        "sine", "1200", "gain", "-6")
+    sox(
+        "-n",
+        "-r",
+        "22050",
+        "-c",
+        "4",
+        str(path),
+        "synth",
+        "1",
+        "sine",
+        "300",
+        "sine",
+        "600",
+        "sine",
+        "900",
+        "sine",
+        "1200",
+        "gain",
+        "-6",
+    )
     src = FileSource(path)
     assert src.audio.source_channels == 4 and src.samples.shape[0] == 2
     assert abs(dominant_hz(src.samples[0]) - 300) < 5 and abs(dominant_hz(src.samples[1]) - 600) < 5
@@ -284,8 +318,14 @@ def test_cli_transcribe_bad_input_is_one_line(tmp_path):
         pytest.fail("`copilot transcribe` is not registered yet (A2's command)")
     for kind in ("missing", "empty", "text", "truncated-wav"):
         path = _bad(tmp_path, kind)
-        proc = subprocess.run([sys.executable, "-m", "copilot", "transcribe", str(path)], cwd=REPO,
-                              capture_output=True, text=True, timeout=60, env=dict(os.environ))
+        proc = subprocess.run(
+            [sys.executable, "-m", "copilot", "transcribe", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+        )
         assert proc.returncode == 2, (kind, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("copilot: error: ") and str(path) in lines[0], proc.stderr

@@ -10,8 +10,12 @@ from copilot.session.bus import DROPPED, Bus
 
 
 def _ev(i: int) -> Event:
-    return Event(session_id="ses_a", seq=i, type="segment.final",
-                 data=Segment(speaker="c", start_ms=i, end_ms=i, text=str(i)).model_dump())
+    return Event(
+        session_id="ses_a",
+        seq=i,
+        type="segment.final",
+        data=Segment(speaker="c", start_ms=i, end_ms=i, text=str(i)).model_dump(),
+    )
 
 
 def test_slow_subscriber_is_dropped_and_others_get_everything():

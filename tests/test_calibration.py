@@ -34,8 +34,13 @@ class Log:
         self.add(SessionStarted(title="hand-worked", mode="import"))
         self.segs = []
         for i in range(n_segments):
-            seg = Segment(id=f"s{i + 1}", speaker="candidate" if i % 2 else "interviewer",
-                          start_ms=i * seg_ms, end_ms=(i + 1) * seg_ms - 100, text=f"utterance number {i + 1}")
+            seg = Segment(
+                id=f"s{i + 1}",
+                speaker="candidate" if i % 2 else "interviewer",
+                start_ms=i * seg_ms,
+                end_ms=(i + 1) * seg_ms - 100,
+                text=f"utterance number {i + 1}",
+            )
             self.segs.append(seg)
             self.add(seg)
 
@@ -48,9 +53,16 @@ class Log:
         """One tag per listed unit (1-based), spanning that unit's time."""
         for u in units:
             seg = self.segs[u - 1]
-            t = Tag(tag=tag, segment_ids=[seg.id], start_ms=seg.start_ms, end_ms=seg.end_ms,
-                    speaker=seg.speaker, evidence=seg.text, source=source,
-                    **({"id": tag_id} if tag_id else {}))
+            t = Tag(
+                tag=tag,
+                segment_ids=[seg.id],
+                start_ms=seg.start_ms,
+                end_ms=seg.end_ms,
+                speaker=seg.speaker,
+                evidence=seg.text,
+                source=source,
+                **({"id": tag_id} if tag_id else {}),
+            )
             self.add(t)
 
     def raters(self, labels: dict[str, list[int]], tag: str = RG) -> None:
@@ -125,8 +137,13 @@ def test_rater_missing_some_segments_alpha_with_missing_data():
     # percent agreement: u1 yes, u2 no, u3 yes, u4 yes (A and B) -> 3/4
     log = Log(4)
     log.raters({"human:alice": [1, 1, 0, 0], "human:bob": [1, 0, 0, 0], "human:carol": [1, 1, 0, 0]})
-    log.add(Status(component=COVERAGE_COMPONENT, message="imported",
-                   details={"rater": "human:carol", "coverage": {"start_ms": 0, "end_ms": 3000}}))
+    log.add(
+        Status(
+            component=COVERAGE_COMPONENT,
+            message="imported",
+            details={"rater": "human:carol", "coverage": {"start_ms": 0, "end_ms": 3000}},
+        )
+    )
     cal = calibrate(log.events)
     assert tag_stats(cal).alpha.value == pytest.approx(2 / 3)
     assert kappa_of(cal, "human:alice", "human:bob").value == pytest.approx(0.5)
@@ -152,12 +169,14 @@ def test_textbook_krippendorff_alpha_nominal_example():
     # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the 4 observers x 12 units
     # example with missing values: nominal alpha = 0.743 (the paper's figure, to 3 places).
     nan = np.nan
-    data = np.array([
-        [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-        [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
-    ])
+    data = np.array(
+        [
+            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+        ]
+    )
     assert round(krippendorff_alpha(data).value, 3) == 0.743
 
 
@@ -198,8 +217,7 @@ def test_copilot_raters_and_human_verdicts():
     log.tag("human:alice", [4], tag_id="t5")
     cal = calibrate(log.events)
     assert cal.raters == ["copilot:llm", "copilot:rules", "human:alice"]
-    marks = {r: sorted(sum((e["segment_ids"] for e in cal.timelines[r] if e["tag"] == RG), []))
-             for r in cal.raters}
+    marks = {r: sorted(sum((e["segment_ids"] for e in cal.timelines[r] if e["tag"] == RG), [])) for r in cal.raters}
     # rules: what it proposed, unaffected by anyone's verdict
     assert marks["copilot:rules"] == ["s1", "s2", "s3"]
     # llm: its own tag (unit 4); its edit of t3 made that a tradeoff; its rejection dropped t2

@@ -31,9 +31,16 @@ from tests.conftest import REPO, requires_shared, shared_audio
 from tests.synth import espeak_dialogue, read_wav, write_audio
 
 CHROMIUM = "/usr/bin/chromium"
-BASE_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--autoplay-policy=no-user-gesture-required",
-             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+BASE_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 TOKEN = "capture-test-token"
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
@@ -64,9 +71,27 @@ class LiveBrowser:
         env = {**os.environ, "COPILOT_TOKEN": token, "PYTHONUNBUFFERED": "1"}
         self.log_path = data_dir.parent / "live.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "copilot", "live", "--browser", "--no-browser", "--asr-device", "cpu",
-             "--data-dir", str(data_dir), "--consent-notice", "We transcribe this call on my laptop.", *(extra or [])],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"), text=True)
+            [
+                sys.executable,
+                "-m",
+                "copilot",
+                "live",
+                "--browser",
+                "--no-browser",
+                "--asr-device",
+                "cpu",
+                "--data-dir",
+                str(data_dir),
+                "--consent-notice",
+                "We transcribe this call on my laptop.",
+                *(extra or []),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=open(self.log_path, "w"),
+            text=True,
+        )
         self.data_dir = data_dir
         self.values: dict[str, str] = {}
         self._ready = threading.Event()
@@ -183,8 +208,11 @@ def test_jfk_mic_silent_call_warning_reshare_and_stop(tmp_path):
             wait_for(lambda: statuses(live.events(), "share_ended"), 10, "the share_ended warning")
             page.click("#reshare-btn")  # the session goes on; the call comes back
             page.wait_for_selector("#reshare", state="hidden")
-            wait_for(lambda: "country" in text_of(live.events(), "candidate").lower(), 40,
-                     "the re-shared call's words as the candidate")
+            wait_for(
+                lambda: "country" in text_of(live.events(), "candidate").lower(),
+                40,
+                "the re-shared call's words as the candidate",
+            )
             stats = page.evaluate("window.copilotCapture.stats")
             page.click("#stop")
             assert live.wait(60) == 0
@@ -214,10 +242,12 @@ def test_two_voice_dialogue_at_48k_each_turn_to_its_speaker_and_socket_resumes(t
     resumes (audio captured meanwhile is sent on resume). Every turn lands on its speaker."""
     from playwright.sync_api import sync_playwright
 
-    turns = [("interviewer", "Tell me how you would design a url shortener."),
-             ("candidate", "Before I start, how many users do we expect each day?"),
-             ("interviewer", "About ten million people every day."),
-             ("candidate", "Then I would use a key value store because reads dominate.")]
+    turns = [
+        ("interviewer", "Tell me how you would design a url shortener."),
+        ("candidate", "Before I start, how many users do we expect each day?"),
+        ("interviewer", "About ten million people every day."),
+        ("candidate", "Then I would use a key value store because reads dominate."),
+    ]
     stereo = tmp_path / "dialogue.wav"
     ref = espeak_dialogue(turns, stereo, gap_s=1.2)
     x = read_wav(stereo)
@@ -239,8 +269,14 @@ def test_two_voice_dialogue_at_48k_each_turn_to_its_speaker_and_socket_resumes(t
             resumed = "window.copilotCapture.stats.reconnects >= 1 && window.copilotCapture.ready"
             wait_for(lambda: page.evaluate(resumed), 20, "the socket to resume")
             duration = ref[-1]["end_ms"] / 1000
-            wait_for(lambda: "key" in text_of(live.events(), "candidate").lower()
-                     or "value" in text_of(live.events(), "candidate").lower(), duration + 30, "the last turn")
+            wait_for(
+                lambda: (
+                    "key" in text_of(live.events(), "candidate").lower()
+                    or "value" in text_of(live.events(), "candidate").lower()
+                ),
+                duration + 30,
+                "the last turn",
+            )
             rate = page.evaluate("window.copilotCapture.ctx.sampleRate")
             page.click("#stop")
             assert live.wait(60) == 0
@@ -308,16 +344,21 @@ def test_real_get_display_media_path_stops_video_and_warns_without_audio(tmp_pat
             page.goto(live.values["COPILOT_CAPTURE_URL"])
             page.check("#consent")
             page.click("#start")
-            wait_for(lambda: page.evaluate("window.copilotCapture.stats.framesByChannel[1] > 10"), 20,
-                     "frames from the shared screen's audio")
+            wait_for(
+                lambda: page.evaluate("window.copilotCapture.stats.framesByChannel[1] > 10"),
+                20,
+                "frames from the shared screen's audio",
+            )
             share = page.evaluate("""() => { const s = window.copilotCapture.lastShare;
               const states = (tracks) => tracks.map((t) => t.readyState);
               return { video: states(s.getVideoTracks()), audio: states(s.getAudioTracks()) }; }""")
             assert share == {"video": ["ended"], "audio": ["live"]}, share
             # Now a share that has no audio track, through the hook (as when a window is shared).
             page.evaluate(HOOK + "; window.copilotCaptureTestHooks.calls.push('VIDEO_ONLY')")
-            page.evaluate("window.copilotCapture.inputs[1].track.stop(); "
-                          "window.copilotCapture.inputs[1].track.dispatchEvent(new Event('ended'))")
+            page.evaluate(
+                "window.copilotCapture.inputs[1].track.stop(); "
+                "window.copilotCapture.inputs[1].track.dispatchEvent(new Event('ended'))"
+            )
             page.wait_for_selector("#reshare:not([hidden])")
             page.click("#reshare-btn")
             page.wait_for_function("document.getElementById('reshare-text').textContent.includes('no audio')")
@@ -337,7 +378,7 @@ def _bursts(seconds: float, first_s: float, freq: float, every_s: float = 2.0) -
     burst = (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     for start in np.arange(first_s, seconds - 0.1, every_s):
         i = int(start * 16000)
-        x[i:i + len(burst)] = burst
+        x[i : i + len(burst)] = burst
     return x
 
 
@@ -352,11 +393,18 @@ def _onsets(x: np.ndarray, threshold: float = 0.05, quiet_s: float = 0.5) -> lis
     return out
 
 
-@pytest.mark.parametrize("seconds", [
-    60,
-    pytest.param(600, marks=pytest.mark.skipif(os.environ.get("COPILOT_SLOW_TESTS") != "1",
-                                               reason="10-minute capture; set COPILOT_SLOW_TESTS=1")),
-])
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        60,
+        pytest.param(
+            600,
+            marks=pytest.mark.skipif(
+                os.environ.get("COPILOT_SLOW_TESTS") != "1", reason="10-minute capture; set COPILOT_SLOW_TESTS=1"
+            ),
+        ),
+    ],
+)
 def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_path, seconds):
     """Tone bursts every 2 s on the mic (from 0.5 s) and on the call (from 1.5 s), captured for
     `seconds`: in the kept session audio, the call's bursts stay 1 s + a constant after the
@@ -397,8 +445,11 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
     store = SessionStore(live.data_dir)
     audio = decode_audio(store.audio_path(live.values["COPILOT_SESSION"]), mono=False)
     kinds = ("disconnected", "gap", "dropped", "pace_slow")
-    capture = [e.data["details"] for e in store.events(live.values["COPILOT_SESSION"])
-               if e.type == "status" and e.data["details"].get("kind") in kinds]
+    capture = [
+        e.data["details"]
+        for e in store.events(live.values["COPILOT_SESSION"])
+        if e.type == "status" and e.data["details"].get("kind") in kinds
+    ]
     store.close()
     mic_on, call_on = _onsets(audio.samples[0]), _onsets(audio.samples[1])
     expected = int((seconds - 1.6) / 2) + 1
@@ -412,10 +463,12 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
     # Audio the browser lost before the worklet saw it: bursts closer than 2 s on one channel.
     lost = [round(float(-sum(d for d in (np.diff(on) - 2.0) if -1.9 < d < -0.005)), 3) for on in (mic_on, call_on)]
     warm = rss[max(1, len(rss) // 5)]  # after the first 20 % of the run (model loaded, queues steady)
-    print(f"{seconds} s capture: bursts mic {len(mic_on)}, call {len(call_on)} of {expected}; offset "
-          f"{min(offsets):.3f}..{max(offsets):.3f} s over {len(offsets)} pairs, drift {drift * 1000:.0f} ms; "
-          f"lost inside the browser (mic, call) {lost} s; server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; "
-          f"page {stats}; server {capture}")
+    print(
+        f"{seconds} s capture: bursts mic {len(mic_on)}, call {len(call_on)} of {expected}; offset "
+        f"{min(offsets):.3f}..{max(offsets):.3f} s over {len(offsets)} pairs, drift {drift * 1000:.0f} ms; "
+        f"lost inside the browser (mic, call) {lost} s; server RSS {warm:.0f} -> {rss[-1]:.0f} MiB; "
+        f"page {stats}; server {capture}"
+    )
     # What our side guarantees, whatever the machine's load: no frame dropped by the page or the
     # server, both channels equally long, no memory growth. A gap (the browser's renderer skipped
     # frames: the worklet saw a hole in its frame counter) is written as silence so time stays
@@ -430,8 +483,10 @@ def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_pat
     if realtime < 0.96:  # the page noticed and the interviewer was told
         assert [c for c in capture if c.get("kind") == "pace_slow"], (realtime, capture)
     if realtime < 0.99:
-        pytest.skip(f"Chromium rendered {realtime:.1%} of real time (audio thread starved of CPU): "
-                    f"drift not measurable here; measured {drift * 1000:.0f} ms, lost {lost} s")
+        pytest.skip(
+            f"Chromium rendered {realtime:.1%} of real time (audio thread starved of CPU): "
+            f"drift not measurable here; measured {drift * 1000:.0f} ms, lost {lost} s"
+        )
     assert len(mic_on) >= 0.98 * expected and len(call_on) >= 0.98 * expected
     assert len(offsets) >= 0.95 * expected
     assert drift < 0.2, offsets

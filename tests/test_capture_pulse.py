@@ -21,8 +21,11 @@ from copilot.errors import AudioInputError
 from tests import pulse
 from tests.synth import espeak_say
 
-pytestmark = [pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
-              pytest.mark.audio, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
+    pytest.mark.audio,
+    pytest.mark.slow,
+]
 
 MIC, SYSTEM = "copilot_test", "copilot_sys"
 SENTENCE = "Ask not what your country can do for you, ask what you can do for your country."
@@ -160,8 +163,8 @@ def test_two_devices_are_two_speakers(pa, tmp_path):
     s_first, s_last, _ = voiced_ms(system)
     assert 0 < m_first < m_last < s_first < s_last, (m_first, m_last, s_first, s_last)
     # No cross-talk: each channel is silent while only the other one is speaking.
-    assert np.abs(system[m_first * 16: m_last * 16]).max() < 1e-3
-    assert np.abs(mic[s_first * 16: s_last * 16]).max() < 1e-3
+    assert np.abs(system[m_first * 16 : m_last * 16]).max() < 1e-3
+    assert np.abs(mic[s_first * 16 : s_last * 16]).max() < 1e-3
 
     assert {"country"} <= words(transcribe(mic))
     assert {"database", "users"} & words(transcribe(system))
@@ -184,8 +187,14 @@ def test_devices_command_lists_the_pulse_devices(pa):
     import sys
 
     # A fresh process sees the server through PULSE_SERVER / ALSA_CONFIG_PATH set by the fixture.
-    proc = subprocess.run([sys.executable, "-m", "copilot", "devices", "--json"], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ), cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "copilot", "devices", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert proc.returncode == 0, proc.stderr
     devices = [json.loads(line) for line in proc.stdout.splitlines()]
     names = {d["name"] for d in devices}

@@ -41,8 +41,8 @@ def test_chunks_are_time_ordered_across_channels_and_keep_samples():
     src = BrowserSource()
     a, b = tone(STEP * 3, seed=1), tone(STEP * 3, seed=2)
     for i in range(3):
-        src.push(Frame(0, i * STEP, a[i * STEP:(i + 1) * STEP]))
-        src.push(Frame(1, i * STEP, b[i * STEP:(i + 1) * STEP]))
+        src.push(Frame(0, i * STEP, a[i * STEP : (i + 1) * STEP]))
+        src.push(Frame(1, i * STEP, b[i * STEP : (i + 1) * STEP]))
     out = drain(src)
     assert [(c.channel, c.start_ms) for c in out] == [(0, 0), (1, 0), (0, 100), (1, 100), (0, 200), (1, 200)]
     got0 = np.concatenate([c.samples for c in out if c.channel == 0])
@@ -57,8 +57,8 @@ def test_gap_becomes_silence_and_is_counted_lead_in_is_not_a_gap():
     out = drain(src)
     x = np.concatenate([c.samples for c in out])
     assert len(x) == STEP * 6
-    assert not x[:STEP * 2].any() and x[STEP * 2:STEP * 3].any()
-    assert not x[STEP * 3:STEP * 5].any() and x[STEP * 5:].any()
+    assert not x[: STEP * 2].any() and x[STEP * 2 : STEP * 3].any()
+    assert not x[STEP * 3 : STEP * 5].any() and x[STEP * 5 :].any()
     st = src.stats()
     assert st["lead_in_samples"] == STEP * 2 and st["gaps"] == 1 and st["gap_samples"] == STEP * 2
 
@@ -66,7 +66,7 @@ def test_gap_becomes_silence_and_is_counted_lead_in_is_not_a_gap():
 def test_resent_audio_after_a_reconnect_is_trimmed_not_doubled():
     src = BrowserSource(speakers=["me"])
     x = tone(STEP * 3)
-    src.push(Frame(0, 0, x[:STEP * 2]))
+    src.push(Frame(0, 0, x[: STEP * 2]))
     src.push(Frame(0, STEP, x[STEP:]))  # overlaps the last 100 ms already placed
     out = np.concatenate([c.samples for c in drain(src)])
     assert len(out) == STEP * 3 and np.allclose(out, x.astype(np.float32) / 32768)

@@ -31,8 +31,14 @@ class _Proc:
 
     def __init__(self, *args: str, env_extra: dict[str, str] | None = None) -> None:
         env = {**os.environ, "COPILOT_TOKEN": TOKEN, **(env_extra or {})}
-        self.p = subprocess.Popen([sys.executable, "-m", "copilot", *args], cwd=REPO, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "copilot", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._t = threading.Thread(target=self._read, daemon=True)
         self._t.start()
@@ -114,8 +120,9 @@ def test_sigkill_loses_nothing_that_was_broadcast_and_session_can_be_ended(data_
     proc = _Proc("serve", "--no-browser", "--data-dir", str(data_dir))
     try:
         port = proc.value("COPILOT_PORT", timeout=30)
-        view = httpx.get(f"http://127.0.0.1:{port}/api/sessions/{sid}",
-                         headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        view = httpx.get(
+            f"http://127.0.0.1:{port}/api/sessions/{sid}", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
         assert view["status"] == "live" and view["last_seq"] == last
         assert len(view["segments"]) >= 3
     finally:
@@ -142,15 +149,33 @@ def test_sigkill_then_continue_the_session(data_dir):
     if not stereo.exists():
         stereo = DEMO
     run = subprocess.run(
-        [sys.executable, "-m", "copilot", "replay", str(stereo), "--continue", sid, "--no-browser",
-         "--exit-when-done", "--speed", "4", "--data-dir", str(data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "COPILOT_TOKEN": TOKEN})
+        [
+            sys.executable,
+            "-m",
+            "copilot",
+            "replay",
+            str(stereo),
+            "--continue",
+            sid,
+            "--no-browser",
+            "--exit-when-done",
+            "--speed",
+            "4",
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COPILOT_TOKEN": TOKEN},
+    )
     assert run.returncode == 0, run.stderr
     store = SessionStore(data_dir)
     after = store.events(sid)
     assert [e.model_dump() for e in after[: len(before)]] == [e.model_dump() for e in before]
     assert [e.seq for e in after] == list(range(1, len(after) + 1))
-    new_segs = [e for e in after[len(before):] if e.type == "segment.final"]
+    new_segs = [e for e in after[len(before) :] if e.type == "segment.final"]
     assert new_segs and min(e.data["start_ms"] for e in new_segs) > last_end  # later on the session's clock
     assert after[-1].type == "session.ended" and store.session_info(sid)["status"] == "ended"
 
@@ -171,14 +196,34 @@ def test_sigkill_with_keep_audio_then_continue_keeps_the_audio_of_both_runs(data
     kept_ms = recorded_ms(flac)
     assert kept_ms > 2000
     run = subprocess.run(
-        [sys.executable, "-m", "copilot", "replay", str(DEMO), "--continue", sid, "--keep-audio", "--no-browser",
-         "--exit-when-done", "--speed", "4", "--data-dir", str(data_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "COPILOT_TOKEN": TOKEN})
+        [
+            sys.executable,
+            "-m",
+            "copilot",
+            "replay",
+            str(DEMO),
+            "--continue",
+            sid,
+            "--keep-audio",
+            "--no-browser",
+            "--exit-when-done",
+            "--speed",
+            "4",
+            "--data-dir",
+            str(data_dir),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COPILOT_TOKEN": TOKEN},
+    )
     assert run.returncode == 0, run.stderr
     assert not recording_path(flac).exists()
     store = SessionStore(data_dir)
-    new_start = min(e.data["start_ms"] for e in store.events(sid)
-                    if e.type == "segment.final" and e.data["start_ms"] >= kept_ms)
+    new_start = min(
+        e.data["start_ms"] for e in store.events(sid) if e.type == "segment.final" and e.data["start_ms"] >= kept_ms
+    )
     store.close()
 
     demo = decode_audio(DEMO, mono=False).samples

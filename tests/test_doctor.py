@@ -45,8 +45,21 @@ def test_installed_model_and_this_venv_are_healthy(tmp_path, monkeypatch):
     assert named["spacy"].status == doctor.OK and named["spacy lookups"].status == doctor.OK
     assert "--device auto -> cpu int8" in named["compute"].detail or "cuda" in named["compute"].detail
     assert doctor.healthy(checks), doctor.format_report(checks)
-    assert {"python", "model tiny.en", "model base", "faster-whisper", "compute", "audio backend", "input devices",
-            "spacy", "spacy lookups", "en_core_web_sm", "tagger classifier", "llm", "browser tests"} <= set(named)
+    assert {
+        "python",
+        "model tiny.en",
+        "model base",
+        "faster-whisper",
+        "compute",
+        "audio backend",
+        "input devices",
+        "spacy",
+        "spacy lookups",
+        "en_core_web_sm",
+        "tagger classifier",
+        "llm",
+        "browser tests",
+    } <= set(named)
     for c in checks:
         # Healthy means every required part is ok; an optional part may only warn, and says how to fix it.
         if c.required:
@@ -72,12 +85,20 @@ def test_a_crashing_check_is_a_row_not_a_traceback():
 
 def test_cli_doctor_exit_code_and_json(tmp_path):
     env = dict(os.environ, COPILOT_MODELS_DIR=str(tmp_path), OPENAI_API_KEY=SECRET)
-    proc = subprocess.run([sys.executable, "-m", "copilot", "doctor", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "copilot", "doctor", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is False
     rows = {c["name"]: c for c in report["checks"]}
-    assert rows["model tiny.en"]["status"] == "fail" and rows["model tiny.en"]["fix"] == "copilot models install tiny.en"
+    assert (
+        rows["model tiny.en"]["status"] == "fail" and rows["model tiny.en"]["fix"] == "copilot models install tiny.en"
+    )
     assert "OPENAI_API_KEY" in rows["llm"]["detail"]

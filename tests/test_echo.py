@@ -33,7 +33,7 @@ def babble(seconds: float, seed: int) -> np.ndarray:
     pos = 0
     while pos < n:
         on = int(rng.uniform(0.15, 0.4) * RATE)
-        env[pos:pos + on] = rng.uniform(0.5, 1.0)
+        env[pos : pos + on] = rng.uniform(0.5, 1.0)
         pos += on + int(rng.uniform(0.03, 0.12) * RATE)
     return (0.1 * x * env).astype(np.float32)
 
@@ -41,7 +41,7 @@ def babble(seconds: float, seed: int) -> np.ndarray:
 def leak(x: np.ndarray, src: np.ndarray, level_db: float, delay_ms: int) -> np.ndarray:
     d = delay_ms * RATE // 1000
     out = x.copy()
-    out[d:] += np.float32(10 ** (level_db / 20)) * src[:len(src) - d]
+    out[d:] += np.float32(10 ** (level_db / 20)) * src[: len(src) - d]
     return out
 
 
@@ -50,6 +50,7 @@ def energy(x: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------ unit: synthetic signals
+
 
 @pytest.mark.parametrize("level_db", [-20, -12, -6])
 @pytest.mark.parametrize("delay_ms", [0, 20, 40, 80, 100])
@@ -111,7 +112,7 @@ def _chunks(x: np.ndarray, ms: int = 100):
     step = RATE * ms // 1000
     for i in range(0, x.shape[1], step):
         for ch in range(x.shape[0]):
-            yield AudioChunk(x[ch, i:i + step], ch, f"s{ch}", i * 1000 // RATE)
+            yield AudioChunk(x[ch, i : i + step], ch, f"s{ch}", i * 1000 // RATE)
 
 
 def test_interleaved_chunks_come_out_as_soon_as_both_channels_have_them():
@@ -174,10 +175,10 @@ def test_ragged_and_gapped_input_keeps_session_time():
         for c in outs:
             if c.channel == ch:
                 a = c.start_ms * RATE // 1000
-                got[a:a + len(c.samples)] = c.samples
+                got[a : a + len(c.samples)] = c.samples
         want = x[ch].copy()
         if ch == 1:
-            want[300 * RATE // 1000:400 * RATE // 1000] = 0
+            want[300 * RATE // 1000 : 400 * RATE // 1000] = 0
         np.testing.assert_array_equal(got, want)
 
 
@@ -196,11 +197,13 @@ def test_gate_cpu_is_small():
 
 DIALOGUE = [
     ("interviewer", "Thanks for joining. Please design a rate limiter for our public API."),
-    ("candidate", "Before I start, how many requests per second should it handle, and are limits per user "
-                  "or per key?"),
+    ("candidate", "Before I start, how many requests per second should it handle, and are limits per user or per key?"),
     ("interviewer", "Assume heavy traffic, limited per key."),
-    ("candidate", "Then I would keep a token bucket in Redis. A sliding window is fairer, but the bucket "
-                  "is cheaper, so I will pick the bucket."),
+    (
+        "candidate",
+        "Then I would keep a token bucket in Redis. A sliding window is fairer, but the bucket "
+        "is cheaper, so I will pick the bucket.",
+    ),
     ("interviewer", "Good. What happens when Redis is down?"),
     ("candidate", "We fail open for a minute and alert the on call engineer."),
 ]
@@ -232,8 +235,11 @@ def transcribe(model, path: Path, echo_gate: bool = True) -> list:
     from copilot.audio.file_source import FileSource
     from copilot.events import Segment
 
-    return [s for s in transcribe_stream(FileSource(path, mono=False), model, emit_partials=False,
-                                         echo_gate=echo_gate) if isinstance(s, Segment)]
+    return [
+        s
+        for s in transcribe_stream(FileSource(path, mono=False), model, emit_partials=False, echo_gate=echo_gate)
+        if isinstance(s, Segment)
+    ]
 
 
 def channel_text(segments, ch: int) -> str:
@@ -253,8 +259,9 @@ def test_without_the_gate_the_mix_really_misattributes(model, dialogue, tmp_path
 
 
 @pytest.mark.parametrize("level_db,delay_ms", [(-20, 20), (-20, 40), (-20, 80), (-12, 20), (-12, 80)])
-def test_the_gate_keeps_the_candidate_off_the_interviewers_channel(model, dialogue, clean_wer, tmp_path,
-                                                                  level_db, delay_ms):
+def test_the_gate_keeps_the_candidate_off_the_interviewers_channel(
+    model, dialogue, clean_wer, tmp_path, level_db, delay_ms
+):
     path, turns = dialogue
     mix = sox_echo_mix(path, tmp_path / "mix.wav", level_db, delay_ms)
     segs = transcribe(model, mix)
@@ -276,15 +283,17 @@ def test_the_gate_changes_nothing_on_a_clean_recording(model, dialogue, clean_we
 
 
 DT_A = "So what I would really like to understand is how the cache behaves when the primary region fails over."
-DT_B = "Right, and I think the queue should be partitioned by tenant so that one noisy customer cannot starve the others."
+DT_B = (
+    "Right, and I think the queue should be partitioned by tenant so that one noisy customer cannot starve the others."
+)
 
 
 def double_talk_file(tmp_path: Path) -> Path:
     a, b = render(DT_A, VOICES[0]), render(DT_B, VOICES[1])
     n = max(len(a), len(b)) + RATE
     x = np.zeros((2, n), dtype=np.float32)
-    x[0, RATE // 4:RATE // 4 + len(a)] = a
-    x[1, RATE // 4:RATE // 4 + len(b)] = b
+    x[0, RATE // 4 : RATE // 4 + len(a)] = a
+    x[1, RATE // 4 : RATE // 4 + len(b)] = b
     return write_audio(x, tmp_path / "dt.wav")
 
 
@@ -331,9 +340,9 @@ def test_real_voice_leaking_after_the_other_finishes_is_not_transcribed_twice(mo
     (whose real noise floor stays): its words must not appear on the interviewer's channel."""
     x = read_wav(shared_audio("stereo_diarization.wav"))
     y = np.zeros((2, x.shape[1] + 3 * RATE), dtype=np.float32)
-    y[0, :x.shape[1]] = x[0]
-    y[0, x.shape[1]:] = np.resize(x[0, :RATE // 10], 3 * RATE)  # keep the mic's noise floor going
-    y[1, int(5.2 * RATE):int(5.2 * RATE) + int(2.6 * RATE)] = x[1, :int(2.6 * RATE)]
+    y[0, : x.shape[1]] = x[0]
+    y[0, x.shape[1] :] = np.resize(x[0, : RATE // 10], 3 * RATE)  # keep the mic's noise floor going
+    y[1, int(5.2 * RATE) : int(5.2 * RATE) + int(2.6 * RATE)] = x[1, : int(2.6 * RATE)]
     clean = write_audio(y, tmp_path / "seq.wav")
     mix = sox_echo_mix(clean, tmp_path / "seq_mix.wav", level_db, 40)
     off = channel_text(transcribe(model, mix, echo_gate=False), 0)
@@ -357,14 +366,19 @@ def test_transcribe_cli_gates_by_default_and_no_echo_gate_turns_it_off(tmp_path)
 
     x = read_wav(shared_audio("stereo_diarization.wav"))
     y = np.zeros((2, x.shape[1] + 3 * RATE), dtype=np.float32)
-    y[0, :x.shape[1]] = x[0]
-    y[1, int(5.2 * RATE):int(5.2 * RATE) + int(2.6 * RATE)] = x[1, :int(2.6 * RATE)]
+    y[0, : x.shape[1]] = x[0]
+    y[1, int(5.2 * RATE) : int(5.2 * RATE) + int(2.6 * RATE)] = x[1, : int(2.6 * RATE)]
     mix = sox_echo_mix(write_audio(y, tmp_path / "seq.wav"), tmp_path / "seq_mix.wav", -12, 40)
 
     def interviewer_words(*flags: str) -> set[str]:
-        proc = subprocess.run([sys.executable, "-m", "copilot", "transcribe", str(mix), "--device", "cpu", *flags],
-                              cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "copilot", "transcribe", str(mix), "--device", "cpu", *flags],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         rows = [json.loads(line) for line in proc.stdout.splitlines()]
         return set(normalize_text(" ".join(r["text"] for r in rows if r["speaker"] == "interviewer")).split())

@@ -44,15 +44,26 @@ def test_subtitles_round_trip_to_segments(events, fmt, parse):
     cues = parse(text)
     segs = [Segment.model_validate(e.data) for e in events if e.type == "segment.final"]
     assert [(c.start_ms, c.end_ms, c.speaker, c.text) for c in cues] == [
-        (s.start_ms, s.end_ms, s.speaker, s.text) for s in segs]
+        (s.start_ms, s.end_ms, s.speaker, s.text) for s in segs
+    ]
     assert len(cues) == len(LINES)
 
 
 def test_vtt_escapes_markup_and_voice_tags():
     sid = "ses_x"
-    evs = [Event.of(sid, SessionStarted(title="t")).model_copy(update={"seq": 1}),
-           Event.of(sid, Segment(id="s1", speaker="candidate", start_ms=3_723_004, end_ms=3_725_000,
-                                 text="if a < b && c --> d then <b>bold</b>")).model_copy(update={"seq": 2})]
+    evs = [
+        Event.of(sid, SessionStarted(title="t")).model_copy(update={"seq": 1}),
+        Event.of(
+            sid,
+            Segment(
+                id="s1",
+                speaker="candidate",
+                start_ms=3_723_004,
+                end_ms=3_725_000,
+                text="if a < b && c --> d then <b>bold</b>",
+            ),
+        ).model_copy(update={"seq": 2}),
+    ]
     vtt = export_session(evs, "vtt")
     assert vtt.startswith("WEBVTT")
     assert "01:02:03.004 --> 01:02:05.000" in vtt

@@ -28,8 +28,13 @@ CASES_PATH = REPO / "tests" / "data" / "fold_cases.json"
 DOC = json.loads(CASES_PATH.read_text())
 CASES = DOC["cases"]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 SID = "ses_foldcases"
 
 
@@ -66,8 +71,14 @@ def _mismatches(case: dict[str, Any], tags: dict[str, dict[str, Any]], turns: li
 
 def test_the_cases_cover_what_the_issue_names():
     names = {c["name"] for c in CASES}
-    for needed in ("confirmed, then a late LLM edit", "retracted", "rejected then machine update",
-                   "unknown tag update", "bare-name by from an old log", "turn revision 0 then 1"):
+    for needed in (
+        "confirmed, then a late LLM edit",
+        "retracted",
+        "rejected then machine update",
+        "unknown tag update",
+        "bare-name by from an old log",
+        "turn revision 0 then 1",
+    ):
         assert needed in names
     assert any("then a machine move" in n and "edited by a person" in n for n in names)
 
@@ -103,9 +114,21 @@ def test_actor_rule(row):
 
 def test_actor_groups_and_raters():
     assert [actors.group(a) for a in ("rules", "rules:v2", "llm:m", "human:alice", "alice", "")] == [
-        "rules", "rules", "llm", "human:alice", "human:alice", "rules"]
+        "rules",
+        "rules",
+        "llm",
+        "human:alice",
+        "human:alice",
+        "rules",
+    ]
     assert [actors.rater(a) for a in ("rules", "llm", "llm:m", "alice", "human:bob", "copilot:llm")] == [
-        "copilot:rules", "copilot:llm", "copilot:llm", "human:alice", "human:bob", "copilot:llm"]
+        "copilot:rules",
+        "copilot:llm",
+        "copilot:llm",
+        "human:alice",
+        "human:bob",
+        "copilot:llm",
+    ]
 
 
 def test_events_js_is_generated_from_python():
@@ -164,9 +187,12 @@ def test_js_fold_in_chromium(web_server):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             # A blank page at the file server's origin, so the real modules load as the pages load them.
-            page.route(f"{web_server}/__fold_cases.html",
-                       lambda route: route.fulfill(status=200, content_type="text/html",
-                                                   body="<!doctype html><title>fold cases</title>"))
+            page.route(
+                f"{web_server}/__fold_cases.html",
+                lambda route: route.fulfill(
+                    status=200, content_type="text/html", body="<!doctype html><title>fold cases</title>"
+                ),
+            )
             page.goto(f"{web_server}/__fold_cases.html")
             out = page.evaluate(_JS_RUN, {"cases": CASES, "actors": DOC["actors"]})
         finally:

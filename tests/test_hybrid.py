@@ -27,8 +27,16 @@ def server():
 
 
 def rules_tag(seg: Segment, tag: str, confidence: float = 0.8) -> Tag:
-    return Tag(tag=tag, segment_ids=[seg.id], start_ms=seg.start_ms, end_ms=seg.end_ms, speaker=seg.speaker,
-               evidence=seg.text[:20], confidence=confidence, source="rules")
+    return Tag(
+        tag=tag,
+        segment_ids=[seg.id],
+        start_ms=seg.start_ms,
+        end_ms=seg.end_ms,
+        speaker=seg.speaker,
+        evidence=seg.text[:20],
+        confidence=confidence,
+        source="rules",
+    )
 
 
 class Sink:
@@ -64,9 +72,14 @@ def test_merge_confirms_corrects_disputes_and_adds():
     r_wrong = rules_tag(segs[3], "steering_decision")
     r_spurious = rules_tag(segs[5], "steering_decision", confidence=0.6)
     r_unjudged = rules_tag(segs[6], "tradeoff_articulation")
-    l = lambda seg, tag: Tag(tag=tag, segment_ids=[seg.id], start_ms=0, end_ms=1, evidence="x", confidence=0.9,
-                             rationale="why", source=BY)
-    llm_tags = [l(segs[1], "requirement_gathering"), l(segs[3], "tradeoff_articulation"), l(segs[4], "steering_decision")]
+    l = lambda seg, tag: Tag(
+        tag=tag, segment_ids=[seg.id], start_ms=0, end_ms=1, evidence="x", confidence=0.9, rationale="why", source=BY
+    )
+    llm_tags = [
+        l(segs[1], "requirement_gathering"),
+        l(segs[3], "tradeoff_articulation"),
+        l(segs[4], "steering_decision"),
+    ]
     judged = [s.id for s in segs[1:6]]
     out = merge([r_ok, r_wrong, r_spurious, r_unjudged], llm_tags, judged, BY)
 
@@ -74,7 +87,10 @@ def test_merge_confirms_corrects_disputes_and_adds():
     assert updates[r_ok.id].status == "confirmed" and updates[r_ok.id].confidence == 0.9
     assert updates[r_wrong.id].status == "edited" and updates[r_wrong.id].tag == "tradeoff_articulation"
     assert updates[r_spurious.id].status == "proposed"
-    assert updates[r_spurious.id].confidence == DISPUTED_CONFIDENCE and "found no steering_decision" in updates[r_spurious.id].rationale
+    assert (
+        updates[r_spurious.id].confidence == DISPUTED_CONFIDENCE
+        and "found no steering_decision" in updates[r_spurious.id].rationale
+    )
     assert r_unjudged.id not in updates  # the LLM never saw that segment
     assert all(u.by == BY for u in updates.values())
     new = [t for t in out if isinstance(t, Tag)]
@@ -95,10 +111,18 @@ def test_live_refinement_updates_the_same_tags_and_adds_missing_ones(rubric, ser
     segs = conversation()
     r_c1 = rules_tag(segs[1], "requirement_gathering")
     r_c2 = rules_tag(segs[3], "steering_decision")  # wrong: it is a tradeoff
-    server.default = Reply(content_fn=lambda body: tags_json(
-        *[t for t in [("seg_c1", "requirement_gathering", "how many new links per day are we expecting"),
-                      ("seg_c2", "tradeoff_articulation", "scales the writes well but we lose ad hoc queries")]
-          if f">> [{t[0]}]" in "\n".join(m["content"] for m in body["messages"])]))
+    server.default = Reply(
+        content_fn=lambda body: tags_json(
+            *[
+                t
+                for t in [
+                    ("seg_c1", "requirement_gathering", "how many new links per day are we expecting"),
+                    ("seg_c2", "tradeoff_articulation", "scales the writes well but we lose ad hoc queries"),
+                ]
+                if f">> [{t[0]}]" in "\n".join(m["content"] for m in body["messages"])
+            ]
+        )
+    )
     sink = Sink()
 
     async def main():
@@ -121,8 +145,9 @@ def test_live_refinement_updates_the_same_tags_and_adds_missing_ones(rubric, ser
 
     refiner = asyncio.run(more())
     edited = sink.of(TagUpdate)
-    assert [(u.tag_id, u.status, u.tag) for u in edited if u.tag_id == r_c2.id] == \
-        [(r_c2.id, "edited", "tradeoff_articulation")]
+    assert [(u.tag_id, u.status, u.tag) for u in edited if u.tag_id == r_c2.id] == [
+        (r_c2.id, "edited", "tradeoff_articulation")
+    ]
     assert edited[-1].evidence == "scales the writes well but we lose ad hoc queries"
     # ids are stable: no payload introduces a second tag for a segment the rules already tagged
     new_tags = sink.of(Tag)
@@ -186,7 +211,9 @@ def test_http_500_is_a_failure_status_after_retries(rubric, server):
 
 def test_429_then_success_in_the_live_path(rubric, server):
     segs = conversation()
-    server.script(Reply(status=429), Reply(content=tags_json(("seg_c3", "steering_decision", "let's go with base62 ids"))))
+    server.script(
+        Reply(status=429), Reply(content=tags_json(("seg_c3", "steering_decision", "let's go with base62 ids")))
+    )
     sink = Sink()
 
     async def main():
@@ -204,9 +231,12 @@ def test_segments_arriving_during_a_call_are_coalesced_into_the_next(rubric, ser
     candidate = [s for s in segs if s.speaker == "candidate"]  # 5 candidate turns
     hold = threading.Event()
     server.script(Reply(hold=hold, content=tags_json(("seg_c1", "requirement_gathering", "do links ever expire"))))
-    server.default = Reply(content_fn=lambda body: tags_json(
-        ("seg_c3", "steering_decision", "skip custom aliases for now"),
-        ("seg_c5", "tradeoff_articulation", "reads dominate")))  # the second clause isn't a tradeoff; a lax model
+    server.default = Reply(
+        content_fn=lambda body: tags_json(
+            ("seg_c3", "steering_decision", "skip custom aliases for now"),
+            ("seg_c5", "tradeoff_articulation", "reads dominate"),
+        )
+    )  # the second clause isn't a tradeoff; a lax model
     sink = Sink()
 
     async def main():
@@ -214,7 +244,7 @@ def test_segments_arriving_during_a_call_are_coalesced_into_the_next(rubric, ser
         worst = 0.0
         for i, seg in enumerate(segs):
             t0 = time.perf_counter()
-            refiner.submit(seg, segs[max(0, i - 6):i], [])
+            refiner.submit(seg, segs[max(0, i - 6) : i], [])
             worst = max(worst, time.perf_counter() - t0)
             if seg.id == "seg_c1":  # the first call is now in flight and held by the server
                 await asyncio.to_thread(server.wait_for_calls, 1)
@@ -301,8 +331,12 @@ def test_hybrid_batch_tagger(rubric, server):
 
     seg = segs[4]  # "OK let's go with base62 ids from a counter and skip custom aliases for now."
     assert [t.tag for t in rules.tag(seg, segs[:4])] == ["steering_decision"]
-    server.default = Reply(content=tags_json(("seg_c3", "steering_decision", "let's go with base62 ids from a counter"),
-                                             ("seg_c3", "tradeoff_articulation", "base62 ids")))
+    server.default = Reply(
+        content=tags_json(
+            ("seg_c3", "steering_decision", "let's go with base62 ids from a counter"),
+            ("seg_c3", "tradeoff_articulation", "base62 ids"),
+        )
+    )
     tags = hybrid.tag(seg, segs[:4])
     by_tag = {t.tag: t for t in tags}
     assert sorted(by_tag) == ["steering_decision", "tradeoff_articulation"]
@@ -326,10 +360,27 @@ def test_merge_on_a_settled_turn_updates_the_rules_chip_carried_to_it():
     from copilot.events import Tag
     from copilot.tagging.hybrid import merge
 
-    rules = Tag(tag="tradeoff_articulation", segment_ids=["seg_a", "seg_b"], turn_id="turn_1", start_ms=0,
-                end_ms=900, speaker="candidate", evidence="but we lose", confidence=0.6, source="rules")
-    llm = Tag(tag="tradeoff_articulation", segment_ids=["turn_1"], start_ms=0, end_ms=900, speaker="candidate",
-              evidence="we lose ad hoc queries", confidence=0.9, source=BY)
+    rules = Tag(
+        tag="tradeoff_articulation",
+        segment_ids=["seg_a", "seg_b"],
+        turn_id="turn_1",
+        start_ms=0,
+        end_ms=900,
+        speaker="candidate",
+        evidence="but we lose",
+        confidence=0.6,
+        source="rules",
+    )
+    llm = Tag(
+        tag="tradeoff_articulation",
+        segment_ids=["turn_1"],
+        start_ms=0,
+        end_ms=900,
+        speaker="candidate",
+        evidence="we lose ad hoc queries",
+        confidence=0.9,
+        source=BY,
+    )
     out = merge([rules], [llm], ["turn_1"], BY)
     assert len(out) == 1 and isinstance(out[0], TagUpdate)
     assert (out[0].tag_id, out[0].status, out[0].confidence) == (rules.id, "confirmed", 0.9)

@@ -12,16 +12,23 @@ from tests.import_graph import ROOT, cycles, graph, imports, modules
 
 # Lower numbers sit lower: a module may import its own subpackage or a strictly lower layer.
 LAYERS = {
-    "errors": -1, "config": 0, "fileio": 0, "events": 0, "safejson": 0, "actors": -1,  # actors: stdlib only, below events
+    "errors": -1,
+    "config": 0,
+    "fileio": 0,
+    "events": 0,
+    "safejson": 0,
+    "actors": -1,  # actors: stdlib only, below events
     "audio": 1,
-    "asr": 2, "tagging": 2,
+    "asr": 2,
+    "tagging": 2,
     "session": 3,
     "review": 4,
     "server": 5,
     "runtime": 6,  # the composition root
     "bench": 7,
     "cli": 8,  # registers the benchmarks
-    "__main__": 9, "copilot": 9,
+    "__main__": 9,
+    "copilot": 9,
 }
 
 
@@ -40,9 +47,11 @@ def test_the_package_has_no_import_cycles():
 def test_dependencies_point_down():
     known = modules()
     assert {_layer(m) for m in known} <= LAYERS.keys(), "a new subpackage needs a place in LAYERS"
-    upward = [f"{known[i.importer].relative_to(ROOT)}:{i.line} imports {i.target}"
-              for i in imports(known)
-              if _layer(i.importer) != _layer(i.target) and LAYERS[_layer(i.target)] >= LAYERS[_layer(i.importer)]]
+    upward = [
+        f"{known[i.importer].relative_to(ROOT)}:{i.line} imports {i.target}"
+        for i in imports(known)
+        if _layer(i.importer) != _layer(i.target) and LAYERS[_layer(i.target)] >= LAYERS[_layer(i.importer)]
+    ]
     assert upward == []
 
 
@@ -57,18 +66,21 @@ def _package(tmp_path: Path, files: dict[str, str]) -> dict[str, Path]:
 def test_a_cycle_through_a_package_init_or_a_function_is_found(tmp_path):
     """The two cycles this package had: bench -> cli.asr_options, whose package's __init__ registers
     the benchmarks; and rules <-> textcat, where both imports sat inside functions."""
-    known = _package(tmp_path, {
-        "copilot/__init__.py": "",
-        "copilot/cli/__init__.py": "from copilot.cli import bench_cmd\n",
-        "copilot/cli/bench_cmd.py": "def register():\n    from copilot.bench import pipeline\n",
-        "copilot/cli/asr_options.py": "DEFAULT_MODEL = 'tiny.en'\n",
-        "copilot/bench/__init__.py": "",
-        "copilot/bench/pipeline.py": "from copilot.cli.asr_options import DEFAULT_MODEL\n",
-        "copilot/tagging/__init__.py": "",
-        "copilot/tagging/rules.py": "def load():\n    from copilot.tagging.textcat import load_classifier\n",
-        "copilot/tagging/textcat.py": "def train():\n    from .rules import RulesTagger\n",
-        "copilot/tagging/cues.py": "from copilot.tagging import rules\n",
-    })
+    known = _package(
+        tmp_path,
+        {
+            "copilot/__init__.py": "",
+            "copilot/cli/__init__.py": "from copilot.cli import bench_cmd\n",
+            "copilot/cli/bench_cmd.py": "def register():\n    from copilot.bench import pipeline\n",
+            "copilot/cli/asr_options.py": "DEFAULT_MODEL = 'tiny.en'\n",
+            "copilot/bench/__init__.py": "",
+            "copilot/bench/pipeline.py": "from copilot.cli.asr_options import DEFAULT_MODEL\n",
+            "copilot/tagging/__init__.py": "",
+            "copilot/tagging/rules.py": "def load():\n    from copilot.tagging.textcat import load_classifier\n",
+            "copilot/tagging/textcat.py": "def train():\n    from .rules import RulesTagger\n",
+            "copilot/tagging/cues.py": "from copilot.tagging import rules\n",
+        },
+    )
     found = cycles(graph(known, imports(known, "copilot")))
     assert sorted(found) == [
         ["copilot.bench.pipeline", "copilot.cli", "copilot.cli.bench_cmd"],

@@ -32,28 +32,43 @@ def installed(tmp_path_factory):
     home.mkdir()
     work.mkdir()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COPILOT_", "XDG_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COPILOT_", "XDG_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(HOME=str(home), PIP_CACHE_DIR=PIP_CACHE_DIR, PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(REPO)], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=1800)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(REPO)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv, home, work, env
 
 
 def run(installed, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     venv, home, work, env = installed
-    proc = subprocess.run([str(venv / "bin" / "copilot"), *args], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [str(venv / "bin" / "copilot"), *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, (args, proc.stderr[-3000:])
     return proc
 
 
 def test_the_package_is_imported_from_the_venv_not_the_checkout(installed):
     venv, home, work, env = installed
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import copilot, copilot.config as c; "
-                          "print(copilot.__file__); print(c.checkout_dir())"],
-                         cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import copilot, copilot.config as c; print(copilot.__file__); print(c.checkout_dir())",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     assert Path(out[0]).is_relative_to(venv) and out[1] == "None"
 
 
@@ -61,8 +76,11 @@ def test_models_install_train_and_replay_the_demo_from_another_directory(install
     venv, home, work, env = installed
     user_data = home / ".local" / "share" / "interview-copilot"
     run(installed, "models", "install", "tiny.en")
-    (row,) = [json.loads(line) for line in run(installed, "models", "list", "--json").stdout.splitlines()
-              if json.loads(line)["name"] == "tiny.en"]
+    (row,) = [
+        json.loads(line)
+        for line in run(installed, "models", "list", "--json").stdout.splitlines()
+        if json.loads(line)["name"] == "tiny.en"
+    ]
     assert row["verified"] is True and Path(row["path"]) == user_data / "models" / "tiny.en"
 
     trained = run(installed, "tagger", "train", "--rubric", "default")
@@ -80,8 +98,14 @@ def test_models_install_train_and_replay_the_demo_from_another_directory(install
 
 def test_the_installed_server_serves_the_panel_from_package_data(installed):
     venv, home, work, env = installed
-    proc = subprocess.Popen([str(venv / "bin" / "copilot"), "serve", "--port", "0", "--no-browser"], cwd=work, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "copilot"), "serve", "--port", "0", "--no-browser"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         port = None
         for line in proc.stdout:

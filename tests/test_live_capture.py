@@ -20,8 +20,11 @@ from copilot.session.store import SessionStore
 from tests import pulse
 from tests.synth import espeak_say
 
-pytestmark = [pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
-              pytest.mark.audio, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(pulse.available() is not None, reason=str(pulse.available())),
+    pytest.mark.audio,
+    pytest.mark.slow,
+]
 
 REPO = Path(__file__).resolve().parent.parent
 MIC, SYSTEM = "copilot_live_mic", "copilot_live_sys"
@@ -51,10 +54,29 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
     with pulse.pulse_server(tmp_path / "pa", sinks=(MIC, SYSTEM)) as pa:
         env = {**os.environ, "COPILOT_TOKEN": TOKEN}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "copilot", "live", "--device", f"{MIC}_capture", "--system-device",
-             f"{SYSTEM}_capture", "--no-browser", "--keep-audio", "--consent-confirmed", "--asr-device", "cpu",
-             "--data-dir", str(data)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "copilot",
+                "live",
+                "--device",
+                f"{MIC}_capture",
+                "--system-device",
+                f"{SYSTEM}_capture",
+                "--no-browser",
+                "--keep-audio",
+                "--consent-confirmed",
+                "--asr-device",
+                "cpu",
+                "--data-dir",
+                str(data),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         lines: list[str] = []
         try:
             sid = _line(proc, "COPILOT_SESSION", lines)
@@ -69,8 +91,9 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
                 pa.play(sys_wav, SYSTEM).wait(timeout=30)
                 deadline = time.monotonic() + 60
                 text = {"interviewer": "", "candidate": ""}
-                while time.monotonic() < deadline and not ("country" in text["interviewer"]
-                                                           and "users" in text["candidate"]):
+                while time.monotonic() < deadline and not (
+                    "country" in text["interviewer"] and "users" in text["candidate"]
+                ):
                     msg = json.loads(ws.recv(timeout=60))
                     got.append(msg)
                     if msg["type"] == "segment.final":
@@ -85,11 +108,11 @@ def test_live_two_devices_transcribed_tagged_and_stopped_cleanly(tmp_path):
                         got.append(json.loads(ws.recv(timeout=1)))
                     except TimeoutError:
                         pass
-            assert any(m["type"] == "control" and m["seq"] is None and m["data"]["kind"] == "asr_lag"
-                       for m in got)
+            assert any(m["type"] == "control" and m["seq"] is None and m["data"]["kind"] == "asr_lag" for m in got)
             tags = [m for m in got if m["type"] == "tag.proposed"]
-            assert any(t["data"]["tag"] == "requirement_gathering" and t["data"]["speaker"] == "candidate"
-                       for t in tags), tags
+            assert any(
+                t["data"]["tag"] == "requirement_gathering" and t["data"]["speaker"] == "candidate" for t in tags
+            ), tags
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -50,11 +50,19 @@ def test_demo_interview_with_llm_refinement(tmp_path, model):
     refiners: list[LLMRefiner] = []
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model, delay_s=0.6)
-        rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", rubric="default", llm="openai/fake-model",
-                                   api_base=server.api_base, llm_options={"timeout_s": 5},
-                                   # fragments, as this test counts them: with turns the refiner judges the
-                                   # settled turns instead (6 calls for 22 fragments, none coalesced)
-                                   turns=False), asr_model=model)
+        rt = Runtime(
+            RuntimeConfig(
+                data_dir=tmp_path / "data",
+                rubric="default",
+                llm="openai/fake-model",
+                api_base=server.api_base,
+                llm_options={"timeout_s": 5},
+                # fragments, as this test counts them: with turns the refiner judges the
+                # settled turns instead (6 calls for 22 fragments, none coalesced)
+                turns=False,
+            ),
+            asr_model=model,
+        )
         store = rt.store
         source = FileSource(DEMO_AUDIO, realtime=True, speakers=["interviewer", "candidate"], speed=4.0)
         sid = store.create_session(SessionStarted(title="llm e2e", mode="replay", speakers=source.speakers))
@@ -94,14 +102,18 @@ def test_demo_interview_with_llm_refinement(tmp_path, model):
     assert updates and all(u.data["by"] == BY for u in updates)
     assert all(u.data["tag_id"] in rules and rules[u.data["tag_id"]].seq < u.seq for u in updates)
     assert len({u.data["tag_id"] for u in updates}) == len(updates)
+
     # Every rules tag on a candidate turn got the LLM's verdict (confirmed, edited or disputed),
     # except a steering tag whose only LLM "support" was the invented quote: an answer without
     # evidence neither confirms nor disputes (docs/llm.md), so that tag is left alone.
     def only_invented_support(tag) -> bool:
         text = segs[tag.data["segment_ids"][0]]["text"].lower()
         verified_steering = ("let's" in text or "go with" in text) and not (
-            "?" in text or text.startswith(("who ", "what ", "how ", "do ", "does "))
-            or " but " in text or "cost" in text)
+            "?" in text
+            or text.startswith(("who ", "what ", "how ", "do ", "does "))
+            or " but " in text
+            or "cost" in text
+        )
         return tag.data["tag"] == "steering_decision" and not verified_steering
 
     expected = {i for i, t in rules.items() if not only_invented_support(t)}

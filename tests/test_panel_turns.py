@@ -15,8 +15,13 @@ from copilot.server.runner import ServerThread
 from copilot.session.fold import fold
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 TOKEN = "turns-token"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (/usr/bin/chromium)")
@@ -32,8 +37,16 @@ def test_fragments_give_way_to_the_settled_turn_and_a_confirmed_tag_stays_confir
         f2 = Segment(speaker="candidate", channel=1, start_ms=2000, end_ms=4000, text="but campaigns delay resets.")
         record(f1)
         record(f2)
-        chip_tag = Tag(tag="tradeoff_articulation", segment_ids=[f1.id, f2.id], start_ms=0, end_ms=4000,
-                       speaker="candidate", evidence="but campaigns delay resets.", confidence=0.8, source="rules")
+        chip_tag = Tag(
+            tag="tradeoff_articulation",
+            segment_ids=[f1.id, f2.id],
+            start_ms=0,
+            end_ms=4000,
+            speaker="candidate",
+            evidence="but campaigns delay resets.",
+            confidence=0.8,
+            source="rules",
+        )
         record(chip_tag, "tag.proposed")
 
         with sync_playwright() as pw:
@@ -45,19 +58,38 @@ def test_fragments_give_way_to_the_settled_turn_and_a_confirmed_tag_stays_confir
             chip.click()
             page.keyboard.press("y")  # confirm
             page.wait_for_selector(f'.chip[data-tag-id="{chip_tag.id}"][data-status="confirmed"]')
-            offset = lambda: (page.locator(f"#seg-{f1.id}").bounding_box()["y"]  # noqa: E731
-                              - page.locator(".turn").first.bounding_box()["y"])
+            offset = lambda: (
+                page.locator(f"#seg-{f1.id}").bounding_box()["y"]  # noqa: E731
+                - page.locator(".turn").first.bounding_box()["y"]
+            )
             offset_before = offset()
 
             # The turn settles: one pass over its audio, and the tagger carries its chip onto it.
-            turn = Turn(speaker="candidate", channel=1, start_ms=0, end_ms=4000, segment_ids=[f1.id, f2.id],
-                        text="A shared queue is simpler, but campaigns delay resets.", model="tiny.en")
+            turn = Turn(
+                speaker="candidate",
+                channel=1,
+                start_ms=0,
+                end_ms=4000,
+                segment_ids=[f1.id, f2.id],
+                text="A shared queue is simpler, but campaigns delay resets.",
+                model="tiny.en",
+            )
             record(turn)
-            record(TagUpdate(tag_id=chip_tag.id, status="proposed", by="rules", turn_id=turn.id,
-                             segment_ids=[f1.id, f2.id], start_ms=0, end_ms=4000,
-                             evidence="A shared queue is simpler, but campaigns delay resets."))
+            record(
+                TagUpdate(
+                    tag_id=chip_tag.id,
+                    status="proposed",
+                    by="rules",
+                    turn_id=turn.id,
+                    segment_ids=[f1.id, f2.id],
+                    start_ms=0,
+                    end_ms=4000,
+                    evidence="A shared queue is simpler, but campaigns delay resets.",
+                )
+            )
             page.wait_for_function(
-                f"document.getElementById('seg-{f1.id}').textContent.includes('simpler, but campaigns')")
+                f"document.getElementById('seg-{f1.id}').textContent.includes('simpler, but campaigns')"
+            )
             assert page.locator(f"#seg-{f2.id}").inner_text().strip() == ""
             assert page.locator(".turn").count() == 1  # the same paragraph, not a new one
             assert abs(offset() - offset_before) < 1  # the text did not jump within its paragraph

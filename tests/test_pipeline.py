@@ -46,16 +46,18 @@ def test_stereo_recording_gives_each_sentence_to_its_speaker(tmp_path, model):
     rt = Runtime(RuntimeConfig(data_dir=tmp_path / "data", keep_audio=True), asr_model=model)
     store = rt.store
     live: list = []
-    sid, stats = _run(rt, shared_audio("stereo_diarization.wav"), ["interviewer", "candidate"],
-                      speed=2.0, live_events=live)
+    sid, stats = _run(
+        rt, shared_audio("stereo_diarization.wav"), ["interviewer", "candidate"], speed=2.0, live_events=live
+    )
     events = store.events(sid)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "session.started" and events[-1].type == "session.ended"
     assert events[-1].data["reason"] == "completed"
     assert all(e.type != "segment.partial" for e in events)
     segs = [e.data for e in events if e.type == "segment.final"]
-    by_speaker = {sp: " ".join(s["text"].lower() for s in segs if s["speaker"] == sp)
-                  for sp in ("interviewer", "candidate")}
+    by_speaker = {
+        sp: " ".join(s["text"].lower() for s in segs if s["speaker"] == sp) for sp in ("interviewer", "candidate")
+    }
     assert "wizard" in by_speaker["interviewer"] and "curtain" in by_speaker["interviewer"]
     assert "horizon" in by_speaker["candidate"] and "wizard" not in by_speaker["candidate"]
     assert "horizon" not in by_speaker["interviewer"]

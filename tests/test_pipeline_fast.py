@@ -59,8 +59,9 @@ class FakeTranscriber:
     `gate`: feed waits on it (an ASR that has fallen behind); `fail_at`: feed raises on that chunk.
     """
 
-    def __init__(self, every: int = 5, *, gate: threading.Event | None = None, fail_at: int | None = None,
-                 delay_s: float = 0.0) -> None:
+    def __init__(
+        self, every: int = 5, *, gate: threading.Event | None = None, fail_at: int | None = None, delay_s: float = 0.0
+    ) -> None:
         self.every = every
         self.gate = gate
         self.fail_at = fail_at
@@ -72,8 +73,13 @@ class FakeTranscriber:
     def _segment(self) -> Segment:
         first, last = self._pending[0], self._pending[-1]
         self._pending = []
-        return Segment(speaker=first.speaker, channel=first.channel, start_ms=first.start_ms, end_ms=last.end_ms,
-                       text=f"words from {first.start_ms} to {last.end_ms}")
+        return Segment(
+            speaker=first.speaker,
+            channel=first.channel,
+            start_ms=first.start_ms,
+            end_ms=last.end_ms,
+            text=f"words from {first.start_ms} to {last.end_ms}",
+        )
 
     def feed(self, chunk: AudioChunk) -> list[PartialSegment | Segment]:
         if self.gate is not None:
@@ -84,8 +90,9 @@ class FakeTranscriber:
         if self.fail_at is not None and self.fed == self.fail_at:
             raise RuntimeError("decoder crashed")
         self._pending.append(chunk)
-        partial = PartialSegment(speaker=chunk.speaker, start_ms=self._pending[0].start_ms, end_ms=chunk.end_ms,
-                                 text="...")
+        partial = PartialSegment(
+            speaker=chunk.speaker, start_ms=self._pending[0].start_ms, end_ms=chunk.end_ms, text="..."
+        )
         if len(self._pending) >= self.every:
             return [partial, self._segment()]
         return [partial]
@@ -108,8 +115,16 @@ class FakeTagger:
         self.calls += 1
         if self.calls - 1 in self.fail_on:
             raise ValueError("bad cue table")
-        return [Tag(tag="requirement_gathering", segment_ids=[segment.id], start_ms=segment.start_ms,
-                    end_ms=segment.end_ms, speaker=segment.speaker, evidence=segment.text)]
+        return [
+            Tag(
+                tag="requirement_gathering",
+                segment_ids=[segment.id],
+                start_ms=segment.start_ms,
+                end_ms=segment.end_ms,
+                speaker=segment.speaker,
+                evidence=segment.text,
+            )
+        ]
 
 
 @pytest.fixture
@@ -119,12 +134,20 @@ def store(tmp_path):
     s.close()
 
 
-def run_pipeline(store: SessionStore, source, transcriber, *, tagger=None, during=None, timeout_s: float = 10,
-                 **kwargs) -> tuple[list[Event], Pipeline]:
+def run_pipeline(
+    store: SessionStore, source, transcriber, *, tagger=None, during=None, timeout_s: float = 10, **kwargs
+) -> tuple[list[Event], Pipeline]:
     """Run one session to its end; `during(pipeline)` runs alongside it. Fails if it hangs."""
     sid = store.create_session(SessionStarted(title="fast", mode="replay", speakers=source.speakers))
-    pipeline = Pipeline(session_id=sid, log=SessionLog(store, Bus()), source=source, transcriber=transcriber,
-                        tagger=tagger, status_interval_s=0.01, **kwargs)
+    pipeline = Pipeline(
+        session_id=sid,
+        log=SessionLog(store, Bus()),
+        source=source,
+        transcriber=transcriber,
+        tagger=tagger,
+        status_interval_s=0.01,
+        **kwargs,
+    )
 
     async def main() -> None:
         task = asyncio.create_task(pipeline.run())
@@ -203,12 +226,14 @@ def test_live_device_drops_audio_when_the_asr_falls_behind_and_says_so(store):
 
     async def release_when_the_source_is_done(pipe: Pipeline) -> None:
         await until(source.exhausted.is_set)
-        await until(lambda: any(e.type == "status" and e.data["level"] == "warning"
-                                for e in store.events(pipe.session_id)))
+        await until(
+            lambda: any(e.type == "status" and e.data["level"] == "warning" for e in store.events(pipe.session_id))
+        )
         gate.set()
 
-    events, pipe = run_pipeline(store, source, asr, during=release_when_the_source_is_done,
-                                live_device=True, audio_queue_chunks=4)
+    events, pipe = run_pipeline(
+        store, source, asr, during=release_when_the_source_is_done, live_device=True, audio_queue_chunks=4
+    )
     s = pipe.stats
     assert s.chunks == 50 and s.dropped_chunks > 0 and s.dropped_ms == s.dropped_chunks * CHUNK_MS
     assert asr.fed == 50 - s.dropped_chunks  # every chunk was either transcribed or counted as dropped
@@ -247,8 +272,7 @@ def test_a_failing_transcriber_ends_the_session_with_an_error(store, live_device
     # An endless live source: the session must still end (the source is closed), not hang.
     source = ScriptedSource(None if live_device else 300, pace_s=0.001 if live_device else 0.0)
     asr = FakeTranscriber(every=5, fail_at=8)
-    events, pipe = run_pipeline(store, source, asr, tagger=FakeTagger(), live_device=live_device,
-                                audio_queue_chunks=4)
+    events, pipe = run_pipeline(store, source, asr, tagger=FakeTagger(), live_device=live_device, audio_queue_chunks=4)
     (err,) = errors(events)
     assert err["component"] == "asr" and "decoder crashed" in err["message"]
     assert [e.data["end_ms"] for e in events if e.type == "segment.final"] == [500]  # before the crash

@@ -26,18 +26,28 @@ DIALOGUE = [
     ("interviewer", "Walk me through how you would store the uploaded photos."),
     ("candidate", "Before I pick a store, how large is a typical photo, and how long must we keep them?"),
     ("interviewer", "A few megabytes each, kept for seven years."),
-    ("candidate", "Then object storage is the simpler choice. It costs less than a database, "
-                  "but listing recent uploads is slower, so I would keep a small index table."),
+    (
+        "candidate",
+        "Then object storage is the simpler choice. It costs less than a database, "
+        "but listing recent uploads is slower, so I would keep a small index table.",
+    ),
     ("interviewer", "What if the index gets out of sync?"),
     ("candidate", "Let's go with a nightly job that rebuilds it. I would rather not add a queue yet."),
 ]
 
 
-def copilot(*args: str, data: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def copilot(
+    *args: str, data: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     extra = ["--data-dir", str(data)] if data is not None else []
-    return subprocess.run([sys.executable, "-m", "copilot", *args, *extra], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "copilot", *args, *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess[str], needle: str) -> str:
@@ -61,8 +71,7 @@ def replayed(dialogue, tmp_path_factory):
     """A real session: the dialogue replayed with turns and --keep-audio. Returns (data dir, session id)."""
     path, _ = dialogue
     data = tmp_path_factory.mktemp("refine-data")
-    out = copilot("replay", str(path), "--keep-audio", "--exit-when-done", "--no-browser", "--speed", "8",
-                  data=data)
+    out = copilot("replay", str(path), "--keep-audio", "--exit-when-done", "--no-browser", "--speed", "8", data=data)
     assert out.returncode == 0, out.stderr[-2000:]
     sid = re.search(r"COPILOT_SESSION=(\S+)", out.stdout).group(1)
     with SessionStore(data) as store:
@@ -98,7 +107,7 @@ def check_refined_log(before: list[Event], after: list[Event], model: str) -> li
     """What every refine must leave: the old log untouched, one new revision per turn, tags moved
     in place and never duplicated. Returns the appended events."""
     assert dump(after[: len(before)]) == dump(before), "refine changed events already in the log"
-    new = after[len(before):]
+    new = after[len(before) :]
     old_turns = {t.id: t for t in latest_turns(before)}
     revisions = [Turn.model_validate(e.data) for e in new if e.type == "turn.final"]
     assert revisions, "no turn was refined"
@@ -143,9 +152,16 @@ def test_refine_with_tiny_appends_revisions_and_moves_tags(replayed, tmp_path):
         # A person confirms one machine tag and adds a tag of their own: refine must leave both alone.
         judged = machine[0]
         store.append(Event.of(sid, TagUpdate(tag_id=judged.id, status="confirmed", by="human:alice")))
-        own = Tag(tag="steering_decision", segment_ids=list(turns[-1].segment_ids), start_ms=turns[-1].start_ms,
-                  end_ms=turns[-1].end_ms, speaker=turns[-1].speaker, evidence=turns[-1].text,
-                  source="human:alice", turn_id=turns[-1].id)
+        own = Tag(
+            tag="steering_decision",
+            segment_ids=list(turns[-1].segment_ids),
+            start_ms=turns[-1].start_ms,
+            end_ms=turns[-1].end_ms,
+            speaker=turns[-1].speaker,
+            evidence=turns[-1].text,
+            source="human:alice",
+            turn_id=turns[-1].id,
+        )
         store.append(Event.of(sid, own))
         # The machine withdrew another of its tags: if the refined turn raises it, it is proposed anew.
         withdrawn = machine[-1]
@@ -187,13 +203,15 @@ def test_refine_refuses_unknown_model_and_unreadable_audio_without_writing(repla
     data, sid = fresh_copy(replayed, tmp_path)
     with SessionStore(data) as store:
         before = dump(store.events(sid))
-    one_line_error(copilot("sessions", "refine", sid, "--model", "no-such-model", data=data),
-                   "unknown model 'no-such-model'")
+    one_line_error(
+        copilot("sessions", "refine", sid, "--model", "no-such-model", data=data), "unknown model 'no-such-model'"
+    )
     empty = tmp_path / "no-models"
     empty.mkdir()
-    one_line_error(copilot("sessions", "refine", sid, "--model", "base", data=data,
-                           env={"COPILOT_MODELS_DIR": str(empty)}),
-                   "model 'base' is not installed; run `copilot models install base`")
+    one_line_error(
+        copilot("sessions", "refine", sid, "--model", "base", data=data, env={"COPILOT_MODELS_DIR": str(empty)}),
+        "model 'base' is not installed; run `copilot models install base`",
+    )
     # The kept audio is damaged: the run fails before anything is appended.
     flac = data / "sessions" / f"{sid}.flac"
     flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 3])
@@ -207,8 +225,20 @@ def _session(store: SessionStore, *, turn: bool, end: bool) -> str:
     seg = Segment(speaker="candidate", channel=1, start_ms=500, end_ms=2000, text="how many users at peak")
     store.append(Event.of(sid, seg))
     if turn:
-        store.append(Event.of(sid, Turn(speaker="candidate", channel=1, start_ms=500, end_ms=2000,
-                                        text="How many users at peak?", segment_ids=[seg.id], model="tiny.en")))
+        store.append(
+            Event.of(
+                sid,
+                Turn(
+                    speaker="candidate",
+                    channel=1,
+                    start_ms=500,
+                    end_ms=2000,
+                    text="How many users at peak?",
+                    segment_ids=[seg.id],
+                    model="tiny.en",
+                ),
+            )
+        )
     if end:
         store.append(Event.of(sid, SessionEnded(reason="completed")))
     return sid
@@ -226,8 +256,12 @@ def test_refine_errors_are_one_line(tmp_path):
     line = one_line_error(copilot("sessions", "refine", no_audio, data=data), "has no kept audio")
     assert "--keep-audio" in line
     with SessionStore(data) as store:
-        assert [e.type for e in store.events(no_audio)] == ["session.started", "segment.final", "turn.final",
-                                                             "session.ended"]
+        assert [e.type for e in store.events(no_audio)] == [
+            "session.started",
+            "segment.final",
+            "turn.final",
+            "session.ended",
+        ]
 
 
 def test_latest_revision_wins_and_tag_state_follows_people():
@@ -236,10 +270,15 @@ def test_latest_revision_wins_and_tag_state_follows_people():
     t1 = t0.model_copy(update={"text": "new", "revision": 1})
     other = Turn(id="turn_b", speaker="i", start_ms=-5, end_ms=0, text="first")
     tag = Tag(id="tag_1", tag="x", start_ms=0, end_ms=10, segment_ids=["seg_1"], source="rules")
-    events = [Event.of(sid, t0), Event.of(sid, other), Event.of(sid, t1), Event.of(sid, tag, type="tag.proposed"),
-              Event.of(sid, TagUpdate(tag_id="tag_1", status="proposed", by="rules", turn_id="turn_a")),
-              Event.of(sid, TagUpdate(tag_id="tag_1", status="rejected", by="human:bo")),
-              Event.of(sid, TagUpdate(tag_id="tag_1", status="proposed", by="llm:m"))]
+    events = [
+        Event.of(sid, t0),
+        Event.of(sid, other),
+        Event.of(sid, t1),
+        Event.of(sid, tag, type="tag.proposed"),
+        Event.of(sid, TagUpdate(tag_id="tag_1", status="proposed", by="rules", turn_id="turn_a")),
+        Event.of(sid, TagUpdate(tag_id="tag_1", status="rejected", by="human:bo")),
+        Event.of(sid, TagUpdate(tag_id="tag_1", status="proposed", by="llm:m")),
+    ]
     assert [(t.id, t.text) for t in latest_turns(events)] == [("turn_b", "first"), ("turn_a", "new")]
     (state,) = tag_states(events)
     assert state.turn_id == "turn_a" and state.judged and state.status == "rejected"
@@ -285,6 +324,6 @@ def test_refine_with_base_installed_from_pypi(replayed, dialogue, tmp_path):
     assert {t.model for t in refined} == {"base"}
     for t in refined:
         words = t.text.lower().split()
-        assert not any(words[i: i + 3] == words[i + 3: i + 6] == words[i + 6: i + 9] for i in range(len(words)))
+        assert not any(words[i : i + 3] == words[i + 3 : i + 6] == words[i + 6 : i + 9] for i in range(len(words)))
     _, reference = dialogue
     assert channel_wer(refined, reference) <= channel_wer(live, reference) + 0.05

@@ -40,8 +40,9 @@ def served(tmp_path_factory):
         audio = store.audio_path(sid)
     # the kept recording: a real FLAC as long as the session (60 s), made with sox
     audio.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(audio), "synth", "60", "sine", "220", "vol", "0.1"],
-                   check=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(audio), "synth", "60", "sine", "220", "vol", "0.1"], check=True
+    )
     for name, marks in (("alice", ALICE), ("bob", BOB)):
         f = tmp / f"{name}.json"
         f.write_text(json.dumps(rater_file(sid, name, marks)))
@@ -82,8 +83,9 @@ def test_routes_need_the_token(served):
     for path in ("review", "calibration", "audio"):
         assert httpx.get(f"{base}/api/sessions/{sid}/{path}").status_code == 401
         assert httpx.get(f"{base}/api/sessions/{sid}/{path}?token=wrong").status_code == 401
-    r = httpx.get(f"{base}/api/sessions/{sid}/audio", headers={"Authorization": f"Bearer {TOKEN}",
-                                                               "Range": "bytes=0-99"})
+    r = httpx.get(
+        f"{base}/api/sessions/{sid}/audio", headers={"Authorization": f"Bearer {TOKEN}", "Range": "bytes=0-99"}
+    )
     assert r.status_code == 206 and r.headers["content-range"].startswith("bytes 0-99/")
     assert r.content[:4] == b"fLaC"
     assert httpx.get(f"{base}/api/sessions/ses_nope/audio?token={TOKEN}").status_code == 404
@@ -189,8 +191,7 @@ def test_calibrate_page(served, browser, artifacts_dir):
     # all raters (copilot included) by unticking the filter
     page.goto(f"{base}/calibrate.html?session={sid}&token={TOKEN}")
     page.wait_for_selector("body[data-ready=true]")
-    assert set(page.locator("th[data-rater]").all_inner_texts()) == {
-        "rules", "LLM", "interviewer", "alice", "bob"}
+    assert set(page.locator("th[data-rater]").all_inner_texts()) == {"rules", "LLM", "interviewer", "alice", "bob"}
     page.goto(f"{base}/calibrate.html?session={sid}&token={TOKEN}&raters=alice,bob")
     page.wait_for_selector("body[data-ready=true]")
     page.evaluate("window.scrollTo(0, 0)")

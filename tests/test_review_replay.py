@@ -27,8 +27,17 @@ pytestmark = [pytest.mark.audio, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     data = tmp_path_factory.mktemp("replay") / "data"
-    r = copilot("replay", "--demo", "--no-pace", "--no-browser", "--exit-when-done", "--keep-audio",
-                "--data-dir", str(data), timeout=600)
+    r = copilot(
+        "replay",
+        "--demo",
+        "--no-pace",
+        "--no-browser",
+        "--exit-when-done",
+        "--keep-audio",
+        "--data-dir",
+        str(data),
+        timeout=600,
+    )
     if r.returncode != 0 and "model" in r.stderr.lower() and "not installed" in r.stderr.lower():
         pytest.skip(f"ASR model missing: {r.stderr.strip()}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -51,7 +60,8 @@ def test_exports_of_a_replayed_session(replayed):
     assert r.returncode == 0, r.stderr
     cues = parse_vtt(r.stdout)
     assert [(c.start_ms, c.end_ms, c.speaker, c.text) for c in cues] == [
-        (u.start_ms, u.end_ms, u.speaker, " ".join(u.text.split())) for u in units]
+        (u.start_ms, u.end_ms, u.speaker, " ".join(u.text.split())) for u in units
+    ]
     r = copilot("sessions", "export", sid, "--format", "md", "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("# Interview debrief: Demo")
@@ -76,9 +86,23 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
         units = fold(store.events(sid)).units()  # calibration's units: the settled turns
     marked = {s for t in rules["tags"] for s in t["segment_ids"]}
     extra = next(u for u in units if not marked.intersection(u.segment_ids))
-    bob = {**alice, "rater": "bob", "tags": alice["tags"] + [{
-        "id": None, "tag": first["tag"], "start_ms": extra.start_ms, "end_ms": extra.end_ms,
-        "segment_ids": list(extra.segment_ids), "speaker": extra.speaker, "evidence": extra.text, "note": ""}]}
+    bob = {
+        **alice,
+        "rater": "bob",
+        "tags": alice["tags"]
+        + [
+            {
+                "id": None,
+                "tag": first["tag"],
+                "start_ms": extra.start_ms,
+                "end_ms": extra.end_ms,
+                "segment_ids": list(extra.segment_ids),
+                "speaker": extra.speaker,
+                "evidence": extra.text,
+                "note": "",
+            }
+        ],
+    }
     (tmp_path / "bob.json").write_text(json.dumps(bob))
     assert copilot("tags", "import", sid, str(tmp_path / "bob.json"), "--data-dir", str(data)).returncode == 0
 
@@ -100,7 +124,8 @@ def test_calibrate_people_against_the_rules_tagger(replayed, tmp_path):
     assert pairs[("copilot:rules", "human:bob")]["kappa"]["value"] == pytest.approx((p_o - p_e) / (1 - p_e))
     # exactly one disagreement: bob's extra mark, with its transcript text
     assert [(d["segment_id"], d["marked_by"], d["not_marked_by"]) for d in cal["disagreements"]] == [
-        (extra.id, ["human:bob"], ["copilot:rules", "human:alice"])]
+        (extra.id, ["human:bob"], ["copilot:rules", "human:alice"])
+    ]
     assert cal["disagreements"][0]["text"] == extra.text
 
 
@@ -111,9 +136,14 @@ def test_review_page_of_a_replayed_session_via_copilot_serve(replayed):
 
     data, sid = replayed
     env = {**os.environ, "COPILOT_TOKEN": "replay-token"}
-    proc = subprocess.Popen([sys.executable, "-m", "copilot", "serve", "--port", "0", "--no-browser",
-                             "--data-dir", str(data)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "copilot", "serve", "--port", "0", "--no-browser", "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         port = None
         for line in proc.stdout:

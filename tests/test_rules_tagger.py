@@ -29,7 +29,9 @@ def classifier(rubric, tmp_path_factory):
         return load_classifier(rubric.id)
     from copilot.tagging.textcat import train_for_rubric
 
-    out = train_for_rubric(rubric, RulesTagger(rubric, classifier=False), out=tmp_path_factory.mktemp("tagger") / rubric.id)
+    out = train_for_rubric(
+        rubric, RulesTagger(rubric, classifier=False), out=tmp_path_factory.mktemp("tagger") / rubric.id
+    )
     return load_classifier(rubric.id, out)
 
 
@@ -81,8 +83,10 @@ def test_heldout_macro_f1(tagger, rubric, heldout):
         mode: evaluate(RulesTagger(rubric, classifier=tagger.classifier, mode=mode), heldout, rubric.tag_ids).macro_f1
         for mode in ("rules-only", "classifier-only")
     }
-    print(f"\nheldout macro-F1: rules-only {parts['rules-only']:.3f}, classifier-only "
-          f"{parts['classifier-only']:.3f}, combined {report.macro_f1:.3f}")
+    print(
+        f"\nheldout macro-F1: rules-only {parts['rules-only']:.3f}, classifier-only "
+        f"{parts['classifier-only']:.3f}, combined {report.macro_f1:.3f}"
+    )
     assert report.macro_f1 >= 0.80
     for t in report.tags:
         assert t.f1 >= 0.70, (t.tag, t.f1)
@@ -92,32 +96,40 @@ def test_heldout_macro_f1(tagger, rubric, heldout):
 
 def test_hard_negatives_mostly_untagged(tagger, heldout):
     negs = [it for it in heldout if not it.labels]
-    tagged = [it.text for it in negs if tagger.tag(item_segment(it.id, it.text, it.speaker),
-                                                  item_context(it.context, it.speaker))]
+    tagged = [
+        it.text
+        for it in negs
+        if tagger.tag(item_segment(it.id, it.text, it.speaker), item_context(it.context, it.speaker))
+    ]
     assert len(negs) >= 40
     assert len(tagged) <= 0.1 * len(negs), tagged
 
 
-@pytest.mark.parametrize("text", [
-    "Can you hear me okay?",
-    "should i share my screen or is the whiteboard fine",
-    "let's take a quick break",
-    "So this function reads the file and returns the lines.",
-    "yeah that makes sense",
-    "But anyway, that's the whole thing.",
-    "There's always a tradeoff with these things.",
-    "i'm going to share my screen now",
-    "Instead of Jira we used Trello at my last company.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can you hear me okay?",
+        "should i share my screen or is the whiteboard fine",
+        "let's take a quick break",
+        "So this function reads the file and returns the lines.",
+        "yeah that makes sense",
+        "But anyway, that's the whole thing.",
+        "There's always a tradeoff with these things.",
+        "i'm going to share my screen now",
+        "Instead of Jira we used Trello at my last company.",
+    ],
+)
 def test_hand_picked_negatives(tagger, text):
     assert tagger.tag(_seg(text)) == []
 
 
 def test_interviewer_speech_is_not_tagged(tagger):
     for speaker in ("interviewer", "Interviewer_2", "interviewer_agent"):
-        for text in ("Let's go with Postgres and shard by user id.",
-                     "How many daily active users do we expect?",
-                     "Caching is faster but the data gets stale."):
+        for text in (
+            "Let's go with Postgres and shard by user id.",
+            "How many daily active users do we expect?",
+            "Caching is faster but the data gets stale.",
+        ):
             assert tagger.tag(_seg(text, speaker)) == []
     # the same words from the candidate are tagged
     assert tagger.tag(_seg("Let's go with Postgres and shard by user id."))
@@ -176,16 +188,19 @@ def test_context_agreement_after_a_suggestion_is_not_a_decision(tagger):
     text = "yeah let's do that"
     assert tagger.tag(_seg(text), _ctx("How about we start with the API design?")) == []
     # pushback on the same suggestion is a decision
-    tags = tagger.tag(_seg("I'd push back on that, the data model matters more here."),
-                      _ctx("How about we start with the API design?"))
+    tags = tagger.tag(
+        _seg("I'd push back on that, the data model matters more here."),
+        _ctx("How about we start with the API design?"),
+    )
     assert "steering_decision" in {t.tag for t in tags}
 
 
 def test_context_questions_after_any_questions_gather_nothing(tagger):
     q = "How many people are on the team right now?"
     assert tagger.tag(_seg(q), _ctx("We have a few minutes left. Do you have any questions for us?")) == []
-    assert "requirement_gathering" in {t.tag for t in tagger.tag(_seg("How many users will this have at launch?"),
-                                                                  _ctx("Design a photo sharing app."))}
+    assert "requirement_gathering" in {
+        t.tag for t in tagger.tag(_seg("How many users will this have at launch?"), _ctx("Design a photo sharing app."))
+    }
 
 
 def test_multi_label(tagger):
@@ -232,8 +247,10 @@ def test_ami_real_meeting_floor(rubric, classifier):
 
     items = ami_items(AMI)
     report = evaluate(RulesTagger(rubric, classifier=classifier), items, rubric.tag_ids, "ami")
-    print(f"\nAMI ES2002d macro-F1 {report.macro_f1:.3f}: " + ", ".join(
-        f"{t.tag} P={t.precision:.2f} R={t.recall:.2f}" for t in report.tags))
+    print(
+        f"\nAMI ES2002d macro-F1 {report.macro_f1:.3f}: "
+        + ", ".join(f"{t.tag} P={t.precision:.2f} R={t.recall:.2f}" for t in report.tags)
+    )
     assert len(items) == 1362
     assert report.macro_f1 >= 0.2
     rg = next(t for t in report.tags if t.tag == "requirement_gathering")

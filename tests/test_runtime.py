@@ -38,8 +38,7 @@ def test_one_store_bus_and_log_behind_the_app(tmp_path):
     with Runtime(RuntimeConfig(data_dir=tmp_path / "data", token="tok-1")) as rt:
         assert rt.store.path == tmp_path / "data" / "sessions.db"
         assert rt.log.store is rt.store and rt.log.bus is rt.bus
-        sid, offset = rt.open_session(mode="replay", title="root", speakers=["interviewer", "candidate"],
-                                      source="test")
+        sid, offset = rt.open_session(mode="replay", title="root", speakers=["interviewer", "candidate"], source="test")
         assert offset == 0
         rt.log.record(Event.of(sid, Segment(speaker="candidate", start_ms=0, end_ms=900, text="hello root")))
         with ServerThread(rt.app()) as srv:
@@ -48,7 +47,11 @@ def test_one_store_bus_and_log_behind_the_app(tmp_path):
             assert httpx.get(f"{srv.base_url}/api/sessions/{sid}?token=wrong").status_code == 401
         started = rt.store.events(sid)[0].data
         assert started["rubric"] == "default" and started["config"] == {
-            "model": DEFAULT_MODEL, "asr_device": "auto", "llm": None, "keep_audio": False}
+            "model": DEFAULT_MODEL,
+            "asr_device": "auto",
+            "llm": None,
+            "keep_audio": False,
+        }
 
 
 def test_continue_carries_on_after_the_last_segment(tmp_path):
@@ -76,9 +79,14 @@ def test_a_rubric_path_is_stored_as_given_and_a_bad_rubric_fails_before_any_sess
 
 
 def test_the_refiner_is_built_with_the_pipeline(tmp_path):
-    with FakeLLMServer() as server, Runtime(RuntimeConfig(
-            data_dir=tmp_path, llm="openai/fake-model", api_base=server.api_base,
-            llm_options={"timeout_s": 3})) as rt:
+    with (
+        FakeLLMServer() as server,
+        Runtime(
+            RuntimeConfig(
+                data_dir=tmp_path, llm="openai/fake-model", api_base=server.api_base, llm_options={"timeout_s": 3}
+            )
+        ) as rt,
+    ):
         tagging = rt.tagging()
         assert isinstance(tagging.llm, LLMTagger) and tagging.llm.timeout_s == 3
         source = FileSource(DEMO_AUDIO, realtime=True, speakers=["interviewer", "candidate"])

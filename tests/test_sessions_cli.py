@@ -22,8 +22,20 @@ def stored(tmp_path):
     sid = store.create_session(SessionStarted(title="Stored interview", mode="replay"))
     seg = Segment(speaker="candidate", start_ms=1000, end_ms=3500, text="how many users do we expect at peak")
     store.append(Event.of(sid, seg))
-    store.append(Event.of(sid, Tag(tag="requirement_gathering", segment_ids=[seg.id], start_ms=1000, end_ms=3500,
-                                   speaker="candidate", evidence="how many users", source="rules")))
+    store.append(
+        Event.of(
+            sid,
+            Tag(
+                tag="requirement_gathering",
+                segment_ids=[seg.id],
+                start_ms=1000,
+                end_ms=3500,
+                speaker="candidate",
+                evidence="how many users",
+                source="rules",
+            ),
+        )
+    )
     store.append(Event.of(sid, Note(text="strong opening", at_ms=2000, by="interviewer")))
     store.close()
     return data, sid
@@ -40,8 +52,15 @@ def test_list(stored):
     assert sid in text.stdout and "Stored interview" in text.stdout
 
 
-@pytest.mark.parametrize("fmt, needle", [("json", '"segment.final"'), ("md", "strong opening"),
-                                         ("vtt", "WEBVTT"), ("srt", "00:00:01,000 --> 00:00:03,500")])
+@pytest.mark.parametrize(
+    "fmt, needle",
+    [
+        ("json", '"segment.final"'),
+        ("md", "strong opening"),
+        ("vtt", "WEBVTT"),
+        ("srt", "00:00:01,000 --> 00:00:03,500"),
+    ],
+)
 def test_export_to_file(stored, tmp_path, fmt, needle):
     data, sid = stored
     dest = tmp_path / "out" / f"s.{fmt}"
@@ -98,8 +117,18 @@ def test_replay_with_llm_refines_through_a_real_http_server(tmp_path):
     data = tmp_path / "data"
     with FakeLLMServer() as server:
         server.default = Reply(content_fn=keyword_model)
-        out = copilot("replay", "--demo", "--no-pace", "--no-browser", "--exit-when-done",
-                      "--llm", "openai/fake-model", "--api-base", server.api_base, data=data)
+        out = copilot(
+            "replay",
+            "--demo",
+            "--no-pace",
+            "--no-browser",
+            "--exit-when-done",
+            "--llm",
+            "openai/fake-model",
+            "--api-base",
+            server.api_base,
+            data=data,
+        )
         calls = server.calls()
     assert out.returncode == 0, out.stderr
     assert calls >= 1
@@ -107,8 +136,12 @@ def test_replay_with_llm_refines_through_a_real_http_server(tmp_path):
     (info,) = store.list_sessions()
     events = store.events(info["id"])
     assert events[0].data["config"]["llm"] == "openai/fake-model"
-    by_llm = [e for e in events if (e.type == "tag.proposed" and e.data["source"].startswith("llm:"))
-              or (e.type == "tag.updated" and e.data["by"].startswith("llm:"))]
+    by_llm = [
+        e
+        for e in events
+        if (e.type == "tag.proposed" and e.data["source"].startswith("llm:"))
+        or (e.type == "tag.updated" and e.data["by"].startswith("llm:"))
+    ]
     assert by_llm, [e.type for e in events]
     assert events[-1].type == "session.ended" and events[-1].data["reason"] == "completed"
     # The invented quote never reaches the log.

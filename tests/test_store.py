@@ -128,8 +128,9 @@ def test_folded_view_applies_updates_in_order(tmp_path):
     for t in (t1, t2, human):
         store.append(Event.of(sid, t))
     store.append(Event.of(sid, TagUpdate(tag_id=t1.id, status="confirmed", by="interviewer")))
-    store.append(Event.of(sid, TagUpdate(tag_id=t2.id, status="edited", by="bob", tag="steering_decision",
-                                         evidence="utterance")))
+    store.append(
+        Event.of(sid, TagUpdate(tag_id=t2.id, status="edited", by="bob", tag="steering_decision", evidence="utterance"))
+    )
     store.append(Event.of(sid, TagUpdate(tag_id=t2.id, status="rejected", by="carol")))
     store.append(Event.of(sid, Note(text="good questions", at_ms=1500, by="interviewer")))
     # The log names people bare (as logs before `human:<name>` did): the fold reads them as people.
@@ -206,8 +207,12 @@ def test_a_late_machine_update_does_not_overturn_a_human_verdict(tmp_path):
     store.append(Event.of(sid, tag))
     store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="rejected", by="alice")))
     # The LLM answers after the interviewer's verdict: it may refine confidence, not the verdict.
-    store.append(Event.of(sid, TagUpdate(tag_id=tag.id, status="confirmed", by="llm:fake",
-                                         tag="tradeoff_articulation", confidence=0.9)))
+    store.append(
+        Event.of(
+            sid,
+            TagUpdate(tag_id=tag.id, status="confirmed", by="llm:fake", tag="tradeoff_articulation", confidence=0.9),
+        )
+    )
     (folded,) = store.get_session(sid)["tags"]
     assert folded["status"] == "rejected" and folded["by"] == "human:alice"
     assert folded["tag"] == "steering_decision"

@@ -19,8 +19,12 @@ def test_tag_jsonl_stdin_to_stdout():
         {"id": 2, "text": "let's go with postgres and revisit sharding later"},
         {"id": "c", "text": "Let's go with Postgres.", "speaker": "interviewer"},
         {"id": "d", "text": "yeah let's do that", "context": "How about we start with the API?"},
-        {"id": "e", "text": "caching cuts latency but the data can be stale", "speaker": "candidate",
-         "context": [{"speaker": "interviewer", "text": "What about caching?"}]},
+        {
+            "id": "e",
+            "text": "caching cuts latency but the data can be stale",
+            "speaker": "candidate",
+            "context": [{"speaker": "interviewer", "text": "What about caching?"}],
+        },
     ]
     p = run("tag", "-", stdin="".join(json.dumps(x) + "\n" for x in lines))
     assert p.returncode == 0, p.stderr
@@ -39,15 +43,20 @@ def test_tag_jsonl_stdin_to_stdout():
 
 def test_malformed_lines_reported_with_line_numbers_and_skipped(tmp_path):
     f = tmp_path / "items.jsonl"
-    f.write_text("\n".join([
-        json.dumps({"id": 1, "text": "What's the latency budget?"}),
-        "{not json",
-        json.dumps({"id": 3}),
-        "",
-        json.dumps(["a", "list"]),
-        json.dumps({"id": 6, "text": "Let's go with Redis."}),
-        json.dumps({"text": "no id"}),
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": 1, "text": "What's the latency budget?"}),
+                "{not json",
+                json.dumps({"id": 3}),
+                "",
+                json.dumps(["a", "list"]),
+                json.dumps({"id": 6, "text": "Let's go with Redis."}),
+                json.dumps({"text": "no id"}),
+            ]
+        )
+        + "\n"
+    )
     p = run("tag", str(f))
     assert p.returncode == 1
     assert [json.loads(l)["id"] for l in p.stdout.splitlines()] == [1, 6]
@@ -66,8 +75,13 @@ def test_missing_file_and_unknown_rubric_are_one_line_errors(tmp_path):
 
 
 def test_tag_with_builder_rubric_path():
-    p = run("tag", "--rubric", str(REPO / "rubric_tags" / "builder_track.yaml"), "-",
-            stdin=json.dumps({"id": "x", "text": "in plain terms we can make it faster or cheaper but not both"}) + "\n")
+    p = run(
+        "tag",
+        "--rubric",
+        str(REPO / "rubric_tags" / "builder_track.yaml"),
+        "-",
+        stdin=json.dumps({"id": "x", "text": "in plain terms we can make it faster or cheaper but not both"}) + "\n",
+    )
     assert p.returncode == 0, p.stderr
     assert "plain_language_tradeoff" in json.loads(p.stdout)["labels"]
 
@@ -95,13 +109,22 @@ def test_eval_json_and_parts():
 
 def test_eval_single_label_and_list_formats(tmp_path):
     f = tmp_path / "gold.jsonl"
-    f.write_text("\n".join(json.dumps(x) for x in [
-        {"id": 1, "text": "How many users do we have?", "label": "requirement_gathering"},
-        {"id": 2, "text": "Let's take a break.", "label": "none"},
-        {"id": 3, "text": "Redis is fast but memory is expensive, so let's use Postgres.",
-         "labels": ["tradeoff_articulation", "steering_decision"]},
-        {"id": 4, "text": "Sounds good.", "labels": []},
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"id": 1, "text": "How many users do we have?", "label": "requirement_gathering"},
+                {"id": 2, "text": "Let's take a break.", "label": "none"},
+                {
+                    "id": 3,
+                    "text": "Redis is fast but memory is expensive, so let's use Postgres.",
+                    "labels": ["tradeoff_articulation", "steering_decision"],
+                },
+                {"id": 4, "text": "Sounds good.", "labels": []},
+            ]
+        )
+        + "\n"
+    )
     rep = json.loads(run("eval", "--data", str(f), "--json", "--tagger", "rules-only").stdout)
     assert rep["items"] == 4
     assert rep["tags"]["requirement_gathering"]["tp"] == 1 and rep["tags"]["steering_decision"]["tp"] == 1

@@ -79,8 +79,14 @@ def test_import_then_export_round_trip_and_calibrate(session, tmp_path):
     assert len(cal["disagreements"]) == 3
     r = copilot("calibrate", sid, "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
-    for text in ("Cohen's kappa", "copilot:rules", "copilot:llm", "human:interviewer", "Disagreements",
-                 "We could use a relational database"):
+    for text in (
+        "Cohen's kappa",
+        "copilot:rules",
+        "copilot:llm",
+        "human:interviewer",
+        "Disagreements",
+        "We could use a relational database",
+    ):
         assert text in r.stdout
 
 
@@ -124,8 +130,10 @@ def test_refusals_leave_nothing_behind(session, tmp_path):
     refused(imp(ghost), "segment seg_99 is not in session")
     refused(imp(good, "--rater", "bad name!"), "bad rater name")
     refused(copilot("tags", "import", sid, str(tmp_path / "missing.json"), "--data-dir", str(data)), "no such file")
-    refused(copilot("tags", "import", "ses_nope", str(write(tmp_path, "g.json", good)), "--data-dir", str(data)),
-            "no session ses_nope")
+    refused(
+        copilot("tags", "import", "ses_nope", str(write(tmp_path, "g.json", good)), "--data-dir", str(data)),
+        "no session ses_nope",
+    )
     assert count(data, sid) == before
 
     # a good import works once...

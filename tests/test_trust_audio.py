@@ -45,8 +45,9 @@ os.kill(os.getpid(), signal.SIGKILL)  # the recording is still open, its FLAC ne
 
 
 def _crash_while_keeping(final: Path, seconds: float) -> None:
-    proc = subprocess.run([sys.executable, "-c", _CRASH, str(final), str(seconds)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(final), str(seconds)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert recording_path(final).exists() and not final.exists()
 
@@ -84,12 +85,12 @@ def test_continue_appends_to_the_recording_a_crash_left(tmp_path):
     assert audio.shape[0] == 2
     assert abs(audio.shape[1] / SAMPLE_RATE - 5.0) < 0.15
     first = audio[:, : 3 * SAMPLE_RATE]
-    later = audio[:, int(3.1 * SAMPLE_RATE):]
+    later = audio[:, int(3.1 * SAMPLE_RATE) :]
     # The audio of the crashed run is still there (it used to be replaced by silence).
     assert min(_rms(first[0]), _rms(first[1])) > 0.2
-    assert abs(_dominant_hz(first[0][SAMPLE_RATE:2 * SAMPLE_RATE]) - 440) < 5
-    assert abs(_dominant_hz(later[0][: SAMPLE_RATE]) - 880) < 5
-    assert abs(_dominant_hz(later[1][: SAMPLE_RATE]) - 330) < 5
+    assert abs(_dominant_hz(first[0][SAMPLE_RATE : 2 * SAMPLE_RATE]) - 440) < 5
+    assert abs(_dominant_hz(later[0][:SAMPLE_RATE]) - 880) < 5
+    assert abs(_dominant_hz(later[1][:SAMPLE_RATE]) - 330) < 5
     assert (final.stat().st_mode & 0o777) == 0o600
 
 
@@ -106,7 +107,7 @@ def test_continue_again_after_the_flac_was_written_keeps_both_runs(tmp_path):
     audio = decode_audio(final, mono=False).samples
     assert abs(audio.shape[1] / SAMPLE_RATE - 2.0) < 0.1
     assert abs(_dominant_hz(audio[0][: SAMPLE_RATE // 2]) - 440) < 5
-    assert abs(_dominant_hz(audio[0][SAMPLE_RATE + 1000:]) - 880) < 5
+    assert abs(_dominant_hz(audio[0][SAMPLE_RATE + 1000 :]) - 880) < 5
 
 
 def test_continue_with_other_channels_is_a_clear_error(tmp_path):
@@ -120,8 +121,13 @@ def test_continue_with_other_channels_is_a_clear_error(tmp_path):
 
 
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "copilot", *args, "--data-dir", str(data)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "copilot", *args, "--data-dir", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sessions_end_recovers_the_recording_into_the_flac(tmp_path):
@@ -181,8 +187,12 @@ def test_sessions_delete_leaves_nothing_of_the_session_on_disk(tmp_path):
     store.append(Event.of(keep, Segment(speaker="candidate", start_ms=0, end_ms=900, text="kept words")))
     sid = store.create_session(SessionStarted(title=f"title {MARKER}"))
     for i in range(200):  # enough pages that freed ones would still hold the text without secure_delete
-        store.append(Event.of(sid, Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 900,
-                                           text=f"{MARKER} utterance {i}")))
+        store.append(
+            Event.of(
+                sid,
+                Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 900, text=f"{MARKER} utterance {i}"),
+            )
+        )
     store.append(Event.of(sid, Note(text=f"note {MARKER}")))
     final = store.audio_path(sid)
     store.close()
@@ -209,8 +219,9 @@ def test_sessions_delete_leaves_nothing_of_the_session_on_disk(tmp_path):
 
 def _crash_while_keeping_over(final: Path) -> None:
     # Like _crash_while_keeping, but a FLAC already exists (a --continue --keep-audio run killed).
-    proc = subprocess.run([sys.executable, "-c", _CRASH, str(final), "0.5"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(final), "0.5"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert recording_path(final).exists() and final.exists()
 

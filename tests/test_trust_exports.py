@@ -19,8 +19,19 @@ def events(tmp_path):
         sid = store.create_session(SessionStarted(title=f"title {HOSTILE}", speakers=["interviewer", "cand\nidate"]))
         seg = Segment(speaker="cand\u202eidate", start_ms=0, end_ms=900, text=f"words {HOSTILE}")
         store.append(Event.of(sid, seg))
-        store.append(Event.of(sid, Tag(tag="requirement_gathering", segment_ids=[seg.id], start_ms=0, end_ms=900,
-                                       evidence=f"ev {HOSTILE}", source="human:alice")))
+        store.append(
+            Event.of(
+                sid,
+                Tag(
+                    tag="requirement_gathering",
+                    segment_ids=[seg.id],
+                    start_ms=0,
+                    end_ms=900,
+                    evidence=f"ev {HOSTILE}",
+                    source="human:alice",
+                ),
+            )
+        )
         store.append(Event.of(sid, Note(text=f"note {HOSTILE}", at_ms=500, by="alice")))
         return store.events(sid)
 

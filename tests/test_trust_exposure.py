@@ -27,9 +27,14 @@ TOKEN = "exposure-token"
 class _Serve:
     def __init__(self, data: Path, host: str) -> None:
         env = {**os.environ, "COPILOT_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-        self.p = subprocess.Popen([sys.executable, "-m", "copilot", "serve", "--no-browser", "--host", host,
-                                   "--data-dir", str(data)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "copilot", "serve", "--no-browser", "--host", host, "--data-dir", str(data)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.out: list[str] = []
         self.err: list[str] = []
         for stream, sink in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
@@ -81,8 +86,10 @@ def test_wildcard_bind_warns_and_serves_the_lan_consistently(data):
         warning = [line for line in srv.err if "warning: listening on every interface" in line]
         assert warning and "token" in warning[0]
         lan = f"192.0.2.10:{port}"  # how a LAN peer names this machine
-        r = httpx.get(f"http://127.0.0.1:{port}/api/sessions/{sid}", headers={
-            "Host": lan, "Authorization": f"Bearer {TOKEN}", "Origin": f"http://{lan}"})
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/api/sessions/{sid}",
+            headers={"Host": lan, "Authorization": f"Bearer {TOKEN}", "Origin": f"http://{lan}"},
+        )
         assert r.status_code == 200
         assert _ws_code(port, sid, lan, f"http://{lan}") is None  # the panel's websocket works too (was 4403)
         assert _ws_code(port, sid, lan, "http://evil.example") == 4403
@@ -102,8 +109,10 @@ def test_named_host_bind_is_allowed_for_rest_and_websocket(data):
             assert '"session.started"' in ws.recv(timeout=5)
         r = httpx.get(f"http://{host}/api/sessions/{sid}", headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 200
-        r = httpx.get(f"http://{host}/api/sessions/{sid}",
-                      headers={"Authorization": f"Bearer {TOKEN}", "Host": f"evil.example:{port}"})
+        r = httpx.get(
+            f"http://{host}/api/sessions/{sid}",
+            headers={"Authorization": f"Bearer {TOKEN}", "Host": f"evil.example:{port}"},
+        )
         assert r.status_code == 403
         assert any("warning: listening on 127.0.0.2" in line for line in srv.err)
     finally:

@@ -29,24 +29,40 @@ from tests.review_fixtures import ALICE, build_session, rater_file
 
 TOKEN = "fuzz-token"
 RUBRIC = {"requirement_gathering", "tradeoff_articulation", "steering_decision"}
-def fuzz(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=False), st.text(max_size=30))
-json_values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                           st.dictionaries(st.text(max_size=10), kids, max_size=4)),
-                           max_leaves=12)
+
+def fuzz(n: int) -> settings:
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    )
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+)
+json_values = st.recursive(
+    scalars,
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=10), kids, max_size=4)),
+    max_leaves=12,
+)
 OPS = ["confirm", "reject", "edit", "add_tag", "note"]
 FIELDS = ["op", "tag_id", "tag", "evidence", "at_ms", "segment_ids", "text"]
 ops = st.builds(
     lambda op, extra: {"op": op, **extra},
     st.sampled_from(OPS + ["dance", ""]),
-    st.dictionaries(st.sampled_from(FIELDS + ["extra"]),
-                    st.one_of(json_values, st.sampled_from(["tag_fz", "requirement_gathering", "seg_fz"])),
-                    max_size=4),
+    st.dictionaries(
+        st.sampled_from(FIELDS + ["extra"]),
+        st.one_of(json_values, st.sampled_from(["tag_fz", "requirement_gathering", "seg_fz"])),
+        max_size=4,
+    ),
 )
 raw_messages = st.one_of(
     ops.map(json.dumps),
@@ -81,12 +97,24 @@ def served(tmp_path_factory):
     sid = store.create_session(SessionStarted(title="fuzz", rubric="default"))
     seg = Segment(id="seg_fz", speaker="candidate", start_ms=0, end_ms=900, text="who are the users")
     log.record(Event.of(sid, seg))
-    log.record(Event.of(sid, Tag(id="tag_fz", tag="requirement_gathering", segment_ids=["seg_fz"], start_ms=0,
-                                 end_ms=900, evidence="who are the users")))
+    log.record(
+        Event.of(
+            sid,
+            Tag(
+                id="tag_fz",
+                tag="requirement_gathering",
+                segment_ids=["seg_fz"],
+                start_ms=0,
+                end_ms=900,
+                evidence="who are the users",
+            ),
+        )
+    )
     app = create_app(store, bus, TOKEN, session_log=log)
     with ServerThread(app) as srv:
-        with connect(f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={TOKEN}", open_timeout=5,
-                     max_size=None) as ws:
+        with connect(
+            f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={TOKEN}", open_timeout=5, max_size=None
+        ) as ws:
             yield ws, store, sid
     store.close()
 
@@ -115,10 +143,10 @@ def test_websocket_fuzz_never_breaks_the_connection(served, raw):
         assert reply["seq"] == before + 1 == store.last_seq(sid)  # accepted: exactly one event
 
 
-tag_fields = st.sampled_from(["id", "tag", "start_ms", "end_ms", "segment_ids", "speaker", "evidence", "note",
-                              "bogus"])
-top_fields = st.sampled_from(["format", "version", "session_id", "rater", "rubric", "exported_at", "coverage",
-                              "tags", "bogus"])
+tag_fields = st.sampled_from(["id", "tag", "start_ms", "end_ms", "segment_ids", "speaker", "evidence", "note", "bogus"])
+top_fields = st.sampled_from(
+    ["format", "version", "session_id", "rater", "rubric", "exported_at", "coverage", "tags", "bogus"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +185,11 @@ def test_tag_file_fuzz_is_all_or_nothing_with_one_line_errors(tag_session, data)
 
 
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
-yaml_values = st.recursive(yaml_scalars, lambda kids: st.one_of(st.lists(kids, max_size=3),
-                                                                st.dictionaries(st.text(max_size=8), kids,
-                                                                                max_size=3)), max_leaves=10)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda kids: st.one_of(st.lists(kids, max_size=3), st.dictionaries(st.text(max_size=8), kids, max_size=3)),
+    max_leaves=10,
+)
 
 
 @fuzz(80)
@@ -183,13 +213,17 @@ def test_rubric_yaml_fuzz_loads_or_refuses_in_one_line(data):
         text = data.draw(st.text(max_size=300))
     else:  # hostile shapes: deep nesting, alias bombs
         n = data.draw(st.integers(min_value=50, max_value=3000))
-        text = data.draw(st.sampled_from([
-            "[" * n + "]" * n,
-            "a: " + "{b: " * n + "1" + "}" * n,
-            'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
-            + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
-                      for p, c in zip("abcdefgh", "bcdefghi")) + "id: x\ntags: *i\n",
-        ]))
+        text = data.draw(
+            st.sampled_from(
+                [
+                    "[" * n + "]" * n,
+                    "a: " + "{b: " * n + "1" + "}" * n,
+                    'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+                    + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+                    + "id: x\ntags: *i\n",
+                ]
+            )
+        )
     try:
         parse_rubric(text, "fuzz.yaml")
     except CopilotError as exc:

@@ -19,8 +19,14 @@ DAY = 86_400
 
 
 def _cli(*args: str, data: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "copilot", *args, "--data-dir", str(data)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "copilot", *args, "--data-dir", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _populate(data: Path) -> dict[str, str]:
@@ -31,8 +37,14 @@ def _populate(data: Path) -> dict[str, str]:
         for name, age_days, end in (("old", 90, True), ("crashed", 40, False), ("recent", 0, True)):
             sid = store.create_session(SessionStarted(title=name))
             ts = now - age_days * DAY
-            store.append_many([Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i + 1, text=f"{name} " * 200))
-                               .model_copy(update={"ts": ts}) for i in range(300)])
+            store.append_many(
+                [
+                    Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i + 1, text=f"{name} " * 200)).model_copy(
+                        update={"ts": ts}
+                    )
+                    for i in range(300)
+                ]
+            )
             if end:
                 store.append(Event.of(sid, SessionEnded()).model_copy(update={"ts": ts}))
             (data / "sessions").mkdir(exist_ok=True)
@@ -77,8 +89,14 @@ def test_configured_retention_is_applied_at_start_up(tmp_path):
     config.write_text("retention_days = 60\n")
     env = {**os.environ, "COPILOT_CONFIG": str(config), "COPILOT_TOKEN": "t", "PYTHONUNBUFFERED": "1"}
     env.pop("COPILOT_RETENTION_DAYS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "copilot", "serve", "--no-browser", "--data-dir", str(data)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "copilot", "serve", "--no-browser", "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         line = ""

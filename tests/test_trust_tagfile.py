@@ -69,8 +69,10 @@ def test_size_limits(session):
 def test_refused_values(session):
     store, sid = session
     good = rater_file(sid, "alice", ALICE)
-    for field, value, needle in [("version", True, "unsupported tag file version true"),
-                                 ("version", 1.0, "unsupported tag file version 1.0")]:
+    for field, value, needle in [
+        ("version", True, "unsupported tag file version true"),
+        ("version", 1.0, "unsupported tag file version 1.0"),
+    ]:
         doc = copy.deepcopy(good)
         doc[field] = value
         _refused(store, sid, doc, needle)
@@ -112,9 +114,14 @@ def test_refused_values(session):
 
 
 def _cli_import(sid: str, data: Path, *, path: Path | None = None, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "copilot", "tags", "import", sid, str(path) if path else "-",
-                           "--data-dir", str(data)], cwd=REPO, input=stdin, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "copilot", "tags", "import", sid, str(path) if path else "-", "--data-dir", str(data)],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _one_line(r: subprocess.CompletedProcess, needle: str) -> None:

@@ -59,8 +59,13 @@ def test_events_from_another_process_reach_live_clients(tmp_path):
         with ServerThread(app) as srv:
             with connect(f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={TOKEN}", open_timeout=5) as ws:
                 assert [m["seq"] for m in _recv_seqs(ws, 1, 5)] == [1]
-                w = subprocess.run([sys.executable, "-c", _WRITER, str(data), sid, "5"], cwd=REPO,
-                                   capture_output=True, text=True, timeout=60)
+                w = subprocess.run(
+                    [sys.executable, "-c", _WRITER, str(data), sid, "5"],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert w.returncode == 0, w.stderr
                 t0 = time.monotonic()
                 got = _recv_seqs(ws, 6, 10)

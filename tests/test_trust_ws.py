@@ -44,8 +44,9 @@ def served(tmp_path):
 def _session(srv, n: int = 1) -> str:
     sid = srv.store.create_session(SessionStarted(title="trust", rubric="default"))
     for i in range(n):
-        srv.log.record(Event.of(sid, Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 800,
-                                             text=f"line {i}")))
+        srv.log.record(
+            Event.of(sid, Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 800, text=f"line {i}"))
+        )
     return sid
 
 
@@ -85,20 +86,33 @@ def _closed_code(ws) -> int:
     return info.value.rcvd.code
 
 
-@pytest.mark.parametrize("query", [
-    "rater=evil%0A", "rater=%20%20", "rater=dave%0A", "rater=%20dave", "rater=dave%20", "rater=a%00b",
-    "rater=" + "x" * 41,
-    "after=99999999999999999999", "after=9223372036854775808", "after=-1", "after=1.5", "after=abc",
-    "after=%EF%BC%91",  # a fullwidth digit: int() would take it
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rater=evil%0A",
+        "rater=%20%20",
+        "rater=dave%0A",
+        "rater=%20dave",
+        "rater=dave%20",
+        "rater=a%00b",
+        "rater=" + "x" * 41,
+        "after=99999999999999999999",
+        "after=9223372036854775808",
+        "after=-1",
+        "after=1.5",
+        "after=abc",
+        "after=%EF%BC%91",  # a fullwidth digit: int() would take it
+    ],
+)
 def test_bad_parameters_are_closed_1008(served, query):
     sid = _session(served)
     with _ws(served, sid, query) as ws:
         assert _closed_code(ws) == 1008
 
 
-@pytest.mark.parametrize("query", ["rater=Alice%20Smith", "rater=jos%C3%A9", "rater=a.b@c-d_e",
-                                   "after=9223372036854775807", "after="])
+@pytest.mark.parametrize(
+    "query", ["rater=Alice%20Smith", "rater=jos%C3%A9", "rater=a.b@c-d_e", "after=9223372036854775807", "after="]
+)
 def test_good_parameters_are_accepted(served, query):
     sid = _session(served, 1)
     with _ws(served, sid, query) as ws:
@@ -147,9 +161,13 @@ def test_hostile_messages_get_an_error_status_and_the_socket_stays_open(served):
 def _reset_mid_catch_up(port: int, sid: str, read_bytes: int) -> None:
     s = socket.create_connection(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /ws/sessions/{sid}?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.sendall(
+        (
+            f"GET /ws/sessions/{sid}?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     got = 0
     while got < read_bytes:
         chunk = s.recv(65536)
@@ -161,8 +179,9 @@ def _reset_mid_catch_up(port: int, sid: str, read_bytes: int) -> None:
 
 def test_a_client_gone_during_catch_up_costs_no_log_flood(served, caplog):
     sid = served.store.create_session(SessionStarted(title="long"))
-    served.store.append_many([Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i + 1, text="x" * 2000))
-                              for i in range(2500)])
+    served.store.append_many(
+        [Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i + 1, text="x" * 2000)) for i in range(2500)]
+    )
     caplog.set_level(logging.WARNING)
     _reset_mid_catch_up(served.port, sid, 200_000)
     time.sleep(2.0)  # the server would still be writing the other ~4.8 MB
@@ -186,10 +205,15 @@ def test_rest_events_after_out_of_range_is_4xx(served):
         assert 400 <= r.status_code < 500, (bad, r.status_code)
 
 
-@pytest.mark.parametrize("origin", [
-    "http://127.0.0.1:{port} http://evil.example",  # two origins in one header
-    "http://127.0.0.1:99999999", "http://[::1", "http://127.0.0.1:{port}\\@evil.example",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:{port} http://evil.example",  # two origins in one header
+        "http://127.0.0.1:99999999",
+        "http://[::1",
+        "http://127.0.0.1:{port}\\@evil.example",
+    ],
+)
 def test_malformed_origin_is_refused_not_a_500(served, origin):
     sid = _session(served, 1)
     origin = origin.format(port=served.port)
@@ -230,9 +254,16 @@ def test_pages_work_under_their_content_security_policy(served):
     assert api_r.headers["cache-control"] == "no-store" and api_r.headers["x-content-type-options"] == "nosniff"
     violations: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         try:
             page = browser.new_page()
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
@@ -259,9 +290,16 @@ def test_the_token_leaves_the_address_bar_and_survives_a_reload(served):
 
     sid = _session(served, 2)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         try:
             page = browser.new_page()
             for name in ("panel", "review"):

@@ -19,10 +19,24 @@ def _session(tmp_path):
     f2 = Segment(speaker="candidate", channel=1, start_ms=2000, end_ms=4000, text="queue per tenant.")
     f3 = Segment(speaker="interviewer", channel=0, start_ms=4500, end_ms=6000, text="Why per tenant?")
     f4 = Segment(speaker="candidate", channel=1, start_ms=6500, end_ms=8000, text="Because noisy")
-    t1 = Turn(speaker="candidate", channel=1, start_ms=0, end_ms=4000, text="We want a queue per tenant.",
-              segment_ids=[f1.id, f2.id], model="tiny.en")
-    t2 = Turn(speaker="interviewer", channel=0, start_ms=4500, end_ms=6000, text="Why per tenant?",
-              segment_ids=[f3.id], model="tiny.en")
+    t1 = Turn(
+        speaker="candidate",
+        channel=1,
+        start_ms=0,
+        end_ms=4000,
+        text="We want a queue per tenant.",
+        segment_ids=[f1.id, f2.id],
+        model="tiny.en",
+    )
+    t2 = Turn(
+        speaker="interviewer",
+        channel=0,
+        start_ms=4500,
+        end_ms=6000,
+        text="Why per tenant?",
+        segment_ids=[f3.id],
+        model="tiny.en",
+    )
     for payload in (f1, f2, t1, f3, t2, f4):
         store.append(store_event(sid, payload))
     return store, sid, (f1, f2, f3, f4), (t1, t2)
@@ -43,8 +57,11 @@ def test_units_are_turns_plus_fragments_no_turn_settled(tmp_path):
 
 def test_a_revision_replaces_the_turns_text_in_review_and_exports(tmp_path):
     store, sid, _, (t1, _t2) = _session(tmp_path)
-    store.append(store_event(sid, t1.model_copy(update={"text": "We want one queue per tenant.", "revision": 1,
-                                                        "model": "base"})))
+    store.append(
+        store_event(
+            sid, t1.model_copy(update={"text": "We want one queue per tenant.", "revision": 1, "model": "base"})
+        )
+    )
     events = store.events(sid)
     assert fold(events).units()[0].text == "We want one queue per tenant."
     md = export_session(events, "md")
@@ -60,12 +77,26 @@ def test_a_tag_marks_exactly_one_turn_in_calibration(tmp_path):
     # inside the first turn; a person's span tag that runs over two turns (mostly the second).
     rules = Tag(tag="steering_decision", segment_ids=[f2.id], start_ms=2000, end_ms=4000, source="rules")
     store.append(store_event(sid, rules, "tag.proposed"))
-    store.append(store_event(sid, TagUpdate(tag_id=rules.id, status="proposed", by="rules", turn_id=t1.id,
-                                            segment_ids=[f1.id, f2.id], start_ms=0, end_ms=4000)))
-    store.append(store_event(sid, Tag(tag="steering_decision", start_ms=1990, end_ms=1990, source="human:ann"),
-                             "tag.added"))
-    store.append(store_event(sid, Tag(tag="steering_decision", start_ms=3500, end_ms=6000, source="human:bob"),
-                             "tag.added"))
+    store.append(
+        store_event(
+            sid,
+            TagUpdate(
+                tag_id=rules.id,
+                status="proposed",
+                by="rules",
+                turn_id=t1.id,
+                segment_ids=[f1.id, f2.id],
+                start_ms=0,
+                end_ms=4000,
+            ),
+        )
+    )
+    store.append(
+        store_event(sid, Tag(tag="steering_decision", start_ms=1990, end_ms=1990, source="human:ann"), "tag.added")
+    )
+    store.append(
+        store_event(sid, Tag(tag="steering_decision", start_ms=3500, end_ms=6000, source="human:bob"), "tag.added")
+    )
     cal = calibrate(store.events(sid), labels={"steering_decision": "Steering"})
     assert cal.units == 3
     timelines = cal.timelines

@@ -87,7 +87,8 @@ def test_loops_and_compression():
 def test_evidence_is_widened_to_the_turns_sentence():
     text = "Sounds good. Before I start, who sends these notifications, and how many go out per day?"
     assert anchor_evidence(text, "who sends these notifications and") == (
-        "Before I start, who sends these notifications, and how many go out per day?")
+        "Before I start, who sends these notifications, and how many go out per day?"
+    )
     assert anchor_evidence(text, "zebra") == text
 
 
@@ -105,8 +106,11 @@ DIALOGUE = [
     ("interviewer", "Walk me through how you would store the uploaded photos."),
     ("candidate", "Before I pick a store, how large is a typical photo, and how long must we keep them?"),
     ("interviewer", "A few megabytes each, kept for seven years."),
-    ("candidate", "Then object storage is the simpler choice. It costs less than a database, "
-                  "but listing recent uploads is slower, so I would keep a small index table."),
+    (
+        "candidate",
+        "Then object storage is the simpler choice. It costs less than a database, "
+        "but listing recent uploads is slower, so I would keep a small index table.",
+    ),
 ]
 
 
@@ -124,7 +128,8 @@ def test_each_spoken_turn_settles_once_with_all_its_fragments(model, dialogue):
     fragments = [o for o in out if isinstance(o, Segment)]
     turns = [o for o in out if isinstance(o, Turn)]
     assert [(t.speaker, t.channel) for t in sorted(turns, key=lambda t: t.start_ms)] == [
-        (r["speaker"], r["channel"]) for r in ref]
+        (r["speaker"], r["channel"]) for r in ref
+    ]
     # Every fragment is settled by exactly one turn of its own channel, and arrived before it.
     settled = [sid for t in turns for sid in t.segment_ids]
     assert sorted(settled) == sorted(f.id for f in fragments)
@@ -150,7 +155,7 @@ def test_real_meeting_speech_has_no_loops(model):
     assert turns
     words = [normalize_text(w.text) for t in turns for w in t.words]
     for n in (1, 2, 3):
-        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
         assert not any(grams[i] == grams[i + n] == grams[i + 2 * n] for i in range(len(grams) - 2 * n)), words
     text = " ".join(t.text for t in turns)
     assert wer("I'm Abigail Claflin. You can call me Abbie.", text) <= 0.5, text
@@ -160,8 +165,14 @@ def test_real_meeting_speech_has_no_loops(model):
 def test_jfk_as_turns_is_near_perfect(model):
     turns = [o for o in transcribe_turns(FileSource(shared_audio("jfk.flac")), model) if isinstance(o, Turn)]
     text = " ".join(t.text for t in turns)
-    assert wer("And so my fellow Americans, ask not what your country can do for you, "
-               "ask what you can do for your country.", text) <= 0.05, text
+    assert (
+        wer(
+            "And so my fellow Americans, ask not what your country can do for you, "
+            "ask what you can do for your country.",
+            text,
+        )
+        <= 0.05
+    ), text
 
 
 # ---------------------------------------------------------------- tags follow fragments onto the turn
@@ -199,46 +210,66 @@ def test_one_machine_chip_per_turn_and_tag_carried_onto_the_settled_turn(tmp_pat
     from copilot.tagging.rubric import load_rubric
     from copilot.tagging.rules import RulesTagger
 
-    f1 = Segment(speaker="candidate", channel=1, start_ms=0, end_ms=2000,
-                 text="Option one is simpler to run, but it costs more.")
-    f2 = Segment(speaker="candidate", channel=1, start_ms=2100, end_ms=4000,
-                 text="Option two is cheaper, but slower to")
-    turn = Turn(speaker="candidate", channel=1, start_ms=0, end_ms=4200, segment_ids=[f1.id, f2.id],
-                text="Option one is simpler to run, but it costs more. Option two is cheaper, but slower to build.")
+    f1 = Segment(
+        speaker="candidate", channel=1, start_ms=0, end_ms=2000, text="Option one is simpler to run, but it costs more."
+    )
+    f2 = Segment(
+        speaker="candidate", channel=1, start_ms=2100, end_ms=4000, text="Option two is cheaper, but slower to"
+    )
+    turn = Turn(
+        speaker="candidate",
+        channel=1,
+        start_ms=0,
+        end_ms=4200,
+        segment_ids=[f1.id, f2.id],
+        text="Option one is simpler to run, but it costs more. Option two is cheaper, but slower to build.",
+    )
     store = SessionStore(tmp_path / "data")
     sid = store.create_session(SessionStarted(title="t", mode="replay"))
     log = SessionLog(store, Bus())
-    pipe = Pipeline(session_id=sid, log=log, source=OneChunkSource(),
-                    transcriber=ScriptedTranscriber([f1, f2, turn]),
-                    tagger=RulesTagger(load_rubric("default")), turns=True)
+    pipe = Pipeline(
+        session_id=sid,
+        log=log,
+        source=OneChunkSource(),
+        transcriber=ScriptedTranscriber([f1, f2, turn]),
+        tagger=RulesTagger(load_rubric("default")),
+        turns=True,
+    )
     asyncio.run(pipe.run())
     events = store.events(sid)
     proposed = [e for e in events if e.type == "tag.proposed"]
     tradeoffs = [e for e in proposed if e.data["tag"] == "tradeoff_articulation"]
     assert len(tradeoffs) == 1, [e.data for e in proposed]  # the second fragment grew the same chip
     chip = tradeoffs[0].data["id"]
-    moves = [e.data for e in events if e.type == "tag.updated" and e.data["tag_id"] == chip
-             and e.data.get("turn_id") == turn.id]
+    moves = [
+        e.data
+        for e in events
+        if e.type == "tag.updated" and e.data["tag_id"] == chip and e.data.get("turn_id") == turn.id
+    ]
     assert moves, "the chip was not carried to the settled turn"
     last = moves[-1]
     assert last["segment_ids"] == [f1.id, f2.id]
     assert last["evidence"] and last["evidence"] in turn.text
-    assert [e.type for e in events].index("turn.final") < [e.type for e in events].index("tag.updated", [
-        e.type for e in events].index("turn.final"))
+    assert [e.type for e in events].index("turn.final") < [e.type for e in events].index(
+        "tag.updated", [e.type for e in events].index("turn.final")
+    )
 
 
 def test_bench_turns_counts_duplicates_and_scores_pairs_per_spoken_turn():
     from copilot.bench.turns import score_events
     from copilot.events import Event, Tag, TagUpdate
 
-    script = [{"channel": 1, "start_ms": 0, "end_ms": 5000, "tags": ["tradeoff_articulation"]},
-              {"channel": 1, "start_ms": 6000, "end_ms": 9000, "tags": []}]
+    script = [
+        {"channel": 1, "start_ms": 0, "end_ms": 5000, "tags": ["tradeoff_articulation"]},
+        {"channel": 1, "start_ms": 6000, "end_ms": 9000, "tags": []},
+    ]
     s1, s2 = frag(1, 0, 2000), frag(1, 2100, 4800)
     t1 = Tag(tag="tradeoff_articulation", segment_ids=[s1.id], start_ms=0, end_ms=2000)
     t2 = Tag(tag="tradeoff_articulation", segment_ids=[s2.id], start_ms=2100, end_ms=4800)
     t3 = Tag(tag="steering_decision", segment_ids=[s2.id], start_ms=6100, end_ms=8000)
     events = [Event.of("ses_x", s) for s in (s1, s2)] + [
-        Event.of("ses_x", t, type="tag.proposed") for t in (t1, t2, t3)]
+        Event.of("ses_x", t, type="tag.proposed") for t in (t1, t2, t3)
+    ]
     score = score_events(events, script, mode="fragments")
     assert (score.chips, score.duplicates, score.pairs, score.correct) == (3, 1, 2, 1)
     events.append(Event.of("ses_x", TagUpdate(tag_id=t3.id, status="retracted", by="rules")))

@@ -119,9 +119,10 @@ def test_client_ops_become_logged_events_broadcast_to_all(served):
     sid, segs = _session(served, 2)
     tag = Tag(tag="requirement_gathering", segment_ids=[segs[1].id], start_ms=1000, end_ms=1800, source="rules")
     served.log.record(Event.of(sid, tag))
-    with _ws(served, sid) as a, connect(
-        f"ws://127.0.0.1:{served.port}/ws/sessions/{sid}?after=0&token={TOKEN}&rater=alice"
-    ) as b:
+    with (
+        _ws(served, sid) as a,
+        connect(f"ws://127.0.0.1:{served.port}/ws/sessions/{sid}?after=0&token={TOKEN}&rater=alice") as b,
+    ):
         _until_caught_up(a)
         _until_caught_up(b)
         b.send(json.dumps({"op": "confirm", "tag_id": tag.id}))
@@ -221,8 +222,11 @@ def test_rest_needs_the_token(served):
     view = httpx.get(f"{base}/api/sessions/{sid}?token={TOKEN}").json()
     assert [s["id"] for s in view["segments"]] == [s.id for s in segs]
     assert view["last_seq"] == 3 and view["status"] == "live"
-    assert {t["id"] for t in view["rubric"]["tags"]} >= {"requirement_gathering", "tradeoff_articulation",
-                                                         "steering_decision"}
+    assert {t["id"] for t in view["rubric"]["tags"]} >= {
+        "requirement_gathering",
+        "tradeoff_articulation",
+        "steering_decision",
+    }
     assert httpx.get(f"{base}/api/sessions/ses_nope?token={TOKEN}").status_code == 404
     rubric = httpx.get(f"{base}/api/rubrics/default?token={TOKEN}")
     assert rubric.status_code == 200 and rubric.json()["tags"]
@@ -241,8 +245,9 @@ def test_dropped_slow_client_reconnects_and_catches_up_exactly(tmp_path):
         with _ws(srv, sid) as ws:
             seen += [m["seq"] for m in _until_caught_up(ws)]
             # A burst published in one loop callback: more than the queue holds, before any send.
-            events = [store.append(Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i, text="z")))
-                      for i in range(50)]
+            events = [
+                store.append(Event.of(sid, Segment(speaker="c", start_ms=i, end_ms=i, text="z"))) for i in range(50)
+            ]
             srv.loop.call_soon_threadsafe(lambda: [bus.publish(e) for e in events])
             with pytest.raises(ConnectionClosed) as info:
                 while True:

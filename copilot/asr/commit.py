@@ -101,12 +101,17 @@ class UtteranceSegmenter:
         end_ms = min(self._now_ms, self.last_speech_end_ms + c.post_roll_ms)
         self.in_speech = False
         return UtteranceEvent(
-            "end", self.start_ms, end_ms, speech_ms=self.speech_ms,
-            mean_prob=self._prob_sum / max(1, self.speech_ms // WINDOW_MS), reason=reason,
+            "end",
+            self.start_ms,
+            end_ms,
+            speech_ms=self.speech_ms,
+            mean_prob=self._prob_sum / max(1, self.speech_ms // WINDOW_MS),
+            reason=reason,
         )
 
 
 # ---------------------------------------------------------------- words and agreement
+
 
 @dataclass(frozen=True)
 class TimedWord:
@@ -162,7 +167,7 @@ class LocalAgreement:
             agreed = []  # wait for a phrase: one-word segments read badly and tag worse
         if clause_only and not (agreed and _ends_clause(agreed[-1])):
             agreed = []  # a young utterance commits whole clauses only
-        self.previous = list(words[len(agreed):])
+        self.previous = list(words[len(agreed) :])
         return agreed
 
     def reset(self) -> None:
@@ -186,8 +191,9 @@ def _ends_clause(word: TimedWord) -> bool:
     return bool(text) and text[-1] in ".?!,;:"
 
 
-def drop_overlap(committed_tail: Sequence[TimedWord], words: Sequence[TimedWord],
-                 max_ngram: int = 5) -> list[TimedWord]:
+def drop_overlap(
+    committed_tail: Sequence[TimedWord], words: Sequence[TimedWord], max_ngram: int = 5
+) -> list[TimedWord]:
     """Remove from the head of `words` an n-gram that repeats the end of what was committed.
 
     After a cut the new buffer may still hold the tail of the last committed word(s), and
@@ -215,6 +221,7 @@ def quietest_cut(probs: Sequence[tuple[int, float]], lo_ms: int, hi_ms: int) -> 
 
 # ---------------------------------------------------------------- loops and hallucinations
 
+
 def truncate_repetition(words: Sequence[TimedWord], max_ngram: int = 20) -> list[TimedWord]:
     """Cut a phrase repeated back to back, keeping its first occurrence.
 
@@ -229,25 +236,48 @@ def truncate_repetition(words: Sequence[TimedWord], max_ngram: int = 20) -> list
             need = 4 if n == 1 else (3 if n < 5 else 2)
             if i + n * need > n_words:
                 continue
-            gram = keys[i:i + n]
+            gram = keys[i : i + n]
             if not any(gram):
                 continue
             reps = 1
-            while keys[i + reps * n:i + (reps + 1) * n] == gram:
+            while keys[i + reps * n : i + (reps + 1) * n] == gram:
                 reps += 1
             if reps >= need:
-                return list(words[:i + n])
+                return list(words[: i + n])
     return list(words)
 
 
 # Whisper's stock outputs on silence, music and noise (it was trained on subtitles).
-SILENCE_HALLUCINATIONS = frozenset((  # normalised: lowercase, no punctuation
-    "thank you", "thanks", "thank you very much", "thank you so much", "thanks for watching",
-    "thank you for watching", "thanks for listening", "thank you for listening",
-    "please subscribe", "subscribe", "like and subscribe", "bye", "bye bye", "goodbye",
-    "you", "so", "oh", "okay", "um", "uh", "hmm", "the end", "music",
-    "subtitles by the amaraorg community", "see you next time", "ill see you next time",
-))
+SILENCE_HALLUCINATIONS = frozenset(
+    (  # normalised: lowercase, no punctuation
+        "thank you",
+        "thanks",
+        "thank you very much",
+        "thank you so much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "please subscribe",
+        "subscribe",
+        "like and subscribe",
+        "bye",
+        "bye bye",
+        "goodbye",
+        "you",
+        "so",
+        "oh",
+        "okay",
+        "um",
+        "uh",
+        "hmm",
+        "the end",
+        "music",
+        "subtitles by the amaraorg community",
+        "see you next time",
+        "ill see you next time",
+    )
+)
 
 
 def normalise_phrase(text: str) -> str:
@@ -262,8 +292,7 @@ class HallucinationFilter:
     weak_speech_ms: int = 600  # VAD evidence below this, or...
     weak_mean_prob: float = 0.5  # ...a mean probability below this, is "weak"
 
-    def keep(self, text: str, *, avg_logprob: float, no_speech_prob: float,
-             speech_ms: int, mean_prob: float) -> bool:
+    def keep(self, text: str, *, avg_logprob: float, no_speech_prob: float, speech_ms: int, mean_prob: float) -> bool:
         if not text.strip():
             return False
         if no_speech_prob > self.no_speech_prob and avg_logprob < self.logprob_floor:

@@ -128,11 +128,11 @@ class EchoSuppressor:
         pieces: list[AudioChunk] = []
         for i in range(0, x.shape[1], step):
             for ch in (0, 1):
-                pieces += self.push(AudioChunk(x[ch, i:i + step], ch, str(ch), i * 1000 // SAMPLE_RATE))
+                pieces += self.push(AudioChunk(x[ch, i : i + step], ch, str(ch), i * 1000 // SAMPLE_RATE))
         pieces += self.flush()
         for p in pieces:
             a = p.start_ms * SAMPLE_RATE // 1000
-            out[p.channel, a:a + len(p.samples)] = p.samples
+            out[p.channel, a : a + len(p.samples)] = p.samples
         return out
 
     # -- buffering
@@ -142,13 +142,13 @@ class EchoSuppressor:
         buf = self._buf[ch]
         if end > len(buf):
             grown = np.zeros(max(end, 2 * len(buf)), dtype=np.float32)
-            grown[:len(buf)] = buf
+            grown[: len(buf)] = buf
             buf = self._buf[ch] = grown
         late = None
         keep_from = max(begin, self._out[ch])  # never emit a time twice
         if keep_from < self._pos and keep_from < end:
             a, b = keep_from, min(end, self._pos)
-            late = self._chunk(ch, a, samples[a - begin:b - begin].copy())
+            late = self._chunk(ch, a, samples[a - begin : b - begin].copy())
             self._out[ch] = max(self._out[ch], b)
         buf[begin:end] = samples
         self._len[ch] = max(self._len[ch], end)
@@ -180,15 +180,15 @@ class EchoSuppressor:
         for ch in (0, 1):
             if len(self._buf[ch]) < stop:
                 grown = np.zeros(stop, dtype=np.float32)
-                grown[:len(self._buf[ch])] = self._buf[ch]
+                grown[: len(self._buf[ch])] = self._buf[ch]
                 self._buf[ch] = grown
         gains, subtract = self._decide(self._pos, n_blocks)
-        clean = [self._buf[ch][self._pos:stop].copy() for ch in (0, 1)]
+        clean = [self._buf[ch][self._pos : stop].copy() for ch in (0, 1)]
         for ch, i, lag, g in subtract:
             s = self._pos + i * self.block
             if s - lag >= 0:
-                block = clean[ch][i * self.block:(i + 1) * self.block]
-                residual = block - g * self._buf[1 - ch][s - lag:s - lag + self.block]
+                block = clean[ch][i * self.block : (i + 1) * self.block]
+                residual = block - g * self._buf[1 - ch][s - lag : s - lag + self.block]
                 # Taking out a true copy only ever lowers the energy; a wrong estimate would add
                 # the other voice, so it is not applied.
                 if np.dot(residual, residual) < np.dot(block, block):
@@ -198,7 +198,7 @@ class EchoSuppressor:
             a = max(self._out[ch], self._pos)
             b = min(stop, max(self._len[ch], a))  # only what the channel really delivered
             if b > a:
-                seg = (clean[ch] * self._gain_curve(ch, gains[ch]))[a - self._pos:b - self._pos]
+                seg = (clean[ch] * self._gain_curve(ch, gains[ch]))[a - self._pos : b - self._pos]
                 out.append(self._chunk(ch, a, seg.astype(np.float32)))
                 self._out[ch] = b
             self._gain[ch] = float(gains[ch][-1])
@@ -230,7 +230,7 @@ class EchoSuppressor:
         for i, g in enumerate(block_gains):
             if g != prev:
                 s = i * self.block
-                curve[s:s + ramp] = np.linspace(prev, g, ramp, dtype=np.float32)
+                curve[s : s + ramp] = np.linspace(prev, g, ramp, dtype=np.float32)
             prev = g
         return curve
 
@@ -241,7 +241,7 @@ class EchoSuppressor:
         first_end = pos + self.block
         lo = first_end - length - 1
         pad = max(0, -lo)
-        seg = buf[max(0, lo):pos + n_blocks * self.block]
+        seg = buf[max(0, lo) : pos + n_blocks * self.block]
         if pad:
             seg = np.concatenate([np.zeros(pad, dtype=np.float32), seg])
         emph = seg[1:] - self.config.preemphasis * seg[:-1]
@@ -275,11 +275,12 @@ class EchoSuppressor:
                 other = 1 - ch
                 a, r = wins[ch][rows], refs[other]
                 # xc[:, j] = sum_n r[j + n] a[n]: the other channel `L - j` samples earlier.
-                xc = np.fft.irfft(spec_r[other] * np.conj(np.fft.rfft(a, self.nfft, axis=1)), self.nfft,
-                                  axis=1)[:, :L + 1]
+                xc = np.fft.irfft(spec_r[other] * np.conj(np.fft.rfft(a, self.nfft, axis=1)), self.nfft, axis=1)[
+                    :, : L + 1
+                ]
                 c2 = np.zeros((len(rows), W + L + 1))
                 np.cumsum(r * r, axis=1, out=c2[:, 1:])
-                er = c2[:, W:W + L + 1] - c2[:, :L + 1]
+                er = c2[:, W : W + L + 1] - c2[:, : L + 1]
                 norm = np.abs(xc) / np.sqrt(energy[ch, rows][:, None] * er + 1e-12)
                 j = np.argmax(norm, axis=1)
                 k = np.arange(len(rows))

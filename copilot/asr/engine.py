@@ -54,8 +54,13 @@ class UtteranceResult:
     tokens: list[int] = field(default_factory=list)
 
 
-def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", compute_type: str | None = None,
-               *, cpu_threads: int | None = None) -> "WhisperModel":
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    device: str = "auto",
+    compute_type: str | None = None,
+    *,
+    cpu_threads: int | None = None,
+) -> "WhisperModel":
     """Load a faster-whisper model from a local directory (resolved by name via `resolve_model`)."""
     choice = select_device(device, compute_type)
     path = _resolve(name_or_path)
@@ -94,8 +99,9 @@ def _tokenizer(model: "WhisperModel", language: str | None):
     key = language or "en"
     if key not in cache:
         multilingual = model.model.is_multilingual
-        cache[key] = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
-                               language=key if multilingual else "en")
+        cache[key] = Tokenizer(
+            model.hf_tokenizer, multilingual, task="transcribe", language=key if multilingual else "en"
+        )
     return cache[key]
 
 
@@ -155,7 +161,8 @@ def transcribe_utterance(
     max_length = min(448, len(prompt) + (max_new_tokens or 224))
     sampling = (
         {"beam_size": 1, "num_hypotheses": best_of, "sampling_topk": 0, "sampling_temperature": temperature}
-        if temperature > 0 else {"beam_size": beam_size}
+        if temperature > 0
+        else {"beam_size": beam_size}
     )
     result = model.model.generate(
         encoder_output,
@@ -227,6 +234,12 @@ def timed_words(result: UtteranceResult, offset_ms: int, duration_ms: int) -> li
         start, end = w.start, w.end
         if end - start > max_dur and (i == 0 or result.words[i - 1].text.rstrip()[-1:] in ".?!"):
             start = end - max_dur
-        words.append(TimedWord(w.text, offset_ms + int(round(start * 1000)),
-                               offset_ms + int(round(min(end * 1000, duration_ms))), w.probability))
+        words.append(
+            TimedWord(
+                w.text,
+                offset_ms + int(round(start * 1000)),
+                offset_ms + int(round(min(end * 1000, duration_ms))),
+                w.probability,
+            )
+        )
     return words

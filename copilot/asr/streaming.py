@@ -103,7 +103,7 @@ class _Channel:
         if gap > 0:  # a dropped block: keep the timeline honest with silence
             samples = np.concatenate([np.zeros(gap, dtype=np.float32), samples])
         elif gap < 0:  # overlap with what we have: keep only the new tail
-            samples = samples[min(-gap, len(samples)):]
+            samples = samples[min(-gap, len(samples)) :]
         self.audio = np.concatenate([self.audio, samples])
         self.fed_samples += len(samples)
         self.fed_ms = self.vad_start_ms + self.fed_samples * 1000 // SAMPLE_RATE
@@ -116,8 +116,11 @@ class _Channel:
 
     def trim(self) -> None:
         """Forget audio nobody can need again (keep the pre-roll while idle)."""
-        keep_from = self.open_start_ms if self.segmenter.in_speech else (
-            (self.vad.processed_ms if self.vad else self.fed_ms) - self.config.pre_roll_ms - WINDOW_MS)
+        keep_from = (
+            self.open_start_ms
+            if self.segmenter.in_speech
+            else ((self.vad.processed_ms if self.vad else self.fed_ms) - self.config.pre_roll_ms - WINDOW_MS)
+        )
         drop = _ms_to_samples(keep_from - self.audio_start_ms)
         if drop > SAMPLE_RATE:  # trim in >= 1 s steps, not every chunk
             self.audio = self.audio[drop:]
@@ -163,20 +166,25 @@ class _Channel:
         self.last_hypothesis_ms = now
         # Every hypothesis decodes the utterance from its start (up to `max_utterance_ms`),
         # so the words it commits were heard with their whole sentence as context.
-        words = self.uncommitted(self.owner.decode(
-            self.slice(self.open_start_ms, now), self.open_start_ms,
-            context=self.context_for(self.open_start_ms), final=needs_agreement or forced)[0])
+        words = self.uncommitted(
+            self.owner.decode(
+                self.slice(self.open_start_ms, now),
+                self.open_start_ms,
+                context=self.context_for(self.open_start_ms),
+                final=needs_agreement or forced,
+            )[0]
+        )
         out: list[Output] = []
         if forced:
             committed = [w for w in words if w.end_ms <= now - c.agreement_holdback_ms] or words[:-1] or words
-            self.agreement.previous = words[len(committed):]
+            self.agreement.previous = words[len(committed) :]
         elif now - self.segmenter.start_ms >= c.agreement_after_ms:
             young = now - self.segmenter.start_ms < c.agreement_any_after_ms
             committed = self.agreement.insert(words, now, clause_only=young)
         else:
             self.agreement.previous = list(words)
             committed = []
-        rest = words[len(committed):]
+        rest = words[len(committed) :]
         if committed:
             out.append(self.owner.make_segment(self, committed))
             self.committed_tail = (self.committed_tail + committed)[-TAIL_WORDS:]
@@ -198,8 +206,15 @@ class _Channel:
             if text != self.last_partial_text:
                 self.last_partial_text = text
                 self.owner.stats.partials += 1
-                out.append(PartialSegment(speaker=self.speaker, channel=self.channel,
-                                          start_ms=rest[0].start_ms, end_ms=rest[-1].end_ms, text=text))
+                out.append(
+                    PartialSegment(
+                        speaker=self.speaker,
+                        channel=self.channel,
+                        start_ms=rest[0].start_ms,
+                        end_ms=rest[-1].end_ms,
+                        text=text,
+                    )
+                )
         return out
 
     def uncommitted(self, words: list[TimedWord]) -> list[TimedWord]:
@@ -214,13 +229,19 @@ class _Channel:
         self.agreement.reset()
         if event.speech_ms < c.min_speech_ms or event.end_ms - self.open_start_ms < 200:
             return []
-        raw, result = self.owner.decode(self.slice(self.open_start_ms, event.end_ms), self.open_start_ms,
-                                        context=self.context_for(self.open_start_ms))
+        raw, result = self.owner.decode(
+            self.slice(self.open_start_ms, event.end_ms),
+            self.open_start_ms,
+            context=self.context_for(self.open_start_ms),
+        )
         words = self.uncommitted(raw)
         text = join_words(words)
         if not self.owner.hallucination_filter.keep(
-            text, avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
-            speech_ms=event.speech_ms, mean_prob=event.mean_prob,
+            text,
+            avg_logprob=result.avg_logprob,
+            no_speech_prob=result.no_speech_prob,
+            speech_ms=event.speech_ms,
+            mean_prob=event.mean_prob,
         ):
             if text:
                 self.owner.stats.dropped += 1
@@ -330,8 +351,10 @@ class StreamingTranscriber:
 
     def channel_states(self) -> list[tuple[int, bool, int]]:
         """(channel, in speech, ms of its audio the VAD has read) per channel: the turn layer's clock."""
-        return [(i, ch.segmenter.in_speech, ch.vad.processed_ms if ch.vad else ch.fed_ms)
-                for i, ch in sorted(self._channels.items())]
+        return [
+            (i, ch.segmenter.in_speech, ch.vad.processed_ms if ch.vad else ch.fed_ms)
+            for i, ch in sorted(self._channels.items())
+        ]
 
     def flush(self) -> list[Output]:
         """End of stream: commit whatever each channel still holds."""
@@ -347,12 +370,19 @@ class StreamingTranscriber:
     def behind(self) -> bool:
         return self.realtime and self.lag_ms > self.max_partial_lag_ms
 
-    def decode(self, audio: np.ndarray, offset_ms: int, *, context: str | None = None, final: bool = True,
-               ) -> tuple[list[TimedWord], UtteranceResult]:
+    def decode(
+        self,
+        audio: np.ndarray,
+        offset_ms: int,
+        *,
+        context: str | None = None,
+        final: bool = True,
+    ) -> tuple[list[TimedWord], UtteranceResult]:
         t0 = time.perf_counter()
         beam = self.beam_size if final else self.partial_beam_size
-        result = transcribe_utterance(self.model, audio, pad_s=self.pad_s, beam_size=beam,
-                                      language=self.language, previous_text=context)
+        result = transcribe_utterance(
+            self.model, audio, pad_s=self.pad_s, beam_size=beam, language=self.language, previous_text=context
+        )
         self.stats.decodes += 1
         self.stats.decode_s += time.perf_counter() - t0
         return timed_words(result, offset_ms, len(audio) * 1000 // SAMPLE_RATE), result
@@ -365,8 +395,10 @@ class StreamingTranscriber:
             start_ms=words[0].start_ms,
             end_ms=max(w.end_ms for w in words),
             text=join_words(words),
-            words=[Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms,
-                        probability=round(w.probability, 3)) for w in words],
+            words=[
+                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
+                for w in words
+            ],
         )
         channel.remember(segment)
         return segment

@@ -127,35 +127,51 @@ def compression_ratio(text: str) -> float:
 class TurnDecoder:
     """Decode one turn's audio in a single pass, with faster-whisper's quality fallback."""
 
-    def __init__(self, model: "WhisperModel", config: TurnConfig | None = None, *, language: str | None = None,
-                 pad_s: float | None = 1.0) -> None:
+    def __init__(
+        self,
+        model: "WhisperModel",
+        config: TurnConfig | None = None,
+        *,
+        language: str | None = None,
+        pad_s: float | None = 1.0,
+    ) -> None:
         self.model = model
         self.config = config or TurnConfig()
         self.language = language
         self.pad_s = pad_s
         self.stats = TurnStats()
 
-    def decode(self, audio: np.ndarray, offset_ms: int, fragments: Sequence[Segment],
-               prompt: str | None = None) -> list[TimedWord]:
+    def decode(
+        self, audio: np.ndarray, offset_ms: int, fragments: Sequence[Segment], prompt: str | None = None
+    ) -> list[TimedWord]:
         c = self.config
         frag_words = sum(len(s.text.split()) for s in fragments)
         t0 = time.perf_counter()
         try:
             for temperature in c.temperatures:
                 result = transcribe_utterance(
-                    self.model, audio, pad_s=self.pad_s, beam_size=c.beam_size, language=self.language,
-                    previous_text=prompt, temperature=temperature)
+                    self.model,
+                    audio,
+                    pad_s=self.pad_s,
+                    beam_size=c.beam_size,
+                    language=self.language,
+                    previous_text=prompt,
+                    temperature=temperature,
+                )
                 words = timed_words(result, offset_ms, len(audio) * 1000 // SAMPLE_RATE)
                 looped = len(truncate_repetition(words)) < len(words)
-                if not (looped
-                        or compression_ratio(result.text) > c.compression_ratio_threshold
-                        or result.avg_logprob < c.log_prob_threshold
-                        or len(words) < c.min_word_ratio * frag_words):
+                if not (
+                    looped
+                    or compression_ratio(result.text) > c.compression_ratio_threshold
+                    or result.avg_logprob < c.log_prob_threshold
+                    or len(words) < c.min_word_ratio * frag_words
+                ):
                     self.stats.fallbacks += temperature > 0
                     return words
             self.stats.kept_fragments += 1
-            return [TimedWord(" " + w.text, w.start_ms, w.end_ms, w.probability or 1.0)
-                    for s in fragments for w in s.words]
+            return [
+                TimedWord(" " + w.text, w.start_ms, w.end_ms, w.probability or 1.0) for s in fragments for w in s.words
+            ]
         finally:
             self.stats.turns += 1
             self.stats.decode_s += time.perf_counter() - t0
@@ -180,7 +196,7 @@ class _ChannelAudio:
         if gap > 0:  # dropped audio: keep the timeline with silence
             samples = np.concatenate([np.zeros(gap, dtype=np.float32), samples])
         elif gap < 0:
-            samples = samples[min(-gap, len(samples)):]
+            samples = samples[min(-gap, len(samples)) :]
         self.samples = np.concatenate([self.samples, samples])
 
     def slice(self, start_ms: int, end_ms: int) -> np.ndarray:
@@ -199,8 +215,7 @@ class _ChannelAudio:
 class TurnTranscriber:
     """A `StreamingTranscriber` plus the turn layer: fragments as before, and `Turn`s once settled."""
 
-    def __init__(self, inner: StreamingTranscriber, config: TurnConfig | None = None, *,
-                 model_name: str = "") -> None:
+    def __init__(self, inner: StreamingTranscriber, config: TurnConfig | None = None, *, model_name: str = "") -> None:
         self.inner = inner
         self.config = config or TurnConfig()
         self.policy = TurnPolicy(self.config)
@@ -254,17 +269,24 @@ class TurnTranscriber:
         audio = self._audio[turn.channel]
         start = max(audio.start_ms or 0, turn.start_ms - c.margin_ms)
         end = turn.end_ms + c.margin_ms
-        words = self.decoder.decode(audio.slice(start, end), start, turn.fragments,
-                                    prompt=self._last_text if c.prompt and self._last_text else None)
+        words = self.decoder.decode(
+            audio.slice(start, end),
+            start,
+            turn.fragments,
+            prompt=self._last_text if c.prompt and self._last_text else None,
+        )
         text = join_words(words)
         self._last_text = text
         return Turn(
-            speaker=turn.speaker, channel=turn.channel,
+            speaker=turn.speaker,
+            channel=turn.channel,
             start_ms=words[0].start_ms if words else turn.start_ms,
             end_ms=max(w.end_ms for w in words) if words else turn.end_ms,
             text=text,
-            words=[Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms,
-                        probability=round(w.probability, 3)) for w in words],
+            words=[
+                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
+                for w in words
+            ],
             segment_ids=[s.id for s in turn.fragments],
             model=self.model_name,
         )
@@ -278,8 +300,9 @@ class TurnTranscriber:
         audio.forget_before(keep_from)
 
 
-def transcribe_turns(source: AudioSource, model: "WhisperModel", config: TurnConfig | None = None, *,
-                     model_name: str = "", **kwargs) -> Iterator[Output]:
+def transcribe_turns(
+    source: AudioSource, model: "WhisperModel", config: TurnConfig | None = None, *, model_name: str = "", **kwargs
+) -> Iterator[Output]:
     """Transcribe a whole source: fragments as they commit, and each `Turn` as it settles."""
     speakers = kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
     transcriber = TurnTranscriber(StreamingTranscriber(model, speakers, **kwargs), config, model_name=model_name)

@@ -73,7 +73,7 @@ class StreamingVad:
     def feed(self, samples: np.ndarray) -> list[VadFrame]:
         buf = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
         n = len(buf) // WINDOW
-        self._pending = buf[n * WINDOW:]
+        self._pending = buf[n * WINDOW :]
         if n == 0:
             return []
         windows = buf[: n * WINDOW].reshape(n, WINDOW)

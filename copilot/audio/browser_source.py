@@ -109,8 +109,13 @@ class _Channel:
 class BrowserSource:
     """`AudioSource` fed by `push()`; channel 0 the interviewer's microphone, 1 the call."""
 
-    def __init__(self, speakers: str | Sequence[str] = ("interviewer", "candidate"), chunk_ms: int = 100,
-                 queue_seconds: float = QUEUE_SECONDS, max_skew_ms: int = MAX_SKEW_MS) -> None:
+    def __init__(
+        self,
+        speakers: str | Sequence[str] = ("interviewer", "candidate"),
+        chunk_ms: int = 100,
+        queue_seconds: float = QUEUE_SECONDS,
+        max_skew_ms: int = MAX_SKEW_MS,
+    ) -> None:
         names = parse_speakers(speakers) or ["interviewer", "candidate"]
         self.speakers: list[str] = names
         self.chunk_ms = chunk_ms

@@ -90,8 +90,8 @@ def _energies(x: np.ndarray, window: int = 1 << 20) -> tuple[float, float, float
     """Mean squares of channel 0, channel 1 and their difference, in windows (no file-sized temporaries)."""
     sums = np.zeros(3)
     for i in range(0, x.shape[1], window):
-        a = x[0, i: i + window].astype(np.float64)
-        b = x[1, i: i + window].astype(np.float64)
+        a = x[0, i : i + window].astype(np.float64)
+        b = x[1, i : i + window].astype(np.float64)
         sums += (a @ a, b @ b, (a - b) @ (a - b))
     return tuple(sums / max(x.shape[1], 1))  # type: ignore[return-value]
 
@@ -103,7 +103,7 @@ def _fold_channels(x: np.ndarray, mono: bool | None) -> tuple[np.ndarray, bool]:
         if mono is None:
             e0, e1, ediff = _energies(x)
             rms = max(e0, e1) ** 0.5
-            mono = rms > 0 and ediff ** 0.5 < DUAL_MONO_RATIO * rms
+            mono = rms > 0 and ediff**0.5 < DUAL_MONO_RATIO * rms
             dual = mono
         else:
             dual = False
@@ -148,11 +148,15 @@ def decode_audio(path: str | os.PathLike, *, mono: bool | None = None) -> Decode
             for block in resampler.resample(None):
                 out.add(block.to_ndarray())
         except av.error.FFmpegError as exc:
-            raise _fail(path, f"corrupt or truncated audio data after {decoded / rate:.2f} s ({_reason(exc)})") from None
+            raise _fail(
+                path, f"corrupt or truncated audio data after {decoded / rate:.2f} s ({_reason(exc)})"
+            ) from None
     if decoded == 0 or out.length == 0:
         raise _fail(path, "contains no audio samples")
     if declared and decoded < declared * 0.98 - rate * 0.05:
-        raise _fail(path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares")
+        raise _fail(
+            path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares"
+        )
     x = out.result()
     x, dual = _fold_channels(x, mono)
     # Rows are contiguous (what consumers slice); the 2-D view is not copied to save a full-size copy.
@@ -174,7 +178,7 @@ class _Collector:
     def add(self, block: np.ndarray) -> None:
         n = block.shape[1]
         if self.buf is not None and self.length + n <= self.buf.shape[1]:
-            self.buf[:, self.length: self.length + n] = block
+            self.buf[:, self.length : self.length + n] = block
         else:
             if self.buf is not None:  # the header under-declared: fall back to a list
                 self.blocks.append(self.buf[:, : self.length])

@@ -37,8 +37,10 @@ class DeviceInfo:
 
     def describe(self) -> str:
         star = "*" if self.is_default else " "
-        return (f"{star}{self.index:3d}  {self.name}  ({self.hostapi}, {self.input_channels} in, "
-                f"{self.default_samplerate:.0f} Hz)")
+        return (
+            f"{star}{self.index:3d}  {self.name}  ({self.hostapi}, {self.input_channels} in, "
+            f"{self.default_samplerate:.0f} Hz)"
+        )
 
 
 def _sd():
@@ -65,8 +67,16 @@ def list_devices(rescan: bool = False, inputs_only: bool = True) -> list[DeviceI
     for i, d in enumerate(devices):
         if inputs_only and d["max_input_channels"] <= 0:
             continue
-        out.append(DeviceInfo(i, d["name"], hostapis[d["hostapi"]]["name"], int(d["max_input_channels"]),
-                              float(d["default_samplerate"]), i == default_in))
+        out.append(
+            DeviceInfo(
+                i,
+                d["name"],
+                hostapis[d["hostapi"]]["name"],
+                int(d["max_input_channels"]),
+                float(d["default_samplerate"]),
+                i == default_in,
+            )
+        )
     return out
 
 
@@ -74,8 +84,10 @@ def find_device(spec: str | int | None, devices: list[DeviceInfo] | None = None)
     """An input device by index, exact name, or unique case-insensitive name fragment; None = default."""
     devices = list_devices() if devices is None else devices
     if not devices:
-        raise AudioInputError(f"no audio input devices found{'' if spec is None else f' (wanted {spec!r})'}; "
-                              "is a microphone connected, or PulseAudio/PipeWire running?")
+        raise AudioInputError(
+            f"no audio input devices found{'' if spec is None else f' (wanted {spec!r})'}; "
+            "is a microphone connected, or PulseAudio/PipeWire running?"
+        )
     if spec is None or spec == "":
         for d in devices:
             if d.is_default:
@@ -94,8 +106,9 @@ def find_device(spec: str | int | None, devices: list[DeviceInfo] | None = None)
         return partial[0]
     names = "; ".join(f"{d.index}: {d.name}" for d in devices)
     if partial:
-        raise AudioInputError(f"input device {text!r} is ambiguous; matches: "
-                              + "; ".join(f"{d.index}: {d.name}" for d in partial))
+        raise AudioInputError(
+            f"input device {text!r} is ambiguous; matches: " + "; ".join(f"{d.index}: {d.name}" for d in partial)
+        )
     raise AudioInputError(f"no input device {text!r}; available: {names} (see `copilot devices`)")
 
 
@@ -112,8 +125,9 @@ class _Resampler:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self._swr is None or len(x) == 0:
             return x
-        frame = self._av.AudioFrame.from_ndarray(np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1),
-                                                 format="flt", layout="mono")
+        frame = self._av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
         frame.sample_rate = self.rate
         frame.pts = None
         out = [f.to_ndarray().reshape(-1) for f in self._swr.resample(frame)]
@@ -141,9 +155,15 @@ class _Channel:
 class DeviceSource:
     """`AudioSource` from one or two input devices (one speaker each), 16 kHz float32 chunks."""
 
-    def __init__(self, device: str | int | None = None, system_device: str | int | None = None,
-                 speakers: Sequence[str] | str = ("interviewer", "candidate"), chunk_ms: int = 100,
-                 queue_seconds: float = QUEUE_SECONDS, rescan: bool = False) -> None:
+    def __init__(
+        self,
+        device: str | int | None = None,
+        system_device: str | int | None = None,
+        speakers: Sequence[str] | str = ("interviewer", "candidate"),
+        chunk_ms: int = 100,
+        queue_seconds: float = QUEUE_SECONDS,
+        rescan: bool = False,
+    ) -> None:
         sd = _sd()
         devices = list_devices(rescan=rescan)
         infos = [find_device(device, devices)]
@@ -163,9 +183,14 @@ class DeviceSource:
         try:
             for ch in self._channels:
                 ch.stream = sd.InputStream(
-                    device=ch.info.index, channels=min(ch.info.input_channels, 2), samplerate=ch.rate,
-                    dtype="float32", blocksize=max(1, ch.rate * chunk_ms // 1000), latency="low",
-                    callback=self._callback_for(ch))
+                    device=ch.info.index,
+                    channels=min(ch.info.input_channels, 2),
+                    samplerate=ch.rate,
+                    dtype="float32",
+                    blocksize=max(1, ch.rate * chunk_ms // 1000),
+                    latency="low",
+                    callback=self._callback_for(ch),
+                )
         except (sd.PortAudioError, ValueError) as exc:
             self.close()
             raise AudioInputError(f"cannot open input device {ch.info.name!r}: {exc}") from None

@@ -29,7 +29,9 @@ def parse_speakers(speakers: str | Sequence[str] | None) -> list[str] | None:
         return None
     names = [s.strip() for s in (speakers.split(",") if isinstance(speakers, str) else speakers)]
     if not names or any(not n for n in names):
-        raise AudioInputError(f"bad speaker names {speakers!r}: give one non-empty name per channel, e.g. interviewer,candidate")
+        raise AudioInputError(
+            f"bad speaker names {speakers!r}: give one non-empty name per channel, e.g. interviewer,candidate"
+        )
     if len(set(names)) != len(names):
         raise AudioInputError(f"bad speaker names {speakers!r}: names must differ")
     return names
@@ -48,9 +50,15 @@ class FileSource:
     `mono`: None = auto (a dual-mono stereo file is one speaker), True = mix down, False = split.
     """
 
-    def __init__(self, path: str | os.PathLike, realtime: bool = False,
-                 speakers: str | Sequence[str] | None = None, chunk_ms: int = 100,
-                 speed: float = 1.0, mono: bool | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        realtime: bool = False,
+        speakers: str | Sequence[str] | None = None,
+        chunk_ms: int = 100,
+        speed: float = 1.0,
+        mono: bool | None = None,
+    ) -> None:
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
         if speed <= 0:
@@ -68,8 +76,10 @@ class FileSource:
                 what = "one speaker (its two channels carry the same signal)"
             else:
                 what = "one channel (mono)" if self.audio.channels == 1 else f"{self.audio.channels} channels"
-            raise AudioInputError(f"{self.path}: has {what} but {len(names)} speaker name(s) were given "
-                                  f"({','.join(names)}); give one name per channel")
+            raise AudioInputError(
+                f"{self.path}: has {what} but {len(names)} speaker name(s) were given "
+                f"({','.join(names)}); give one name per channel"
+            )
         self.speakers: list[str] = names
         self._closed = threading.Event()
 

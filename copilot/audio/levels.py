@@ -27,9 +27,9 @@ SPEECH_MS = 2_000  # the other channel needs at least this much speech in the wi
 
 CHECK_HINTS = {
     0: "check that the right microphone is picked, that it is not muted, and that a headset mic is not "
-       "routed elsewhere",
+    "routed elsewhere",
     1: "check that the call's tab (not another tab or a window) is shared with its audio, that the tab is not "
-       "muted, and that the call's sound is not routed only to a headset",
+    "muted, and that the call's sound is not routed only to a headset",
 }
 
 
@@ -53,8 +53,10 @@ class SilenceChange:
             return f"sound on the {self.speaker} channel again"
         what = "digital silence" if self.digital else "far below speech level"
         hint = CHECK_HINTS.get(self.channel, "check that channel's input")
-        return (f"no sound from the {self.speaker} channel (channel {self.channel}, {what}) for "
-                f"{WINDOW_MS // 1000} s while the other channel has speech: {hint}")
+        return (
+            f"no sound from the {self.speaker} channel (channel {self.channel}, {what}) for "
+            f"{WINDOW_MS // 1000} s while the other channel has speech: {hint}"
+        )
 
 
 class _Track:
@@ -67,8 +69,14 @@ class _Track:
 
 
 class LevelWatch:
-    def __init__(self, speakers: Sequence[str], window_ms: int = WINDOW_MS, silent_db: float = SILENT_DB,
-                 speech_db: float = SPEECH_DB, speech_ms: int = SPEECH_MS) -> None:
+    def __init__(
+        self,
+        speakers: Sequence[str],
+        window_ms: int = WINDOW_MS,
+        silent_db: float = SILENT_DB,
+        speech_db: float = SPEECH_DB,
+        speech_ms: int = SPEECH_MS,
+    ) -> None:
         self.speakers = list(speakers)
         self.window_ms = window_ms
         self.silent_db = silent_db
@@ -113,12 +121,10 @@ class LevelWatch:
                     continue
                 full = t.seen_ms - t.first_ms >= self.window_ms
                 loudest = max(db for _, db, _ in t.window)
-                others = [j for j in range(len(self._tracks)) if j != i
-                          and speech[j] * chunk_ms[j] >= self.speech_ms]
+                others = [j for j in range(len(self._tracks)) if j != i and speech[j] * chunk_ms[j] >= self.speech_ms]
                 if not t.flagged and full and loudest < self.silent_db and others:
                     t.flagged = True
-                    changes.append(SilenceChange(i, self.speakers[i], True, all(z for _, _, z in t.window),
-                                                 others[0]))
+                    changes.append(SilenceChange(i, self.speakers[i], True, all(z for _, _, z in t.window), others[0]))
                 elif t.flagged and loudest >= self.silent_db:
                     t.flagged = False
                     changes.append(SilenceChange(i, self.speakers[i], False, False, -1))

@@ -32,8 +32,7 @@ from copilot.asr.options import add_asr_arguments
 from copilot.config import shared_data_dir
 
 SHARED_AUDIO = shared_data_dir() / "audio"
-TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "turn_latency_median_s": 1.5, "rtf": 0.3,
-           "peak_rss_mb": 700}
+TARGETS = {"latency_median_s": 1.5, "latency_p95_s": 3.0, "turn_latency_median_s": 1.5, "rtf": 0.3, "peak_rss_mb": 700}
 
 
 @dataclass
@@ -70,14 +69,28 @@ def default_cases() -> list[Case]:
     cases: list[Case] = []
     if SHARED_AUDIO.is_dir():
         cases += [
-            Case("jfk", SHARED_AUDIO / "jfk.flac", [
-                "And so my fellow Americans, ask not what your country can do for you, "
-                "ask what you can do for your country."]),
-            Case("stereo", SHARED_AUDIO / "stereo_diarization.wav", [
-                "He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
-                "The horizon seems extremely distant."], mono=False),
-            Case("ami", SHARED_AUDIO / "ami" / "ES2011a.Headset-0-40s-46s.wav",
-                 ["I'm Abigail Claflin. You can call me Abbie."]),
+            Case(
+                "jfk",
+                SHARED_AUDIO / "jfk.flac",
+                [
+                    "And so my fellow Americans, ask not what your country can do for you, "
+                    "ask what you can do for your country."
+                ],
+            ),
+            Case(
+                "stereo",
+                SHARED_AUDIO / "stereo_diarization.wav",
+                [
+                    "He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
+                    "The horizon seems extremely distant.",
+                ],
+                mono=False,
+            ),
+            Case(
+                "ami",
+                SHARED_AUDIO / "ami" / "ES2011a.Headset-0-40s-46s.wav",
+                ["I'm Abigail Claflin. You can call me Abbie."],
+            ),
         ]
     from copilot.audio.demo import DEMO_AUDIO, DEMO_SCRIPT
 
@@ -115,6 +128,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 # ------------------------------------------------------------------ runs
 
+
 def stream_fast(model, case: Case, **kwargs) -> tuple[list, list, float, float, float]:
     """Stream a file as fast as possible: (segments, turns, wall s, process CPU s, audio s)."""
     from copilot.asr.streaming import StreamingTranscriber
@@ -130,12 +144,18 @@ def stream_fast(model, case: Case, **kwargs) -> tuple[list, list, float, float, 
         out += transcriber.feed(chunk)
     out += transcriber.flush()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return ([o for o in out if isinstance(o, Segment)], [o for o in out if isinstance(o, Turn)], wall, cpu,
-            source.duration_ms / 1000)
+    return (
+        [o for o in out if isinstance(o, Segment)],
+        [o for o in out if isinstance(o, Turn)],
+        wall,
+        cpu,
+        source.duration_ms / 1000,
+    )
 
 
-def stream_realtime(model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 20,
-                    **kwargs) -> tuple[list, list[float], list[float]]:
+def stream_realtime(
+    model, case: Case, *, tail_s: float = 1.5, chunk_ms: int = 20, **kwargs
+) -> tuple[list, list[float], list[float]]:
     """Replay at real-time pace; returns (segments, latency in seconds per final segment, per turn)."""
     import numpy as np
 
@@ -242,9 +262,15 @@ def la2_baseline(model, samples, *, chunk_s: float = 1.0, max_buffer_s: float = 
         t = min(t, duration)
         clock = max(clock, t)
         t0 = time.perf_counter()
-        segs, _ = model.transcribe(samples[int(buffer_start * rate):int(t * rate)], beam_size=1, temperature=0.0,
-                                   condition_on_previous_text=False, word_timestamps=True, vad_filter=True,
-                                   initial_prompt=" ".join(committed)[-200:] or None)
+        segs, _ = model.transcribe(
+            samples[int(buffer_start * rate) : int(t * rate)],
+            beam_size=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            vad_filter=True,
+            initial_prompt=" ".join(committed)[-200:] or None,
+        )
         words = [(w.word, buffer_start + w.start, buffer_start + w.end) for seg in segs for w in seg.words or []]
         clock += time.perf_counter() - t0
         words = [w for w in words if w[1] >= committed_end - 0.05]
@@ -259,7 +285,7 @@ def la2_baseline(model, samples, *, chunk_s: float = 1.0, max_buffer_s: float = 
             committed += [w[0].strip() for w in agreed]
             committed_end = agreed[-1][2]
             latencies.append(max(0.0, clock - float(committed_end)))
-        previous = words[len(agreed):]
+        previous = words[len(agreed) :]
         if t - buffer_start > max_buffer_s and committed_end > buffer_start:
             buffer_start = committed_end
         if final:
@@ -274,7 +300,7 @@ def one_shot(model, case: Case, beam_size: int = 1) -> list[str]:
 
     source = FileSource(case.path, mono=case.mono)
     texts = []
-    options = ({"temperature": 0.0, "condition_on_previous_text": False} if beam_size == 1 else {})
+    options = {"temperature": 0.0, "condition_on_previous_text": False} if beam_size == 1 else {}
     for ch in range(source.samples.shape[0]):
         segs, _ = model.transcribe(source.samples[ch], beam_size=beam_size, vad_filter=True, **options)
         texts.append(" ".join(s.text.strip() for s in segs))
@@ -282,8 +308,10 @@ def one_shot(model, case: Case, beam_size: int = 1) -> list[str]:
 
 
 def channel_texts(segments: Sequence, channels: int) -> list[str]:
-    return [" ".join(s.text for s in sorted(segments, key=lambda s: s.start_ms) if s.channel == ch)
-            for ch in range(channels)]
+    return [
+        " ".join(s.text for s in sorted(segments, key=lambda s: s.start_ms) if s.channel == ch)
+        for ch in range(channels)
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -301,14 +329,23 @@ def peak_rss_mb() -> float:
 
 # ------------------------------------------------------------------ command
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_asr_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--files", nargs="+", default=None, metavar="FILE",
-                   help="audio files to use instead of the default set (no WER without references)")
+    p.add_argument(
+        "--files",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="audio files to use instead of the default set (no WER without references)",
+    )
     p.add_argument("--no-realtime", action="store_true", help="skip the real-time replay (no latency figures)")
-    p.add_argument("--baseline", action="store_true",
-                   help="also run a plain LocalAgreement-2 loop over 1 s chunks on the synthetic interview")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run a plain LocalAgreement-2 loop over 1 s chunks on the synthetic interview",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,8 +365,16 @@ def run(args: argparse.Namespace) -> int:
     for case in cases:
         segs, turns, wall, cpu, audio_s = stream_fast(model, case, emit_partials=False)
         channels = FileSource(case.path, mono=case.mono).samples.shape[0]
-        r = CaseResult(case.name, case.kind, round(audio_s, 2), channels, len(segs), rtf=wall / audio_s,
-                       cpu_rtf=cpu / audio_s, turns=len(turns))
+        r = CaseResult(
+            case.name,
+            case.kind,
+            round(audio_s, 2),
+            channels,
+            len(segs),
+            rtf=wall / audio_s,
+            cpu_rtf=cpu / audio_s,
+            turns=len(turns),
+        )
         r.stream_text = channel_texts(segs, channels)
         r.turn_text = channel_texts(turns, channels)
         if case.references:
@@ -374,10 +419,14 @@ def run_baseline(model, cases: list[Case]) -> dict:
         lat += latencies
         e, k = word_errors(ref, text)
         errs, n = errs + e, n + k
-    return {"file": case.name, "latency_median_s": round(float(statistics.median(lat)), 3) if lat else None,
-            "latency_p95_s": round(float(percentile(lat, 0.95)), 3) if lat else None, "commits": len(lat),
-            "wer": round(errs / max(1, n), 4),
-            "note": "simulated clock; each channel on its own worker (optimistic for the baseline)"}
+    return {
+        "file": case.name,
+        "latency_median_s": round(float(statistics.median(lat)), 3) if lat else None,
+        "latency_p95_s": round(float(percentile(lat, 0.95)), 3) if lat else None,
+        "commits": len(lat),
+        "wer": round(errs / max(1, n), 4),
+        "note": "simulated clock; each channel on its own worker (optimistic for the baseline)",
+    }
 
 
 def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
@@ -404,14 +453,26 @@ def summarize(results: list[CaseResult], args, device, cores: int) -> dict:
         "turn_latency_median_s": round(statistics.median(turn_lat), 3) if turn_lat else None,
         "turn_latency_p95_s": round(percentile(turn_lat, 0.95), 3) if turn_lat else None,
         "latency_turns": len(turn_lat),
-        "wer": {kind: {"streaming": group_wer(kind, "stream_wer"), "turns": group_wer(kind, "turn_wer"),
-                       "one_shot": group_wer(kind, "oneshot_wer"), "one_shot_beam5": group_wer(kind, "oneshot5_wer")}
-                for kind in ("real", "synthetic")},
+        "wer": {
+            kind: {
+                "streaming": group_wer(kind, "stream_wer"),
+                "turns": group_wer(kind, "turn_wer"),
+                "one_shot": group_wer(kind, "oneshot_wer"),
+                "one_shot_beam5": group_wer(kind, "oneshot5_wer"),
+            }
+            for kind in ("real", "synthetic")
+        },
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "targets": TARGETS,
-        "files": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(r).items()
-                   if k not in ("latencies_s", "turn_latencies_s")} | {"latency_median_s": round(statistics.median(r.latencies_s), 3)
-                                                    if r.latencies_s else None} for r in results],
+        "files": [
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in asdict(r).items()
+                if k not in ("latencies_s", "turn_latencies_s")
+            }
+            | {"latency_median_s": round(statistics.median(r.latencies_s), 3) if r.latencies_s else None}
+            for r in results
+        ],
     }
     return report
 
@@ -424,31 +485,47 @@ def print_report(rep: dict) -> None:
 
     print(f"copilot bench asr: model {rep['model']} on {rep['device']} ({rep['cpu_cores']} cores)")
     print(f"  (load average {rep['load_average']}: other work on this machine inflates wall-clock figures)")
-    print(f"  real-time factor      {rep['rtf']}   (target <= {TARGETS['rtf']}) {ok('rtf', rep['rtf'])}   "
-          f"CPU-seconds per audio second {rep['cpu_rtf']}")
-    print(f"  latency median        {rep['latency_median_s']} s (target <= {TARGETS['latency_median_s']}) "
-          f"{ok('latency_median_s', rep['latency_median_s'])}")
-    print(f"  latency p95           {rep['latency_p95_s']} s (target <= {TARGETS['latency_p95_s']}) "
-          f"{ok('latency_p95_s', rep['latency_p95_s'])}   max {rep['latency_max_s']} s over "
-          f"{rep['latency_segments']} segments")
-    print(f"  turn settles after    {rep['turn_latency_median_s']} s median "
-          f"(target <= {TARGETS['turn_latency_median_s']}) {ok('turn_latency_median_s', rep['turn_latency_median_s'])}"
-          f"   p95 {rep['turn_latency_p95_s']} s over {rep['latency_turns']} turns")
+    print(
+        f"  real-time factor      {rep['rtf']}   (target <= {TARGETS['rtf']}) {ok('rtf', rep['rtf'])}   "
+        f"CPU-seconds per audio second {rep['cpu_rtf']}"
+    )
+    print(
+        f"  latency median        {rep['latency_median_s']} s (target <= {TARGETS['latency_median_s']}) "
+        f"{ok('latency_median_s', rep['latency_median_s'])}"
+    )
+    print(
+        f"  latency p95           {rep['latency_p95_s']} s (target <= {TARGETS['latency_p95_s']}) "
+        f"{ok('latency_p95_s', rep['latency_p95_s'])}   max {rep['latency_max_s']} s over "
+        f"{rep['latency_segments']} segments"
+    )
+    print(
+        f"  turn settles after    {rep['turn_latency_median_s']} s median "
+        f"(target <= {TARGETS['turn_latency_median_s']}) {ok('turn_latency_median_s', rep['turn_latency_median_s'])}"
+        f"   p95 {rep['turn_latency_p95_s']} s over {rep['latency_turns']} turns"
+    )
     for kind, w in rep["wer"].items():
         if w["streaming"] is not None:
-            print(f"  WER {kind:<10}        fragments {w['streaming']:.3f}   turns {w['turns']:.3f}   "
-                  f"one-shot beam 1 {w['one_shot']:.3f}   beam 5 {w['one_shot_beam5']:.3f}")
-    print(f"  peak RSS              {rep['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}) "
-          f"{ok('peak_rss_mb', rep['peak_rss_mb'])}")
+            print(
+                f"  WER {kind:<10}        fragments {w['streaming']:.3f}   turns {w['turns']:.3f}   "
+                f"one-shot beam 1 {w['one_shot']:.3f}   beam 5 {w['one_shot_beam5']:.3f}"
+            )
+    print(
+        f"  peak RSS              {rep['peak_rss_mb']} MB (target <= {TARGETS['peak_rss_mb']}) "
+        f"{ok('peak_rss_mb', rep['peak_rss_mb'])}"
+    )
     base = rep.get("baseline_la2_1s")
     if base:
-        print(f"  baseline LA-2 / 1 s   latency median {base['latency_median_s']} s, p95 {base['latency_p95_s']} s, "
-              f"WER {base['wer']:.3f} on {base['file']} ({base['note']})")
+        print(
+            f"  baseline LA-2 / 1 s   latency median {base['latency_median_s']} s, p95 {base['latency_p95_s']} s, "
+            f"WER {base['wer']:.3f} on {base['file']} ({base['note']})"
+        )
     for f in rep["files"]:
         sw = "-" if f["stream_wer"] is None else f"{f['stream_wer']:.3f}"
         ow = "-" if f["oneshot_wer"] is None else f"{f['oneshot_wer']:.3f}"
         tw = "-" if f["turn_wer"] is None else f"{f['turn_wer']:.3f}"
         o5 = "-" if f["oneshot5_wer"] is None else f"{f['oneshot5_wer']:.3f}"
-        print(f"    {f['name']:<8} {f['audio_s']:>6.1f} s  rtf {f['rtf']:.3f} (cpu {f['cpu_rtf']:.3f})  WER fragments {sw} "
-              f"turns {tw} one-shot {ow} / beam 5 {o5}  "
-              f"latency median {f['latency_median_s']}")
+        print(
+            f"    {f['name']:<8} {f['audio_s']:>6.1f} s  rtf {f['rtf']:.3f} (cpu {f['cpu_rtf']:.3f})  WER fragments {sw} "
+            f"turns {tw} one-shot {ow} / beam 5 {o5}  "
+            f"latency median {f['latency_median_s']}"
+        )

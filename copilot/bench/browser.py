@@ -42,9 +42,16 @@ if TYPE_CHECKING:  # numpy stays out of `copilot --help` (tests/test_import_grap
     import numpy as np
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--autoplay-policy=no-user-gesture-required",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
 HOOK = """
 window.copilotCaptureTestHooks = { callStream: async () => {
   const bytes = Uint8Array.from(atob(window.__benchCall), (ch) => ch.charCodeAt(0));
@@ -62,8 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr-device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--chromium", default=CHROMIUM, help="Chromium binary (default %(default)s)")
     p.add_argument("--rate", type=int, default=0, help="AudioContext rate, e.g. 48000 (default: the browser's)")
-    p.add_argument("--page-options", default="", metavar="QUERY",
-                   help="extra capture-page options, e.g. 'aec=0&ns=1' (see web/capture.js)")
+    p.add_argument(
+        "--page-options",
+        default="",
+        metavar="QUERY",
+        help="extra capture-page options, e.g. 'aec=0&ns=1' (see web/capture.js)",
+    )
     p.add_argument("--no-replay", action="store_true", help="skip the file replay comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -146,8 +157,10 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise CopilotError("the browser bench needs Playwright for Python (pip install playwright==1.65.2); "
-                           "it drives the local Chromium, it downloads nothing") from None
+        raise CopilotError(
+            "the browser bench needs Playwright for Python (pip install playwright==1.65.2); "
+            "it drives the local Chromium, it downloads nothing"
+        ) from None
     if not Path(args.chromium).exists():
         raise CopilotError(f"no Chromium at {args.chromium} (give --chromium PATH)")
     from copilot.audio.decode import decode_audio
@@ -159,10 +172,25 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
     call = _write_wav(audio.samples[1], work / "call.wav")
     token = "bench-" + os.urandom(8).hex()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "copilot", "live", "--browser", "--no-browser", "--data-dir", str(work / "data"),
-         "--model", args.model, "--asr-device", args.asr_device],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "COPILOT_TOKEN": token, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "copilot",
+            "live",
+            "--browser",
+            "--no-browser",
+            "--data-dir",
+            str(work / "data"),
+            "--model",
+            args.model,
+            "--asr-device",
+            args.asr_device,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "COPILOT_TOKEN": token, "PYTHONUNBUFFERED": "1"},
+    )
     values: dict[str, str] = {}
     assert proc.stdout is not None
     while "COPILOT_CAPTURE_URL" not in values:
@@ -182,11 +210,13 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
         capture_url += "&" + args.page_options.lstrip("&?")
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=args.chromium,
-                                        args=CHROMIUM_ARGS + [f"--use-file-for-fake-audio-capture={mic}%noloop"])
+            browser = p.chromium.launch(
+                executable_path=args.chromium, args=CHROMIUM_ARGS + [f"--use-file-for-fake-audio-capture={mic}%noloop"]
+            )
             page = browser.new_page()
-            page.add_init_script(f"window.__benchCall = {json.dumps(base64.b64encode(call.read_bytes()).decode())};"
-                                 + HOOK)
+            page.add_init_script(
+                f"window.__benchCall = {json.dumps(base64.b64encode(call.read_bytes()).decode())};" + HOOK
+            )
             page.goto(capture_url)
             page.check("#consent")
             cpu0, wall0 = _chromium_cpu_s(), time.monotonic()
@@ -206,17 +236,26 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
         if proc.poll() is None:
             proc.terminate()
         proc.wait(30)
-    clocks = [m["data"]["details"]["audio_t0"] for _, m in sink
-              if m["type"] == "status" and m["data"].get("details", {}).get("kind") == "clock"]
+    clocks = [
+        m["data"]["details"]["audio_t0"]
+        for _, m in sink
+        if m["type"] == "status" and m["data"].get("details", {}).get("kind") == "clock"
+    ]
     if not clocks:
         raise CopilotError("the capture page never reported its audio clock")
     lat_origin, text = _latency(sink, min(clocks))
     lat = _latency_by_blocks(sink, clock_log)
     minutes = (wall1 - wall0) / 60
     placed_s = max(i for i, _ in clock_log) / 16000 if clock_log else 0.0
-    return {"latency": lat, "latency_one_origin": lat_origin, "text": text, "audio_rate": rate, "page_stats": stats,
-            "realtime": placed_s / (clock_log[-1][1] - min(clocks)) if clock_log else float("nan"),
-            "browser_cpu_s_per_min": (cpu1 - cpu0) / minutes if minutes > 0 else float("nan")}
+    return {
+        "latency": lat,
+        "latency_one_origin": lat_origin,
+        "text": text,
+        "audio_rate": rate,
+        "page_stats": stats,
+        "realtime": placed_s / (clock_log[-1][1] - min(clocks)) if clock_log else float("nan"),
+        "browser_cpu_s_per_min": (cpu1 - cpu0) / minutes if minutes > 0 else float("nan"),
+    }
 
 
 def _replay_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
@@ -227,8 +266,11 @@ def _replay_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as data:
         sinks = asyncio.run(pipeline._replay_with_clients(ns, path, token, data))
     sink = sinks[0]
-    t0 = next(m["data"]["details"]["audio_t0"] for _, m in sink
-              if m["type"] == "status" and m["data"].get("message") == "audio started")
+    t0 = next(
+        m["data"]["details"]["audio_t0"]
+        for _, m in sink
+        if m["type"] == "status" and m["data"].get("message") == "audio started"
+    )
     lat, text = _latency(sink, t0)
     return {"latency": lat, "text": text}
 
@@ -243,11 +285,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"file": str(path), "cpu_count": os.cpu_count(), "model": args.model}
     with tempfile.TemporaryDirectory(prefix="copilot-bench-browser-") as tmp:
         b = _browser_run(args, path, Path(tmp))
-    out["browser"] = {"segment_end_to_client_s": _summary(b["latency"]),
-                      "segment_end_to_client_one_origin_s": _summary(b["latency_one_origin"]),
-                      "audio_clock_vs_wall": b["realtime"], "audio_rate": b["audio_rate"],
-                      "browser_cpu_s_per_min": b["browser_cpu_s_per_min"], "page_stats": b["page_stats"],
-                      "wer": wer(ref, b["text"]) if ref else None}
+    out["browser"] = {
+        "segment_end_to_client_s": _summary(b["latency"]),
+        "segment_end_to_client_one_origin_s": _summary(b["latency_one_origin"]),
+        "audio_clock_vs_wall": b["realtime"],
+        "audio_rate": b["audio_rate"],
+        "browser_cpu_s_per_min": b["browser_cpu_s_per_min"],
+        "page_stats": b["page_stats"],
+        "wer": wer(ref, b["text"]) if ref else None,
+    }
     if not args.no_replay:
         r = _replay_run(args, path)
         out["replay"] = {"segment_end_to_client_s": _summary(r["latency"]), "wer": wer(ref, r["text"]) if ref else None}
@@ -265,9 +311,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         r = result[name]
         s = r["segment_end_to_client_s"]
-        extra = (f", AudioContext {r['audio_rate']} Hz, browser CPU {r['browser_cpu_s_per_min']:.1f} s per minute"
-                 if name == "browser" else "")
+        extra = (
+            f", AudioContext {r['audio_rate']} Hz, browser CPU {r['browser_cpu_s_per_min']:.1f} s per minute"
+            if name == "browser"
+            else ""
+        )
         w = f", WER {r['wer']:.3f}" if r.get("wer") is not None else ""
-        print(f"  {name:7s} segment end -> client: median {s['median']:.2f} s, p95 {s['p95']:.2f} s, "
-              f"max {s['max']:.2f} s (n={s['n']}){w}{extra}")
+        print(
+            f"  {name:7s} segment end -> client: median {s['median']:.2f} s, p95 {s['p95']:.2f} s, "
+            f"max {s['max']:.2f} s (n={s['n']}){w}{extra}"
+        )
     return 0

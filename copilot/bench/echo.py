@@ -94,24 +94,33 @@ def double_talk(samples: np.ndarray, turns: Sequence[dict], path: Path, gap_ms: 
     gap = np.zeros(RATE * gap_ms // 1000, dtype=np.float32)
     for t in turns:
         ch = t["channel"]
-        chans[ch] += [gap, samples[ch, t["start_ms"] * RATE // 1000: t["end_ms"] * RATE // 1000]]
+        chans[ch] += [gap, samples[ch, t["start_ms"] * RATE // 1000 : t["end_ms"] * RATE // 1000]]
         refs[ch].append(t["text"])
     parts = [np.concatenate(c) for c in chans]
     n = max(len(p) for p in parts) + RATE // 2
     out = np.zeros((2, n), dtype=np.float32)
     for ch, p in enumerate(parts):
-        out[ch, :len(p)] = p
+        out[ch, : len(p)] = p
     write_wav(out, path)
     return [" ".join(r) for r in refs]
 
 
-def misattributed(segments: Sequence[Any], turns: Sequence[dict], delay_ms: int, channel: int = 0,
-                  other: int = 1, margin_ms: int = 250) -> list[str]:
+def misattributed(
+    segments: Sequence[Any],
+    turns: Sequence[dict],
+    delay_ms: int,
+    channel: int = 0,
+    other: int = 1,
+    margin_ms: int = 250,
+) -> list[str]:
     """Words on `channel` whose middle lies in an `other` turn (shifted by the delay) and in none of
     `channel`'s own turns (widened by `margin_ms`, for timing slop)."""
     own = [(t["start_ms"] - margin_ms, t["end_ms"] + margin_ms) for t in turns if t["channel"] == channel]
-    theirs = [(t["start_ms"] + delay_ms - margin_ms, t["end_ms"] + delay_ms + margin_ms)
-              for t in turns if t["channel"] == other]
+    theirs = [
+        (t["start_ms"] + delay_ms - margin_ms, t["end_ms"] + delay_ms + margin_ms)
+        for t in turns
+        if t["channel"] == other
+    ]
     out = []
     for s in segments:
         if s.channel != channel:
@@ -153,14 +162,32 @@ def gate_cpu(path: Path) -> tuple[float, float]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_asr_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--levels", type=float, nargs="+", default=list(LEVELS_DB), metavar="DB",
-                   help="leak levels in dB (default: -20 -12)")
-    p.add_argument("--delays", type=int, nargs="+", default=list(DELAYS_MS), metavar="MS",
-                   help="leak delays in ms (default: 20 40 80)")
+    p.add_argument(
+        "--levels",
+        type=float,
+        nargs="+",
+        default=list(LEVELS_DB),
+        metavar="DB",
+        help="leak levels in dB (default: -20 -12)",
+    )
+    p.add_argument(
+        "--delays",
+        type=int,
+        nargs="+",
+        default=list(DELAYS_MS),
+        metavar="MS",
+        help="leak delays in ms (default: 20 40 80)",
+    )
     p.add_argument("--no-double-talk", action="store_true", help="skip the double-talk mixes")
-    p.add_argument("--rooms", nargs="*", default=[], choices=sorted(ROOMS), metavar="ROOM",
-                   help="also mix leaks through sox reverb (reverb: with the direct path; wet: reverberation "
-                        "only) at the first level and delay")
+    p.add_argument(
+        "--rooms",
+        nargs="*",
+        default=[],
+        choices=sorted(ROOMS),
+        metavar="ROOM",
+        help="also mix leaks through sox reverb (reverb: with the direct path; wet: reverberation "
+        "only) at the first level and delay",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,8 +260,13 @@ def run(args: argparse.Namespace) -> int:
                     row[f"wer_ch1_{key}"] = round(wer(dt_refs[1], _text(segs, 1)), 3)
                 dt_rows.append(row)
                 _progress(args, row)
-    report = {"model": args.model, "echo": rows, "double_talk": dt_rows, "cpu": cpu,
-              "target_misattributed_at_-20dB": TARGET_MISATTRIBUTED}
+    report = {
+        "model": args.model,
+        "echo": rows,
+        "double_talk": dt_rows,
+        "cpu": cpu,
+        "target_misattributed_at_-20dB": TARGET_MISATTRIBUTED,
+    }
     if args.json:
         print(json.dumps(report))
     else:
@@ -263,15 +295,21 @@ def print_report(rep: dict) -> None:
         if r["level_db"] is not None and r["level_db"] <= -20 and not r.get("room"):
             flag = "  ok" if r["misattributed_on"] <= rep["target_misattributed_at_-20dB"] else "  OVER TARGET"
         room = f"  (sox {' '.join(ROOMS[r['room']])} on the leak)" if r.get("room") else ""
-        print(f"  {_level(r)}  {r['delay_ms']:>4d}ms  {r['misattributed_off']:>8d} -> {r['misattributed_on']:<8d}"
-              f"   {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}"
-              f"{flag}{room}")
+        print(
+            f"  {_level(r)}  {r['delay_ms']:>4d}ms  {r['misattributed_off']:>8d} -> {r['misattributed_on']:<8d}"
+            f"   {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}"
+            f"{flag}{room}"
+        )
     if rep["double_talk"]:
         print("Double-talk (both speak at once, candidate also leaking into the mic)")
         print("  level  delay  WER interviewer off -> on   WER candidate off -> on")
         for r in rep["double_talk"]:
-            print(f"  {_level(r)}  {r['delay_ms']:>4d}ms  {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}"
-                  f"   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}")
+            print(
+                f"  {_level(r)}  {r['delay_ms']:>4d}ms  {r['wer_ch0_off']:>10.3f} -> {r['wer_ch0_on']:<10.3f}"
+                f"   {r['wer_ch1_off']:>10.3f} -> {r['wer_ch1_on']:.3f}"
+            )
     if rep["cpu"]:
         c = rep["cpu"]
-        print(f"Gate CPU: {c['gate_cpu_s']} s for {c['audio_s']} s of stereo audio ({c['gate_cpu_rtf'] * 100:.2f} % of one core)")
+        print(
+            f"Gate CPU: {c['gate_cpu_s']} s for {c['audio_s']} s of stereo audio ({c['gate_cpu_rtf'] * 100:.2f} % of one core)"
+        )

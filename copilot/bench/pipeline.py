@@ -47,8 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=50, help="websocket clients on the session (default 50)")
     add_asr_arguments(p, device_flag="--asr-device")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--fanout-events", type=int, default=200,
-                   help="events for the isolated fan-out run (no ASR running; default %(default)s)")
+    p.add_argument(
+        "--fanout-events",
+        type=int,
+        default=200,
+        help="events for the isolated fan-out run (no ASR running; default %(default)s)",
+    )
 
 
 def _demo() -> tuple[Path, list[dict[str, Any]] | None]:
@@ -58,8 +62,12 @@ def _demo() -> tuple[Path, list[dict[str, Any]] | None]:
 
 
 def _summary(xs: list[float]) -> dict[str, float | int]:
-    return {"n": len(xs), "median": statistics.median(xs) if xs else float("nan"),
-            "p95": percentile(xs, 0.95), "max": max(xs) if xs else float("nan")}
+    return {
+        "n": len(xs),
+        "median": statistics.median(xs) if xs else float("nan"),
+        "p95": percentile(xs, 0.95),
+        "max": max(xs) if xs else float("nan"),
+    }
 
 
 async def _client(url: str, sink: list[tuple[float, dict[str, Any]]], done: asyncio.Event) -> None:
@@ -86,15 +94,31 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
     return _analyse(sinks, turns, args.speed, path)
 
 
-async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
-                               data: str) -> list[list[tuple[float, dict[str, Any]]]]:
-    cmd = [sys.executable, "-m", "copilot", "replay", str(path), "--no-browser", "--exit-when-done",
-           "--speed", str(args.speed), "--data-dir", data, "--model", args.model, "--asr-device", args.asr_device]
+async def _replay_with_clients(
+    args: argparse.Namespace, path: Path, token: str, data: str
+) -> list[list[tuple[float, dict[str, Any]]]]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "copilot",
+        "replay",
+        str(path),
+        "--no-browser",
+        "--exit-when-done",
+        "--speed",
+        str(args.speed),
+        "--data-dir",
+        data,
+        "--model",
+        args.model,
+        "--asr-device",
+        args.asr_device,
+    ]
     if args.compute_type:
         cmd += ["--compute-type", args.compute_type]
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COPILOT_TOKEN": token})
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "COPILOT_TOKEN": token}
+    )
     values: dict[str, str] = {}
     assert proc.stdout is not None
     while "COPILOT_PORT" not in values or "COPILOT_SESSION" not in values:
@@ -124,11 +148,14 @@ async def _replay_with_clients(args: argparse.Namespace, path: Path, token: str,
     return sinks
 
 
-def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[str, Any]] | None,
-             speed: float, path: Path) -> dict[str, Any]:
+def _analyse(
+    sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[str, Any]] | None, speed: float, path: Path
+) -> dict[str, Any]:
     first = sinks[0]
-    t0 = next((m["data"]["audio_t0"] for _, m in first
-               if m["type"] == "control" and m["data"].get("kind") == "audio_clock"), None)
+    t0 = next(
+        (m["data"]["audio_t0"] for _, m in first if m["type"] == "control" and m["data"].get("kind") == "audio_clock"),
+        None,
+    )
     if t0 is None:
         raise RuntimeError("the session never reported its audio clock")
     seg_arrival: dict[str, float] = {}
@@ -141,8 +168,13 @@ def _analyse(sinks: list[list[tuple[float, dict[str, Any]]]], turns: list[dict[s
     utt: list[float] = []
     if turns:
         for turn in turns:
-            mine = [s for s in segments if s["speaker"] == turn["speaker"]
-                    and s["start_ms"] < turn["end_ms"] + 500 and s["end_ms"] > turn["start_ms"] - 500]
+            mine = [
+                s
+                for s in segments
+                if s["speaker"] == turn["speaker"]
+                and s["start_ms"] < turn["end_ms"] + 500
+                and s["end_ms"] > turn["start_ms"] - 500
+            ]
             if not mine:
                 continue
             last = max(mine, key=lambda s: seg_arrival[s["id"]])
@@ -206,15 +238,23 @@ def _isolated_fanout(clients: int, events: int, rate_hz: float = 20.0) -> dict[s
     sid = rt.store.create_session(SessionStarted(title="fan-out bench"))
     with ServerThread(rt.app()) as srv:
         url = f"ws://127.0.0.1:{srv.port}/ws/sessions/{sid}?after=0&token={token}"
-        proc = subprocess.Popen([sys.executable, "-m", "copilot.bench.ws_clients", url, str(clients), str(events)],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "copilot.bench.ws_clients", url, str(clients), str(events)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "READY":
             raise RuntimeError("fan-out clients did not connect")
         words = [Word(text=f" word{i}", start_ms=i * 300, end_ms=i * 300 + 250, probability=0.9) for i in range(20)]
         for i in range(events):
-            seg = Segment(speaker="candidate", start_ms=i * 1000, end_ms=i * 1000 + 900,
-                          text=" ".join(w.text for w in words), words=words)
+            seg = Segment(
+                speaker="candidate",
+                start_ms=i * 1000,
+                end_ms=i * 1000 + 900,
+                text=" ".join(w.text for w in words),
+                words=words,
+            )
             log.record(Event.of(sid, seg))
             time.sleep(1 / rate_hz)
         out, _ = proc.communicate(timeout=120)
@@ -237,19 +277,29 @@ def run(args: argparse.Namespace) -> int:
     ok = result["pass"]
     mark = {True: "ok", False: "MISSED"}
     t = TARGETS
-    print(f"pipeline bench: {result['file']} at {result['speed']}x, {result['clients']} websocket clients, "
-          f"{result['cpu_count']} CPUs; {result['segments']} segments")
-    print(f"  end of utterance -> final segment: median {u['median']:.2f} s "
-          f"[{mark[ok['utterance_to_segment_median_s']]} <= {t['utterance_to_segment_median_s']}], p95 {u['p95']:.2f} s "
-          f"[{mark[ok['utterance_to_segment_p95_s']]} <= {t['utterance_to_segment_p95_s']}], max {u['max']:.2f} s (n={u['n']})")
-    print(f"  segment -> its tags:               median {g['median']:.1f} ms "
-          f"[{mark[ok['segment_to_tags_median_ms']]} <= {t['segment_to_tags_median_ms']:g}], p95 {g['p95']:.1f} ms (n={g['n']})")
-    print(f"  fan-out delivery:                  median {f['median']:.1f} ms, p95 {f['p95']:.1f} ms "
-          f"[{mark[ok['fanout_p95_ms']]} <= {t['fanout_p95_ms']:g}], max {f['max']:.1f} ms (n={f['n']})")
+    print(
+        f"pipeline bench: {result['file']} at {result['speed']}x, {result['clients']} websocket clients, "
+        f"{result['cpu_count']} CPUs; {result['segments']} segments"
+    )
+    print(
+        f"  end of utterance -> final segment: median {u['median']:.2f} s "
+        f"[{mark[ok['utterance_to_segment_median_s']]} <= {t['utterance_to_segment_median_s']}], p95 {u['p95']:.2f} s "
+        f"[{mark[ok['utterance_to_segment_p95_s']]} <= {t['utterance_to_segment_p95_s']}], max {u['max']:.2f} s (n={u['n']})"
+    )
+    print(
+        f"  segment -> its tags:               median {g['median']:.1f} ms "
+        f"[{mark[ok['segment_to_tags_median_ms']]} <= {t['segment_to_tags_median_ms']:g}], p95 {g['p95']:.1f} ms (n={g['n']})"
+    )
+    print(
+        f"  fan-out delivery:                  median {f['median']:.1f} ms, p95 {f['p95']:.1f} ms "
+        f"[{mark[ok['fanout_p95_ms']]} <= {t['fanout_p95_ms']:g}], max {f['max']:.1f} ms (n={f['n']})"
+    )
     iso = result.get("fanout_isolated_ms")
     if iso:
-        print(f"  fan-out alone (no ASR, {iso['events']} events at {iso['rate_hz']:.0f}/s): "
-              f"median {iso['median']:.1f} ms, p95 {iso['p95']:.1f} ms, max {iso['max']:.1f} ms (n={iso['n']})")
+        print(
+            f"  fan-out alone (no ASR, {iso['events']} events at {iso['rate_hz']:.0f}/s): "
+            f"median {iso['median']:.1f} ms, p95 {iso['p95']:.1f} ms, max {iso['max']:.1f} ms (n={iso['n']})"
+        )
     ev = result["events_per_client"]
     print(f"  events per client: {ev['min']}..{ev['max']}")
     return 0

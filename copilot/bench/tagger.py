@@ -26,13 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--items", type=int, default=5000, help="utterances per throughput run (default 5000)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     # issue 12: measure any LLM instead of the offline tagger
-    p.add_argument("--llm", default=None, metavar="MODEL",
-                   help="measure this LLM instead (litellm model string, or local:smollm2 / local:PATH.gguf): "
-                        "macro-F1, schema-valid rate, latency first/warm, tokens, cost per call")
+    p.add_argument(
+        "--llm",
+        default=None,
+        metavar="MODEL",
+        help="measure this LLM instead (litellm model string, or local:smollm2 / local:PATH.gguf): "
+        "macro-F1, schema-valid rate, latency first/warm, tokens, cost per call",
+    )
     p.add_argument("--api-base", default=None, metavar="URL", help="OpenAI-compatible server for --llm")
     p.add_argument("--tagger", choices=("llm", "hybrid"), default="llm", help="with --llm: the LLM alone or rules+LLM")
-    p.add_argument("--limit", type=int, default=40, metavar="N",
-                   help="with --llm: held-out items, taken evenly across the set (default 40)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=40,
+        metavar="N",
+        help="with --llm: held-out items, taken evenly across the set (default 40)",
+    )
 
 
 def ami_items(path: Path = AMI):
@@ -45,10 +54,15 @@ def ami_items(path: Path = AMI):
         if not line.strip():
             continue
         r = json.loads(line)
-        items.append(LabelledItem(
-            id=str(r.get("orig_id", len(items))), text=r["text"], speaker=str(r["speaker"]),
-            context=[{"speaker": str(prev["speaker"]), "text": prev["text"]}] if prev else None,
-            labels=[] if r["label"] == "none" else [r["label"]]))
+        items.append(
+            LabelledItem(
+                id=str(r.get("orig_id", len(items))),
+                text=r["text"],
+                speaker=str(r["speaker"]),
+                context=[{"speaker": str(prev["speaker"]), "text": prev["text"]}] if prev else None,
+                labels=[] if r["label"] == "none" else [r["label"]],
+            )
+        )
         prev = r
     return items
 
@@ -62,8 +76,13 @@ def _throughput(tagger, pairs) -> dict[str, float]:
         tagger.tag(seg, ctx)
     ws, cs = time.perf_counter() - w0, time.process_time() - c0
     n = len(pairs)
-    return {"batch_per_s": n / wb, "batch_per_s_cpu": n / cb, "segment_per_s": n / ws, "segment_per_s_cpu": n / cs,
-            "segment_ms": 1000 * ws / n}
+    return {
+        "batch_per_s": n / wb,
+        "batch_per_s_cpu": n / cb,
+        "segment_per_s": n / ws,
+        "segment_per_s_cpu": n / cs,
+        "segment_ms": 1000 * ws / n,
+    }
 
 
 def run_llm(args: argparse.Namespace) -> int:
@@ -80,11 +99,23 @@ def run_llm(args: argparse.Namespace) -> int:
     calls = CallLog.attach(llm_of(tagger))
     report = evaluate(tagger, items, rubric.tag_ids, str(HELDOUT_DATA), label=f"{args.tagger} {args.llm}")
     if args.json:
-        print(json.dumps({"macro_f1": round(report.macro_f1, 4), "items": report.n_items,
-                          "per_tag": _scores(report)["per_tag"], "llm": calls.summary()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "macro_f1": round(report.macro_f1, 4),
+                    "items": report.n_items,
+                    "per_tag": _scores(report)["per_tag"],
+                    "llm": calls.summary(),
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"{report.tagger} on {report.n_items} held-out items: macro-F1 {report.macro_f1:.3f}  (" +
-          "  ".join(f"{t.tag} {t.f1:.2f}" for t in report.tags) + ")")
+    print(
+        f"{report.tagger} on {report.n_items} held-out items: macro-F1 {report.macro_f1:.3f}  ("
+        + "  ".join(f"{t.tag} {t.f1:.2f}" for t in report.tags)
+        + ")"
+    )
     print(calls.to_text())
     return 0
 
@@ -113,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         result["throughput"]["rules-only"] = _throughput(taggers["rules-only"], pairs)
     result["throughput_items"] = len(pairs)
 
-    result["heldout"] = {m: _scores(evaluate(t, heldout, rubric.tag_ids, str(HELDOUT_DATA))) for m, t in taggers.items()}
+    result["heldout"] = {
+        m: _scores(evaluate(t, heldout, rubric.tag_ids, str(HELDOUT_DATA))) for m, t in taggers.items()
+    }
     if AMI.is_file():
         ami = ami_items()
         result["ami_es2002d"] = {m: _scores(evaluate(t, ami, rubric.tag_ids, str(AMI))) for m, t in taggers.items()}
@@ -129,20 +162,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _scores(rep) -> dict[str, Any]:
-    return {"macro_f1": round(rep.macro_f1, 4), "items": rep.n_items,
-            "per_tag": {t.tag: {"p": round(t.precision, 3), "r": round(t.recall, 3), "f1": round(t.f1, 3)}
-                        for t in rep.tags},
-            "latency_ms": {"median": round(rep.latency_median_ms, 3), "p95": round(rep.latency_p95_ms, 3)}}
+    return {
+        "macro_f1": round(rep.macro_f1, 4),
+        "items": rep.n_items,
+        "per_tag": {
+            t.tag: {"p": round(t.precision, 3), "r": round(t.recall, 3), "f1": round(t.f1, 3)} for t in rep.tags
+        },
+        "latency_ms": {"median": round(rep.latency_median_ms, 3), "p95": round(rep.latency_p95_ms, 3)},
+    }
 
 
 def _print(r: dict[str, Any], has_classifier: bool) -> None:
-    print(f"tagger benchmark, rubric {r['rubric']!r} (blank English pipeline"
-          f"{' + trained classifier' if has_classifier else '; no trained classifier: run copilot tagger train'})")
+    print(
+        f"tagger benchmark, rubric {r['rubric']!r} (blank English pipeline"
+        f"{' + trained classifier' if has_classifier else '; no trained classifier: run copilot tagger train'})"
+    )
     print(f"\nthroughput over {r['throughput_items']} utterances (wall clock / CPU time):")
     for name, t in r["throughput"].items():
-        print(f"  {name:<12} batch {t['batch_per_s']:8.0f} / {t['batch_per_s_cpu']:8.0f} utt/s   "
-              f"per segment {t['segment_per_s']:8.0f} / {t['segment_per_s_cpu']:8.0f} utt/s "
-              f"({t['segment_ms']:.3f} ms each)")
+        print(
+            f"  {name:<12} batch {t['batch_per_s']:8.0f} / {t['batch_per_s_cpu']:8.0f} utt/s   "
+            f"per segment {t['segment_per_s']:8.0f} / {t['segment_per_s_cpu']:8.0f} utt/s "
+            f"({t['segment_ms']:.3f} ms each)"
+        )
     for key, title in (("heldout", "held-out set"), ("ami_es2002d", "AMI ES2002d (real meeting, weak proxy labels)")):
         data = r.get(key)
         if not data:
@@ -152,5 +193,7 @@ def _print(r: dict[str, Any], has_classifier: bool) -> None:
         print(f"\n{title}, {first['items']} items: macro-F1")
         for mode, s in data.items():
             tags = "  ".join(f"{k[:12]} {v['f1']:.2f}" for k, v in s["per_tag"].items())
-            print(f"  {mode:<16} {s['macro_f1']:.3f}   ({tags})   latency median {s['latency_ms']['median']:.2f} ms,"
-                  f" p95 {s['latency_ms']['p95']:.2f} ms")
+            print(
+                f"  {mode:<16} {s['macro_f1']:.3f}   ({tags})   latency median {s['latency_ms']['median']:.2f} ms,"
+                f" p95 {s['latency_ms']['p95']:.2f} ms"
+            )

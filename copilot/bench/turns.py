@@ -39,9 +39,13 @@ class TurnTagScore:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--script", default=None, metavar="JSON",
-                   help="a labelled dialogue script like copilot/audio/demo_data/demo_interview.json "
-                        "(its \"audio\" beside it); default: the bundled demo interview")
+    p.add_argument(
+        "--script",
+        default=None,
+        metavar="JSON",
+        help="a labelled dialogue script like copilot/audio/demo_data/demo_interview.json "
+        '(its "audio" beside it); default: the bundled demo interview',
+    )
     p.add_argument("--model", default="tiny.en", help="ASR model (default %(default)s)")
     p.add_argument("--rubric", default="default")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -61,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"copilot bench turns: {script_path.name}, {len(info['turns'])} spoken turns, model {args.model}")
     for s in scores:
-        print(f"  {s.mode:<15} chips {s.chips:>3}  duplicates {s.duplicates:>2}  (turn, tag) pairs {s.pairs:>3}  "
-              f"precision {s.precision:.2f}  recall {s.recall:.2f}  ({s.turns} turns, {s.fragments} fragments)")
+        print(
+            f"  {s.mode:<15} chips {s.chips:>3}  duplicates {s.duplicates:>2}  (turn, tag) pairs {s.pairs:>3}  "
+            f"precision {s.precision:.2f}  recall {s.recall:.2f}  ({s.turns} turns, {s.fragments} fragments)"
+        )
     return 0
 
 
@@ -85,8 +91,14 @@ def score_run(model: Any, audio: Path, info: dict, rubric_name: str, *, turns: b
         source = FileSource(audio, mono=False, speakers=",".join(speakers))
         fragments = StreamingTranscriber(model, source.speakers)
         transcriber = TurnTranscriber(fragments) if turns else fragments
-        pipe = Pipeline(session_id=sid, log=SessionLog(store, Bus()), source=source, transcriber=transcriber,
-                        tagger=RulesTagger(load_rubric(rubric_name)), turns=turns)
+        pipe = Pipeline(
+            session_id=sid,
+            log=SessionLog(store, Bus()),
+            source=source,
+            transcriber=transcriber,
+            tagger=RulesTagger(load_rubric(rubric_name)),
+            turns=turns,
+        )
         asyncio.run(pipe.run())
         events = store.events(sid)
         store.close()
@@ -117,11 +129,17 @@ def score_events(events: "list[Event]", script: list[dict], *, mode: str) -> Tur
     labelled = {(i, tag) for i, turn in enumerate(script) for tag in turn.get("tags", [])}
     correct = len(set(chips) & labelled)
     return TurnTagScore(
-        mode=mode, chips=len(standing), duplicates=sum(n - 1 for n in chips.values()), pairs=len(chips),
-        correct=correct, labelled=len(labelled),
+        mode=mode,
+        chips=len(standing),
+        duplicates=sum(n - 1 for n in chips.values()),
+        pairs=len(chips),
+        correct=correct,
+        labelled=len(labelled),
         precision=round(correct / len(chips), 3) if chips else 0.0,
         recall=round(correct / len(labelled), 3) if labelled else 0.0,
-        turns=sum(1 for e in events if e.type == "turn.final"), fragments=len(segments))
+        turns=sum(1 for e in events if e.type == "turn.final"),
+        fragments=len(segments),
+    )
 
 
 def _spoken_turn(script: list[dict], channel: int, start_ms: int, end_ms: int) -> int | None:

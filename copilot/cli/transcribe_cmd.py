@@ -21,24 +21,40 @@ def register(sub: argparse._SubParsersAction) -> None:
         "transcribe",
         help="transcribe an audio file with the streaming engine",
         description="Transcribe an audio file (any format FFmpeg reads; a stereo file is one speaker per "
-                    "channel). jsonl and text print each segment the moment it commits.",
+        "channel). jsonl and text print each segment the moment it commits.",
     )
     p.add_argument("file", help="audio file")
     add_asr_arguments(p)
     p.add_argument("--realtime", action="store_true", help="replay at real-time pace, as if live")
-    p.add_argument("--speakers", default=None, metavar="A,B",
-                   help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)")
-    p.add_argument("--no-echo-gate", dest="echo_gate", action="store_false",
-                   help="stereo: transcribe each channel as it is, even where it is the other channel's echo "
-                        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)")
+    p.add_argument(
+        "--speakers",
+        default=None,
+        metavar="A,B",
+        help="speaker name per channel (default: speaker, or interviewer,candidate for stereo)",
+    )
+    p.add_argument(
+        "--no-echo-gate",
+        dest="echo_gate",
+        action="store_false",
+        help="stereo: transcribe each channel as it is, even where it is the other channel's echo "
+        "(default: the echo gate silences the other speaker's leak, see docs/asr.md)",
+    )
     p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format (default: jsonl)")
-    p.add_argument("--layer", choices=("turns", "fragments"), default=None,
-                   help="turns: one entry per settled turn, decoded as a whole; fragments: the pieces cut "
-                        "for latency (default: fragments for jsonl, turns for text, vtt and srt)")
-    p.add_argument("--partials", action="store_true",
-                   help="also print partial hypotheses (jsonl: objects with \"partial\": true; text: to stderr)")
-    p.add_argument("-o", "--output", default=None, metavar="PATH",
-                   help="write to PATH (atomically, when done) instead of stdout")
+    p.add_argument(
+        "--layer",
+        choices=("turns", "fragments"),
+        default=None,
+        help="turns: one entry per settled turn, decoded as a whole; fragments: the pieces cut "
+        "for latency (default: fragments for jsonl, turns for text, vtt and srt)",
+    )
+    p.add_argument(
+        "--partials",
+        action="store_true",
+        help='also print partial hypotheses (jsonl: objects with "partial": true; text: to stderr)',
+    )
+    p.add_argument(
+        "-o", "--output", default=None, metavar="PATH", help="write to PATH (atomically, when done) instead of stdout"
+    )
     p.set_defaults(handler=run)
 
 
@@ -58,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
     layer = args.layer or ("fragments" if args.format == "jsonl" else "turns")
     wanted = Turn if layer == "turns" else Segment
     options = {"emit_partials": args.partials, "realtime": args.realtime, "echo_gate": args.echo_gate}
-    stream = (transcribe_turns(source, model, model_name=Path(args.model).name, **options)
-              if layer == "turns" else transcribe_stream(source, model, **options))
+    stream = (
+        transcribe_turns(source, model, model_name=Path(args.model).name, **options)
+        if layer == "turns"
+        else transcribe_stream(source, model, **options)
+    )
     segments: list[Segment | Turn] = []
     out = sys.stdout
     for item in stream:
@@ -67,8 +86,18 @@ def run(args: argparse.Namespace) -> int:
             continue  # the other layer
         if isinstance(item, PartialSegment):
             if live and args.format == "jsonl":
-                _write(out, json.dumps({"partial": True, "speaker": item.speaker, "start_ms": item.start_ms,
-                                        "end_ms": item.end_ms, "text": item.text}))
+                _write(
+                    out,
+                    json.dumps(
+                        {
+                            "partial": True,
+                            "speaker": item.speaker,
+                            "start_ms": item.start_ms,
+                            "end_ms": item.end_ms,
+                            "text": item.text,
+                        }
+                    ),
+                )
             elif live:
                 print(f"  … {item.speaker}: {item.text}", file=sys.stderr, flush=True)
             continue
@@ -92,8 +121,9 @@ def _write(out: TextIO, line: str) -> None:
 
 def _format_one(segment: "Segment | Turn", fmt: str) -> str:
     if fmt == "jsonl":
-        return json.dumps({"speaker": segment.speaker, "start_ms": segment.start_ms,
-                           "end_ms": segment.end_ms, "text": segment.text})
+        return json.dumps(
+            {"speaker": segment.speaker, "start_ms": segment.start_ms, "end_ms": segment.end_ms, "text": segment.text}
+        )
     return f"[{_clock(segment.start_ms)}] {segment.speaker}: {segment.text}"
 
 

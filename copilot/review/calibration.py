@@ -67,7 +67,8 @@ def claims_by_rater(view: SessionView) -> dict[str, list[Claim]]:
                 continue
             t = state.tag
             out.setdefault(rater, []).append(
-                Claim(rater, label, t.id, t.start_ms, t.end_ms, list(t.segment_ids), t.evidence))
+                Claim(rater, label, t.id, t.start_ms, t.end_ms, list(t.segment_ids), t.evidence)
+            )
     return out
 
 
@@ -151,9 +152,13 @@ def marked_units(claim: Claim, units: Sequence[Unit]) -> set[int]:
     return {before[-1]} if before else set()
 
 
-def label_matrix(units: Sequence[Unit], claims: dict[str, list[Claim]], raters: Sequence[str],
-                 tags: Sequence[str], coverage: dict[str, tuple[int | None, int | None]] | None = None,
-                 ) -> dict[str, np.ndarray]:
+def label_matrix(
+    units: Sequence[Unit],
+    claims: dict[str, list[Claim]],
+    raters: Sequence[str],
+    tags: Sequence[str],
+    coverage: dict[str, tuple[int | None, int | None]] | None = None,
+) -> dict[str, np.ndarray]:
     """tag -> float array [rater, unit] of 1.0 / 0.0 / NaN (not covered by that rater)."""
     coverage = coverage or {}
     out = {t: np.zeros((len(raters), len(units))) for t in tags}
@@ -220,8 +225,7 @@ def krippendorff_alpha(data: np.ndarray) -> Stat:
     if len(values) < 2:
         word = "present" if values == {1.0} else "absent"
         return Stat(None, f"undefined: every rating is '{word}' (no variation)", n)
-    a = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal",
-                                  value_domain=sorted(values)))
+    a = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=sorted(values)))
     if math.isnan(a):
         return Stat(None, "undefined", n)
     return Stat(a, None, n)
@@ -269,14 +273,21 @@ class TagStats:
     marked: dict[str, int]  # rater -> units marked
 
     def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "label": self.label, "alpha": self.alpha.to_json(),
-                "agreement": self.agreement.to_json(), "pairs": [p.to_json() for p in self.pairs],
-                "marked": self.marked}
+        return {
+            "tag": self.tag,
+            "label": self.label,
+            "alpha": self.alpha.to_json(),
+            "agreement": self.agreement.to_json(),
+            "pairs": [p.to_json() for p in self.pairs],
+            "marked": self.marked,
+        }
 
 
 def tag_stats(tag: str, label: str, data: np.ndarray, raters: Sequence[str]) -> TagStats:
-    pairs = [PairStats(raters[i], raters[j], cohen_kappa(data[i], data[j]), pair_agreement(data[i], data[j]))
-             for i, j in combinations(range(len(raters)), 2)]
+    pairs = [
+        PairStats(raters[i], raters[j], cohen_kappa(data[i], data[j]), pair_agreement(data[i], data[j]))
+        for i, j in combinations(range(len(raters)), 2)
+    ]
     marked = {r: int(np.nansum(data[i])) for i, r in enumerate(raters)}
     return TagStats(tag, label, krippendorff_alpha(data), percent_agreement(data), pairs, marked)
 
@@ -325,8 +336,9 @@ class Calibration:
         }
 
 
-def calibrate_view(view: SessionView, raters: Sequence[str] | None = None,
-                   labels: dict[str, str] | None = None) -> Calibration:
+def calibrate_view(
+    view: SessionView, raters: Sequence[str] | None = None, labels: dict[str, str] | None = None
+) -> Calibration:
     """Agreement statistics for a folded session. `raters` None = everyone seen in the log."""
     labels = labels or {}
     units = view.units()
@@ -355,22 +367,38 @@ def calibrate_view(view: SessionView, raters: Sequence[str] | None = None,
                         if c.tag == t and u in marked_units(c, units):
                             ev[r] = c.evidence
                             break
-                disagreements.append(Disagreement(t, seg.id, seg.start_ms, seg.end_ms, seg.speaker, seg.text,
-                                                  present, absent, ev))
+                disagreements.append(
+                    Disagreement(t, seg.id, seg.start_ms, seg.end_ms, seg.speaker, seg.text, present, absent, ev)
+                )
 
     timelines = {}
     for r in rater_list:
         timelines[r] = [
-            {"tag": c.tag, "tag_id": c.tag_id, "start_ms": c.start_ms, "end_ms": c.end_ms,
-             "segment_ids": [units[i].id for i in sorted(marked_units(c, units))], "evidence": c.evidence}
+            {
+                "tag": c.tag,
+                "tag_id": c.tag_id,
+                "start_ms": c.start_ms,
+                "end_ms": c.end_ms,
+                "segment_ids": [units[i].id for i in sorted(marked_units(c, units))],
+                "evidence": c.evidence,
+            }
             for c in sorted(claims.get(r, []), key=lambda c: c.start_ms)
         ]
-    return Calibration(view.session_id, rater_list, len(units), per_tag, overall, disagreements, timelines,
-                       {r: coverage[r] for r in rater_list if r in coverage})
+    return Calibration(
+        view.session_id,
+        rater_list,
+        len(units),
+        per_tag,
+        overall,
+        disagreements,
+        timelines,
+        {r: coverage[r] for r in rater_list if r in coverage},
+    )
 
 
-def calibrate(events: Iterable[Event], raters: Sequence[str] | None = None,
-              labels: dict[str, str] | None = None) -> Calibration:
+def calibrate(
+    events: Iterable[Event], raters: Sequence[str] | None = None, labels: dict[str, str] | None = None
+) -> Calibration:
     return calibrate_view(fold(events), raters, labels)
 
 
@@ -408,13 +436,17 @@ def format_report(cal: Calibration) -> str:
                 p = r.pairs[k]
                 cells.append(f"{_fmt(p.kappa) + ' (' + _fmt(p.agreement, True) + ')':>18}")
             lines.append(f"{a + ' ~ ' + b:<{pair_w}}  " + "  ".join(cells))
-    reasons = sorted({f"{r.label}: {s.reason}" for r in rows for s in [r.alpha] + [p.kappa for p in r.pairs] if s.reason})
+    reasons = sorted(
+        {f"{r.label}: {s.reason}" for r in rows for s in [r.alpha] + [p.kappa for p in r.pairs] if s.reason}
+    )
     if reasons:
         lines += ["", "n/a means undefined:"] + [f"  {x}" for x in reasons]
     lines += ["", f"Disagreements ({len(cal.disagreements)})"]
     labels = {t.tag: t.label for t in cal.tags}
     for d in cal.disagreements:
-        lines.append(f"  [{fmt_ms(d.start_ms)}-{fmt_ms(d.end_ms)}] {labels.get(d.tag, d.tag)}: "
-                     f"yes={','.join(d.marked_by)} no={','.join(d.not_marked_by)}")
-        lines.append(f"      {d.speaker}: \"{d.text}\"")
+        lines.append(
+            f"  [{fmt_ms(d.start_ms)}-{fmt_ms(d.end_ms)}] {labels.get(d.tag, d.tag)}: "
+            f"yes={','.join(d.marked_by)} no={','.join(d.not_marked_by)}"
+        )
+        lines.append(f'      {d.speaker}: "{d.text}"')
     return "\n".join(lines)

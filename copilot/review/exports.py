@@ -70,7 +70,9 @@ def import_json(text: str) -> list[Event]:
     if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
         raise ExportError(f"not a session export: 'format' is not {EXPORT_FORMAT!r}")
     if doc.get("version") != EXPORT_VERSION:
-        raise ExportError(f"unsupported session export version {doc.get('version')!r} (this copilot reads {EXPORT_VERSION})")
+        raise ExportError(
+            f"unsupported session export version {doc.get('version')!r} (this copilot reads {EXPORT_VERSION})"
+        )
     out = []
     for i, raw in enumerate(doc.get("events") or []):
         try:
@@ -94,8 +96,10 @@ class Cue:
 
 def segment_cues(segments: Iterable[Segment | Turn | Unit]) -> list[Cue]:
     """One cue per segment or turn (never zero-length), text on one line."""
-    return [Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), _plain(s.speaker), " ".join(_plain(s.text).split()))
-            for s in segments]
+    return [
+        Cue(s.start_ms, max(s.end_ms, s.start_ms + 1), _plain(s.speaker), " ".join(_plain(s.text).split()))
+        for s in segments
+    ]
 
 
 def _ts(ms: int, sep: str) -> str:
@@ -158,7 +162,7 @@ def parse_vtt(text: str) -> list[Cue]:
         if idx is None:
             continue  # NOTE / STYLE blocks
         start, end = block[idx].split("-->")
-        body = " ".join(block[idx + 1:])
+        body = " ".join(block[idx + 1 :])
         m = re.match(r"<v(?:\.[\w.]+)? ([^>]*)>(.*?)(?:</v>)?$", body)
         speaker, body = (m.group(1), m.group(2)) if m else ("", body)
         cues.append(Cue(_parse_ts(start), _parse_ts(end.split()[0]), speaker, html.unescape(body)))
@@ -172,7 +176,7 @@ def parse_srt(text: str) -> list[Cue]:
         if idx is None:
             raise ExportError(f"not an SRT file: cue {block[0]!r} has no timing line")
         start, end = block[idx].split("-->")
-        body = " ".join(block[idx + 1:])
+        body = " ".join(block[idx + 1 :])
         speaker, sep, rest = body.partition(": ")
         if not sep:
             speaker, rest = "", body
@@ -187,8 +191,10 @@ def parse_srt(text: str) -> list[Cue]:
 # ESC of ANSI sequences, C1) and bidi/invisible format characters (U+202E "Trojan Source" and kin)
 # become U+FFFD, visibly, so text can neither drive a terminal nor reorder what a reader sees.
 _LINE_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
-_UNSAFE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
-                     "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
 
 
 def _plain(text: str) -> str:
@@ -222,12 +228,16 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     ]
     summaries = summarize(view, labels)
     if summaries:
-        out += ["| Tag | Count | First | Last | Confirmed by a human | Rejected | By source |",
-                "|---|---:|---:|---:|---:|---:|---|"]
+        out += [
+            "| Tag | Count | First | Last | Confirmed by a human | Rejected | By source |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         for s in summaries:
             src = ", ".join(f"{k} {v}" for k, v in sorted(s.by_source.items())) or "-"
-            out.append(f"| {_md(s.label)} | {s.count} | {fmt_ms(s.first_ms)} | {fmt_ms(s.last_ms)} | "
-                       f"{s.confirmed} | {s.rejected} | {src} |")
+            out.append(
+                f"| {_md(s.label)} | {s.count} | {fmt_ms(s.first_ms)} | {fmt_ms(s.last_ms)} | "
+                f"{s.confirmed} | {s.rejected} | {src} |"
+            )
         out.append("")
     else:
         out += ["No tags.", ""]
@@ -237,9 +247,11 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
             out += ["No standing tags.", ""]
             continue
         for q in s.quotes:
-            out.append(f"- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or '?')}**: \"{_md(q.text)}\" "
-                       f"({_md(q.source)}, {q.status}, confidence {q.confidence:.2f}"
-                       f"{f', {q.support} raters' if q.support > 1 else ''})")
+            out.append(
+                f'- [{fmt_ms(q.start_ms)}] **{_md(q.speaker or "?")}**: "{_md(q.text)}" '
+                f"({_md(q.source)}, {q.status}, confidence {q.confidence:.2f}"
+                f"{f', {q.support} raters' if q.support > 1 else ''})"
+            )
         out.append("")
     # A tag the machine withdrew itself (retracted) was never put to a person.
     verdicts = [(t, t.human_verdict()) for t in view.tags if not t.human and t.status != "retracted"]
@@ -251,10 +263,15 @@ def export_markdown(view: SessionView, labels: dict[str, str]) -> str:
     out.append("")
     for title, rows in (("Confirmed", kept), ("Rejected", rejected)):
         for t, (status, who) in rows:
-            verb = "Confirmed" if title == "Confirmed" and status == "confirmed" else (
-                "Edited" if status == "edited" else "Rejected")
-            out.append(f"- {verb} by {_md(who)}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
-                       f"{fmt_ms(t.tag.start_ms)}: \"{_md(t.tag.evidence)}\" ({_md(t.source)})")
+            verb = (
+                "Confirmed"
+                if title == "Confirmed" and status == "confirmed"
+                else ("Edited" if status == "edited" else "Rejected")
+            )
+            out.append(
+                f"- {verb} by {_md(who)}: {_md(labels.get(t.tag.tag, t.tag.tag))} at "
+                f'{fmt_ms(t.tag.start_ms)}: "{_md(t.tag.evidence)}" ({_md(t.source)})'
+            )
     if kept or rejected:
         out.append("")
     out += ["## Notes", ""]

@@ -100,7 +100,8 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
         ranked = []
         for key, group in moments.items():
             backers = {actors.canonical(t.source) for t in group} | {
-                u.by for t in group for u in t.history if u.status in ("confirmed", "edited")}
+                u.by for t in group for u in t.history if u.status in ("confirmed", "edited")
+            }
             best = min(group, key=_strength)
             ranked.append((-len(backers), _strength(best), key, best, len(backers)))
         quotes = []
@@ -108,20 +109,35 @@ def summarize(view: SessionView, labels: dict[str, str] | None = None, max_quote
             seg = tag_unit(t.tag, units, unit_of)
             text = t.tag.evidence or (seg.text if seg else "")
             speaker = t.tag.speaker or (seg.speaker if seg else "")
-            quotes.append(Quote(t.id, text, t.tag.start_ms, t.tag.end_ms, speaker, t.source, t.status,
-                                t.tag.confidence, seg.id if seg else None, support, actors.group(t.source)))
-        out.append(TagSummary(
-            tag=tag_id,
-            label=labels.get(tag_id, tag_id),
-            count=len(standing),
-            first_ms=min((t.tag.start_ms for t in standing), default=None),
-            last_ms=max((t.tag.start_ms for t in standing), default=None),
-            confirmed=sum(1 for t in all_tags if t.human_endorsed()),
-            rejected=sum(1 for t in all_tags if t.status == "rejected"),
-            proposed=sum(1 for t in standing if t.status == "proposed" and t.kind == "tag.proposed"),
-            by_source=by_source,
-            quotes=quotes,
-        ))
+            quotes.append(
+                Quote(
+                    t.id,
+                    text,
+                    t.tag.start_ms,
+                    t.tag.end_ms,
+                    speaker,
+                    t.source,
+                    t.status,
+                    t.tag.confidence,
+                    seg.id if seg else None,
+                    support,
+                    actors.group(t.source),
+                )
+            )
+        out.append(
+            TagSummary(
+                tag=tag_id,
+                label=labels.get(tag_id, tag_id),
+                count=len(standing),
+                first_ms=min((t.tag.start_ms for t in standing), default=None),
+                last_ms=max((t.tag.start_ms for t in standing), default=None),
+                confirmed=sum(1 for t in all_tags if t.human_endorsed()),
+                rejected=sum(1 for t in all_tags if t.status == "rejected"),
+                proposed=sum(1 for t in standing if t.status == "proposed" and t.kind == "tag.proposed"),
+                by_source=by_source,
+                quotes=quotes,
+            )
+        )
     return out
 
 

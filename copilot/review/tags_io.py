@@ -65,8 +65,9 @@ class FileTag(_Strict):
     tag: str = Field(min_length=1, max_length=MAX_NAME)
     start_ms: int = _Ms
     end_ms: int = _Ms
-    segment_ids: list[Annotated[str, Field(max_length=MAX_ID)]] = Field(default_factory=list,
-                                                                       max_length=MAX_SEGMENT_IDS)
+    segment_ids: list[Annotated[str, Field(max_length=MAX_ID)]] = Field(
+        default_factory=list, max_length=MAX_SEGMENT_IDS
+    )
     speaker: str = Field(default="", max_length=MAX_NAME)
     evidence: str = Field(default="", max_length=MAX_TEXT)
     note: str = Field(default="", max_length=MAX_TEXT)
@@ -118,11 +119,18 @@ def export_tags(view: SessionView, rater: str) -> dict[str, Any]:
     notes = {t.id: t.tag.rationale for t in view.tags}
     for c in sorted(claims, key=lambda c: (c.start_ms, c.tag_id)):
         speaker = next((segs[s].speaker for s in c.segment_ids if s in segs), "")
-        tags_out.append({
-            "id": c.tag_id, "tag": c.tag, "start_ms": c.start_ms, "end_ms": c.end_ms,
-            "segment_ids": c.segment_ids, "speaker": speaker, "evidence": c.evidence,
-            "note": notes.get(c.tag_id, "") or "",
-        })
+        tags_out.append(
+            {
+                "id": c.tag_id,
+                "tag": c.tag,
+                "start_ms": c.start_ms,
+                "end_ms": c.end_ms,
+                "segment_ids": c.segment_ids,
+                "speaker": speaker,
+                "evidence": c.evidence,
+                "note": notes.get(c.tag_id, "") or "",
+            }
+        )
     coverage = None
     for st in view.statuses:  # an imported rater keeps the coverage they declared
         if st.component == COVERAGE_COMPONENT and st.details.get("rater") == rid:
@@ -170,8 +178,7 @@ def read_tag_file(name: str) -> tuple[str, str]:
 
 def _check_size(size: int, source_name: str) -> None:
     if size > MAX_FILE_BYTES:
-        raise TagFileError(f"{source_name}: larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB a tag file "
-                           f"may be")
+        raise TagFileError(f"{source_name}: larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB a tag file may be")
 
 
 def parse_tag_file(text: str, source_name: str = "tag file") -> TagFile:
@@ -186,8 +193,9 @@ def parse_tag_file(text: str, source_name: str = "tag file") -> TagFile:
         raise TagFileError(f"{source_name}: not a tag file ('format' must be {TAGS_FORMAT!r})")
     version = raw.get("version")
     if type(version) is not int or version != TAGS_VERSION:  # `true == 1` in Python
-        raise TagFileError(f"{source_name}: unsupported tag file version {_short(version)} "
-                           f"(this copilot reads {TAGS_VERSION})")
+        raise TagFileError(
+            f"{source_name}: unsupported tag file version {_short(version)} (this copilot reads {TAGS_VERSION})"
+        )
     tags = raw.get("tags")
     if isinstance(tags, list) and len(tags) > MAX_TAGS:  # before validating each of them
         raise TagFileError(f"{source_name}: {len(tags)} tags; a tag file holds at most {MAX_TAGS}")
@@ -211,16 +219,23 @@ def digest(tags: Sequence[FileTag]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
 
 
-def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] | None,
-                rater: str | None = None, source_name: str = "tag file") -> list[Event]:
+def plan_import(
+    view: SessionView,
+    tag_file: TagFile,
+    rubric_tag_ids: set[str] | None,
+    rater: str | None = None,
+    source_name: str = "tag file",
+) -> list[Event]:
     """Validate `tag_file` against the session and return the events to append (nothing written)."""
     sid = view.session_id
     if tag_file.session_id != sid:
         raise TagFileError(f"{source_name} is for session {tag_file.session_id}, not {sid}")
     bare = rater_name(rater or tag_file.rater)
     if bare in RESERVED_RATERS:
-        raise TagFileError(f"{source_name}: rater name {bare!r} is reserved for the copilot's own tags; "
-                           f"import under a person's name with --rater NAME")
+        raise TagFileError(
+            f"{source_name}: rater name {bare!r} is reserved for the copilot's own tags; "
+            f"import under a person's name with --rater NAME"
+        )
     source = actors.human(bare)
     seg_ids = {s.id for s in view.segments}
     existing_ids = {t.id for t in view.tags}
@@ -229,8 +244,9 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
     for i, t in enumerate(tag_file.tags):
         where = f"{source_name}: tag #{i + 1}"
         if rubric_tag_ids is not None and t.tag not in rubric_tag_ids:
-            raise TagFileError(f"{where}: unknown tag id {t.tag!r} (rubric {view.rubric} has: "
-                               f"{', '.join(sorted(rubric_tag_ids))})")
+            raise TagFileError(
+                f"{where}: unknown tag id {t.tag!r} (rubric {view.rubric} has: {', '.join(sorted(rubric_tag_ids))})"
+            )
         if t.end_ms < t.start_ms:
             raise TagFileError(f"{where}: end_ms {t.end_ms} is before start_ms {t.start_ms}")
         missing = [s for s in t.segment_ids if s not in seg_ids]
@@ -246,31 +262,55 @@ def plan_import(view: SessionView, tag_file: TagFile, rubric_tag_ids: set[str] |
         seen_content[key] = i
     d = digest(tag_file.tags)
     for st in view.statuses:
-        if (st.component == COVERAGE_COMPONENT and st.details.get("rater") == source
-                and st.details.get("digest") == d):
-            raise TagFileError(f"{source_name}: these {len(tag_file.tags)} tags of rater {bare} were already "
-                               f"imported into session {sid}")
+        if st.component == COVERAGE_COMPONENT and st.details.get("rater") == source and st.details.get("digest") == d:
+            raise TagFileError(
+                f"{source_name}: these {len(tag_file.tags)} tags of rater {bare} were already "
+                f"imported into session {sid}"
+            )
     clash = [t.id for t in tag_file.tags if t.id and t.id in existing_ids]
     if clash:
-        raise TagFileError(f"{source_name}: tag {clash[0]} is already in session {sid} "
-                           f"(duplicate import of {len(clash)} of {len(tag_file.tags)} tags)")
+        raise TagFileError(
+            f"{source_name}: tag {clash[0]} is already in session {sid} "
+            f"(duplicate import of {len(clash)} of {len(tag_file.tags)} tags)"
+        )
     out = []
     for t in tag_file.tags:
-        tag = Tag(tag=t.tag, segment_ids=t.segment_ids, start_ms=t.start_ms, end_ms=t.end_ms, speaker=t.speaker,
-                  evidence=t.evidence, rationale=t.note, confidence=1.0, source=source,
-                  **({"id": t.id} if t.id else {}))
+        tag = Tag(
+            tag=t.tag,
+            segment_ids=t.segment_ids,
+            start_ms=t.start_ms,
+            end_ms=t.end_ms,
+            speaker=t.speaker,
+            evidence=t.evidence,
+            rationale=t.note,
+            confidence=1.0,
+            source=source,
+            **({"id": t.id} if t.id else {}),
+        )
         out.append(Event.of(sid, tag, type="tag.added"))
     cov = tag_file.coverage.model_dump() if tag_file.coverage else None
-    out.append(Event.of(sid, Status(
-        level="info", component=COVERAGE_COMPONENT,
-        message=f"imported {len(tag_file.tags)} tags from rater {bare}",
-        details={"rater": source, "digest": d, "count": len(tag_file.tags), "coverage": cov},
-    )))
+    out.append(
+        Event.of(
+            sid,
+            Status(
+                level="info",
+                component=COVERAGE_COMPONENT,
+                message=f"imported {len(tag_file.tags)} tags from rater {bare}",
+                details={"rater": source, "digest": d, "count": len(tag_file.tags), "coverage": cov},
+            ),
+        )
+    )
     return out
 
 
-def import_tags(store: SessionStore, session_id: str, text: str, rubric_tag_ids: set[str] | None,
-                rater: str | None = None, source_name: str = "tag file") -> list[Event]:
+def import_tags(
+    store: SessionStore,
+    session_id: str,
+    text: str,
+    rubric_tag_ids: set[str] | None,
+    rater: str | None = None,
+    source_name: str = "tag file",
+) -> list[Event]:
     from copilot.errors import SessionError
 
     if not store.exists(session_id):

@@ -31,8 +31,12 @@ from copilot.session.store import SessionStore
 
 log = logging.getLogger("copilot.server")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-EXPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8",
-                "vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
+EXPORT_TYPES = {
+    "json": "application/json",
+    "md": "text/markdown; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+}
 
 
 def create_app(

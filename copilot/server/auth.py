@@ -101,8 +101,15 @@ def origin_ok(conn: HTTPConnection, extra_hosts: frozenset[str] = frozenset()) -
         o_port = o.port
     except ValueError:
         return False
-    if (o.scheme not in ("http", "https") or o.hostname is None or o.path or o.query or o.fragment
-            or o.username is not None or any(c.isspace() for c in origin)):
+    if (
+        o.scheme not in ("http", "https")
+        or o.hostname is None
+        or o.path
+        or o.query
+        or o.fragment
+        or o.username is not None
+        or any(c.isspace() for c in origin)
+    ):
         return False
     same_port = (o_port or (443 if o.scheme == "https" else 80)) == (host[1] or 80)
     if extra_hosts & WILDCARD_HOSTS:  # any Host is allowed, so the Origin must be that very host
@@ -124,8 +131,10 @@ def allow_bound_host(app: Any, host: str) -> bool:
 
 def exposure_warning(host: str, port: int) -> str:
     where = "every interface" if host in WILDCARD_HOSTS else host
-    return (f"copilot: warning: listening on {where} (port {port}), not only 127.0.0.1: anyone on your network "
-            f"who gets the token can read transcripts and audio; the token travels in clear over plain http")
+    return (
+        f"copilot: warning: listening on {where} (port {port}), not only 127.0.0.1: anyone on your network "
+        f"who gets the token can read transcripts and audio; the token travels in clear over plain http"
+    )
 
 
 class HttpGuard:
@@ -133,9 +142,11 @@ class HttpGuard:
     mark every response private: `/api` responses (transcripts, audio) are never cached, and the
     pages may load only their own scripts and may not be framed by another site."""
 
-    CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-           "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
-           "form-action 'self'; object-src 'none'")
+    CSP = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'; object-src 'none'"
+    )
 
     def __init__(self, app: Any, extra_hosts: frozenset[str] = frozenset()) -> None:
         self.app = app

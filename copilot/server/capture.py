@@ -53,8 +53,14 @@ SHARE_ENDED = {
 class CaptureHub:
     """One session's browser capture: the source, its consent, and its stored warnings."""
 
-    def __init__(self, session_id: str, source: BrowserSource, session_log: SessionLog, notice: str,
-                 on_stop: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        source: BrowserSource,
+        session_log: SessionLog,
+        notice: str,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
         self.session_id = session_id
         self.source = source
         self.log = session_log
@@ -73,8 +79,9 @@ class CaptureHub:
     def status(self, level: Literal["info", "warning", "error"], message: str, **details: Any) -> None:
         if self.log.store.session_info(self.session_id)["status"] == "ended":
             return  # the page disconnecting after the session ended is not news
-        self.log.record_payload(self.session_id, Status(level=level, component="capture", message=message,
-                                                        details=details))
+        self.log.record_payload(
+            self.session_id, Status(level=level, component="capture", message=message, details=details)
+        )
 
     def report(self, force: bool = False) -> None:
         """Store drops and gaps since the last report (never once per frame)."""
@@ -87,13 +94,21 @@ class CaptureHub:
         gaps = st["gap_samples"] - self._reported["gap_samples"]
         if dropped > 0:
             total_s = st["dropped_samples"] / SAMPLE_RATE
-            self.status("warning", f"browser audio dropped: the server fell behind by "
-                                   f"{dropped / SAMPLE_RATE:.1f} s ({total_s:.1f} s so far)",
-                        kind="dropped", dropped_ms=st["dropped_samples"] * 1000 // SAMPLE_RATE)
+            self.status(
+                "warning",
+                f"browser audio dropped: the server fell behind by "
+                f"{dropped / SAMPLE_RATE:.1f} s ({total_s:.1f} s so far)",
+                kind="dropped",
+                dropped_ms=st["dropped_samples"] * 1000 // SAMPLE_RATE,
+            )
         if gaps > 0:
-            self.status("warning", f"a gap of {gaps / SAMPLE_RATE:.1f} s in the browser audio was recorded as silence",
-                        kind="gap", gap_ms=gaps * 1000 // SAMPLE_RATE,
-                        total_gap_ms=st["gap_samples"] * 1000 // SAMPLE_RATE)
+            self.status(
+                "warning",
+                f"a gap of {gaps / SAMPLE_RATE:.1f} s in the browser audio was recorded as silence",
+                kind="gap",
+                gap_ms=gaps * 1000 // SAMPLE_RATE,
+                total_gap_ms=st["gap_samples"] * 1000 // SAMPLE_RATE,
+            )
         self._reported = {"dropped_samples": st["dropped_samples"], "gap_samples": st["gap_samples"]}
 
 
@@ -111,9 +126,15 @@ api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
 def _info(hub: CaptureHub) -> dict[str, Any]:
     c = hub.consent
-    return {"session_id": hub.session_id, "speakers": hub.source.speakers, "sample_rate": SAMPLE_RATE,
-            "chunk_ms": hub.source.chunk_ms, "notice": hub.notice,
-            "consent": None if c is None else c.model_dump(mode="json"), "connected": hub.connected}
+    return {
+        "session_id": hub.session_id,
+        "speakers": hub.source.speakers,
+        "sample_rate": SAMPLE_RATE,
+        "chunk_ms": hub.source.chunk_ms,
+        "notice": hub.notice,
+        "consent": None if c is None else c.model_dump(mode="json"),
+        "connected": hub.connected,
+    }
 
 
 @api.get("/sessions/{session_id}/capture")
@@ -162,9 +183,17 @@ async def capture_socket(websocket: WebSocket, session_id: str) -> None:
     hub.connections += 1
     try:
         await websocket.accept()
-        await websocket.send_text(json.dumps({
-            "type": "ready", "sample_rate": SAMPLE_RATE, "speakers": hub.source.speakers,
-            "next_index": hub.source.next_index(), "connection": hub.connections}))
+        await websocket.send_text(
+            json.dumps(
+                {
+                    "type": "ready",
+                    "sample_rate": SAMPLE_RATE,
+                    "speakers": hub.source.speakers,
+                    "next_index": hub.source.next_index(),
+                    "connection": hub.connections,
+                }
+            )
+        )
         if hub.connections > 1:
             hub.status("info", "capture page reconnected", kind="reconnected", connection=hub.connections)
         await _receive(websocket, hub)
@@ -174,8 +203,9 @@ async def capture_socket(websocket: WebSocket, session_id: str) -> None:
         hub.connected = False
         hub.report(force=True)
         st = hub.source.stats()
-        hub.status("info", "capture page disconnected", kind="disconnected",
-                   **{k: v for k, v in st.items() if k != "channels"})
+        hub.status(
+            "info", "capture page disconnected", kind="disconnected", **{k: v for k, v in st.items() if k != "channels"}
+        )
         if websocket.client_state == WebSocketState.CONNECTED:
             try:
                 await websocket.close()
@@ -212,10 +242,15 @@ async def _receive(websocket: WebSocket, hub: CaptureHub) -> None:
             continue
         if kind == "hello":
             rate = msg.get("audio_rate")
-            hub.status("info", "browser capture started", kind="hello",
-                       audio_rate=rate if isinstance(rate, (int, float)) else None,
-                       tracks={str(k): str(v)[:120] for k, v in (msg.get("tracks") or {}).items()}
-                       if isinstance(msg.get("tracks"), dict) else {})
+            hub.status(
+                "info",
+                "browser capture started",
+                kind="hello",
+                audio_rate=rate if isinstance(rate, (int, float)) else None,
+                tracks={str(k): str(v)[:120] for k, v in (msg.get("tracks") or {}).items()}
+                if isinstance(msg.get("tracks"), dict)
+                else {},
+            )
         elif kind == "track":
             ch = msg.get("channel")
             if ch not in range(channels):
@@ -223,19 +258,29 @@ async def _receive(websocket: WebSocket, hub: CaptureHub) -> None:
             if msg.get("state") == "ended":
                 hub.status("warning", SHARE_ENDED.get(ch, "a capture track ended"), kind="share_ended", channel=ch)
             elif msg.get("state") == "live":
-                hub.status("info", f"{hub.source.speakers[ch]}'s audio is captured again", kind="share_live",
-                           channel=ch)
+                hub.status(
+                    "info", f"{hub.source.speakers[ch]}'s audio is captured again", kind="share_live", channel=ch
+                )
             elif msg.get("state") == "no_audio":
-                hub.status("warning", "the shared source has no audio track: share the call's browser tab with "
-                                      "'Share tab audio' on (or, on Windows/ChromeOS, the entire screen with "
-                                      "system audio)", kind="no_audio", channel=ch)
+                hub.status(
+                    "warning",
+                    "the shared source has no audio track: share the call's browser tab with "
+                    "'Share tab audio' on (or, on Windows/ChromeOS, the entire screen with "
+                    "system audio)",
+                    kind="no_audio",
+                    channel=ch,
+                )
         elif kind == "pace":
             ratio = msg.get("ratio")
             ratio = float(ratio) if isinstance(ratio, (int, float)) else None
             if msg.get("state") == "slow":
-                hub.status("warning", "the browser is capturing slower than real time (its audio thread is short of "
-                                      "CPU), so some audio is lost: close other heavy tabs or programs",
-                           kind="pace_slow", ratio=ratio)
+                hub.status(
+                    "warning",
+                    "the browser is capturing slower than real time (its audio thread is short of "
+                    "CPU), so some audio is lost: close other heavy tabs or programs",
+                    kind="pace_slow",
+                    ratio=ratio,
+                )
             elif msg.get("state") == "ok":
                 hub.status("info", "the browser captures in real time again", kind="pace_ok", ratio=ratio)
         elif kind == "clock":

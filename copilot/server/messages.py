@@ -121,6 +121,7 @@ def op_to_event(
     `tag_exists(tag_id) -> bool`; `segments(ids or None) -> list[segment dict]` in log order;
     `rubric_tag_ids` is None when the rubric could not be loaded (then any tag id is accepted).
     """
+
     def check_rubric(tag: str) -> None:
         if rubric_tag_ids is not None and tag not in rubric_tag_ids:
             raise BadMessage(f"unknown rubric tag {tag!r} (rubric has: {', '.join(sorted(rubric_tag_ids))})")

@@ -61,8 +61,9 @@ async def review(session_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{session_id}/calibration")
-async def calibration(session_id: str, request: Request,
-                      raters: str | None = Query(None, max_length=2000)) -> dict[str, Any]:
+async def calibration(
+    session_id: str, request: Request, raters: str | None = Query(None, max_length=2000)
+) -> dict[str, Any]:
     view, rubric = await _load(request, session_id)
     names = [r for r in (raters or "").split(",") if r.strip()] or None
     cal = await asyncio.to_thread(calibrate_view, view, names, _labels(rubric))
@@ -84,5 +85,4 @@ async def audio(session_id: str, request: Request) -> FileResponse:
     if not path.is_file():
         raise HTTPException(404, f"session {session_id} kept no audio (record with --keep-audio)")
     # FileResponse answers Range requests (206 + Content-Range), which <audio> needs to seek.
-    return FileResponse(path, media_type="audio/flac", filename=f"{session_id}.flac",
-                        content_disposition_type="inline")
+    return FileResponse(path, media_type="audio/flac", filename=f"{session_id}.flac", content_disposition_type="inline")

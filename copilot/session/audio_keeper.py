@@ -176,8 +176,23 @@ class _Wav:
     def _write_header(self) -> None:
         data = self.frames * self.channels * 2
         self.f.seek(0)
-        self.f.write(_HEADER.pack(b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, self.channels, SAMPLE_RATE,
-                                  SAMPLE_RATE * self.channels * 2, self.channels * 2, 16, b"data", data))
+        self.f.write(
+            _HEADER.pack(
+                b"RIFF",
+                36 + data,
+                b"WAVE",
+                b"fmt ",
+                16,
+                1,
+                self.channels,
+                SAMPLE_RATE,
+                SAMPLE_RATE * self.channels * 2,
+                self.channels * 2,
+                16,
+                b"data",
+                data,
+            )
+        )
         self.f.seek(0, os.SEEK_END)
 
     def append(self, pcm: bytes, frames: int) -> None:
@@ -199,8 +214,16 @@ def _read_recording(f: BinaryIO, path: Path) -> tuple[int, int]:
     if len(head) < _HEADER.size:
         return 1, 0  # killed before the header was written: nothing recorded
     riff, _, wave_, fmt, fmt_len, pcm, channels, rate, _, _, bits, data, _ = _HEADER.unpack(head)
-    if (riff, wave_, fmt, fmt_len, pcm, rate, bits, data) != (b"RIFF", b"WAVE", b"fmt ", 16, 1, SAMPLE_RATE, 16,
-                                                               b"data") or not 1 <= channels <= 8:
+    if (riff, wave_, fmt, fmt_len, pcm, rate, bits, data) != (
+        b"RIFF",
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        SAMPLE_RATE,
+        16,
+        b"data",
+    ) or not 1 <= channels <= 8:
         raise CopilotError(f"{path} is not a recording made by the audio keeper; move it away and retry")
     size = f.seek(0, os.SEEK_END)
     return channels, max(0, size - _HEADER.size) // (channels * 2)
@@ -244,8 +267,10 @@ def _open_for_append(final_path: Path, channels: int) -> _Wav:
     if held is None or held[1] == 0:
         return _Wav.create(wav_path, channels)
     if held[0] != channels:
-        raise CopilotError(f"the audio kept for this session has {held[0]} channel(s) and this run has {channels}; "
-                           f"continue it with the same sources, or without --keep-audio")
+        raise CopilotError(
+            f"the audio kept for this session has {held[0]} channel(s) and this run has {channels}; "
+            f"continue it with the same sources, or without --keep-audio"
+        )
     return _Wav.open_existing(wav_path)
 
 

@@ -34,8 +34,9 @@ def default_confirmer() -> str:
         return "interviewer"
 
 
-def record_consent(log: SessionLog, session_id: str, *, by: str, notice: str,
-                   method: Literal["browser", "flag", "terminal"]) -> Event:
+def record_consent(
+    log: SessionLog, session_id: str, *, by: str, notice: str, method: Literal["browser", "flag", "terminal"]
+) -> Event:
     by = " ".join(by.split())[:MAX_NAME] or "interviewer"
     return log.record_payload(session_id, Consent(by=by, notice=notice, method=method))
 

@@ -165,9 +165,18 @@ class Unit:
     model: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "speaker": self.speaker, "channel": self.channel,
-                "start_ms": self.start_ms, "end_ms": self.end_ms, "text": self.text,
-                "segment_ids": list(self.segment_ids), "revision": self.revision, "model": self.model}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "speaker": self.speaker,
+            "channel": self.channel,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "text": self.text,
+            "segment_ids": list(self.segment_ids),
+            "revision": self.revision,
+            "model": self.model,
+        }
 
 
 @dataclass
@@ -218,10 +227,26 @@ class SessionView:
         """The transcript as its reader sees it: settled turns (latest revision), plus any
         fragment no turn settled, in time order."""
         settled = self.turn_of_segment()
-        out = [Unit(t.id, "turn", t.turn.speaker, t.turn.channel, t.turn.start_ms, t.turn.end_ms, t.turn.text,
-                    tuple(t.segment_ids), t.turn.revision, t.turn.model) for t in self.turns]
-        out += [Unit(s.id, "fragment", s.speaker, s.channel, s.start_ms, s.end_ms, s.text, (s.id,))
-                for s in self.segments if s.id not in settled]
+        out = [
+            Unit(
+                t.id,
+                "turn",
+                t.turn.speaker,
+                t.turn.channel,
+                t.turn.start_ms,
+                t.turn.end_ms,
+                t.turn.text,
+                tuple(t.segment_ids),
+                t.turn.revision,
+                t.turn.model,
+            )
+            for t in self.turns
+        ]
+        out += [
+            Unit(s.id, "fragment", s.speaker, s.channel, s.start_ms, s.end_ms, s.text, (s.id,))
+            for s in self.segments
+            if s.id not in settled
+        ]
         return sorted(out, key=lambda u: (u.start_ms, u.end_ms))
 
     def unit_of(self, units: list[Unit] | None = None) -> dict[str, str]:
@@ -291,10 +316,15 @@ def fold(events: Iterable[Event], session_id: str | None = None) -> SessionView:
                 continue
             added = kind == "tag.added"
             tags[tag.id] = TagState(
-                tag=tag, original_tag=tag.tag, kind="tag.added" if added else "tag.proposed",
+                tag=tag,
+                original_tag=tag.tag,
+                kind="tag.added" if added else "tag.proposed",
                 status="confirmed" if added else "proposed",
-                by=actors.canonical(tag.source) if added else tag.source, seq=ev.seq, updated_seq=ev.seq,
-                human_verdict_given=added, human_evidence=added and bool(tag.evidence),
+                by=actors.canonical(tag.source) if added else tag.source,
+                seq=ev.seq,
+                updated_seq=ev.seq,
+                human_verdict_given=added,
+                human_evidence=added and bool(tag.evidence),
             )
         elif kind == "tag.updated":
             upd = TagUpdate.model_validate(ev.data)

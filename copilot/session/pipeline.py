@@ -106,9 +106,18 @@ class AudioStage:
     instead (its pacing just slips).
     """
 
-    def __init__(self, source: AudioSource, out: "queue.Queue[Any]", stats: PipelineStats, *,
-                 keeper: Keeper | None, drop_when_full: bool, speed: float, offset_ms: int = 0,
-                 levels: LevelWatch | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        out: "queue.Queue[Any]",
+        stats: PipelineStats,
+        *,
+        keeper: Keeper | None,
+        drop_when_full: bool,
+        speed: float,
+        offset_ms: int = 0,
+        levels: LevelWatch | None = None,
+    ) -> None:
         self.source = source
         self.levels = levels
         self.out = out
@@ -158,8 +167,14 @@ class AudioStage:
 class AsrStage:
     """Feeds the transcriber in a worker thread; results hop onto the event loop."""
 
-    def __init__(self, transcriber: Transcriber, inp: "queue.Queue[Any]", stats: PipelineStats,
-                 deliver: Callable[[Any], None], on_error: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        inp: "queue.Queue[Any]",
+        stats: PipelineStats,
+        deliver: Callable[[Any], None],
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
         self.transcriber = transcriber
         self.inp = inp
         self.stats = stats
@@ -217,9 +232,17 @@ class TagStage:
     come back through this stage's `emit`.
     """
 
-    def __init__(self, session_id: str, log_: SessionLog, stats: PipelineStats, tagger: Tagger | None,
-                 refiner_factory: Callable[[Emit], Refiner] | None, context_turns: int, *,
-                 turns: bool = False) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        log_: SessionLog,
+        stats: PipelineStats,
+        tagger: Tagger | None,
+        refiner_factory: Callable[[Emit], Refiner] | None,
+        context_turns: int,
+        *,
+        turns: bool = False,
+    ) -> None:
         self.session_id = session_id
         self.log = log_
         self.stats = stats
@@ -239,8 +262,10 @@ class TagStage:
             return self.tagger.tag(segment, context)
         except Exception as exc:  # a tagger bug must not stop transcription
             log.warning("tagger failed on a segment: %s", type(exc).__name__)
-            self.log.record_payload(self.session_id, Status(
-                level="error", component="tagger", message=f"rules tagger failed: {type(exc).__name__}"))
+            self.log.record_payload(
+                self.session_id,
+                Status(level="error", component="tagger", message=f"rules tagger failed: {type(exc).__name__}"),
+            )
             return []
         finally:
             self.stats.tag_ms.append((time.perf_counter() - t) * 1000)
@@ -258,13 +283,27 @@ class TagStage:
                 self.stats.tags += 1
                 continue
             # The open turn already carries this tag: the chip grows with the turn.
-            grown = chip.model_copy(update={
-                "segment_ids": chip.segment_ids + [s for s in tag.segment_ids if s not in chip.segment_ids],
-                "end_ms": max(chip.end_ms, tag.end_ms), "confidence": max(chip.confidence, tag.confidence)})
+            grown = chip.model_copy(
+                update={
+                    "segment_ids": chip.segment_ids + [s for s in tag.segment_ids if s not in chip.segment_ids],
+                    "end_ms": max(chip.end_ms, tag.end_ms),
+                    "confidence": max(chip.confidence, tag.confidence),
+                }
+            )
             chips[tag.tag] = grown
-            self.log.record(Event.of(self.session_id, TagUpdate(
-                tag_id=chip.id, status="proposed", by=chip.source, segment_ids=grown.segment_ids,
-                end_ms=grown.end_ms, confidence=grown.confidence)))
+            self.log.record(
+                Event.of(
+                    self.session_id,
+                    TagUpdate(
+                        tag_id=chip.id,
+                        status="proposed",
+                        by=chip.source,
+                        segment_ids=grown.segment_ids,
+                        end_ms=grown.end_ms,
+                        confidence=grown.confidence,
+                    ),
+                )
+            )
         if self.refiner is not None and not self.turns:
             self.refiner.submit(segment, context, tags)
         if not self.turns:
@@ -272,8 +311,15 @@ class TagStage:
 
     def on_turn(self, turn: Turn) -> None:
         """The turn settled: tag its whole text; carry or retract the chips of its fragments."""
-        as_segment = Segment(id=turn.id, speaker=turn.speaker, channel=turn.channel, start_ms=turn.start_ms,
-                             end_ms=turn.end_ms, text=turn.text, words=turn.words)
+        as_segment = Segment(
+            id=turn.id,
+            speaker=turn.speaker,
+            channel=turn.channel,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=turn.words,
+        )
         self._turn_fragments[turn.id] = list(turn.segment_ids)
         context = tuple(self.context)
         fragment_ids = set(turn.segment_ids)
@@ -281,8 +327,12 @@ class TagStage:
         mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
         for name in mine:
             del chips[name]
-        where: dict[str, Any] = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
-                                 "start_ms": turn.start_ms, "end_ms": turn.end_ms}
+        where: dict[str, Any] = {
+            "turn_id": turn.id,
+            "segment_ids": list(turn.segment_ids),
+            "start_ms": turn.start_ms,
+            "end_ms": turn.end_ms,
+        }
         standing: list[Tag] = []
         for tag in self._run_tagger(as_segment, context):
             chip = mine.pop(tag.tag, None)
@@ -292,18 +342,36 @@ class TagStage:
                 self.stats.tags += 1
                 standing.append(new)
                 continue
-            self.log.record(Event.of(self.session_id, TagUpdate(
-                tag_id=chip.id, status="proposed", by=chip.source, evidence=tag.evidence,
-                rationale=tag.rationale, confidence=tag.confidence, **where)))
-            standing.append(chip.model_copy(update={"evidence": tag.evidence, "rationale": tag.rationale,
-                                                     "confidence": tag.confidence, **where}))
+            self.log.record(
+                Event.of(
+                    self.session_id,
+                    TagUpdate(
+                        tag_id=chip.id,
+                        status="proposed",
+                        by=chip.source,
+                        evidence=tag.evidence,
+                        rationale=tag.rationale,
+                        confidence=tag.confidence,
+                        **where,
+                    ),
+                )
+            )
+            standing.append(
+                chip.model_copy(
+                    update={"evidence": tag.evidence, "rationale": tag.rationale, "confidence": tag.confidence, **where}
+                )
+            )
         for chip in mine.values():
             # The whole turn did not raise this tag again (the settled text may, say, punctuate
             # a question as a statement); the fragment's evidence still stands, so the chip moves
             # to the turn with its evidence widened to the turn's sentence that holds it.
             evidence = anchor_evidence(turn.text, chip.evidence)
-            self.log.record(Event.of(self.session_id, TagUpdate(
-                tag_id=chip.id, status="proposed", by=chip.source, evidence=evidence, **where)))
+            self.log.record(
+                Event.of(
+                    self.session_id,
+                    TagUpdate(tag_id=chip.id, status="proposed", by=chip.source, evidence=evidence, **where),
+                )
+            )
             standing.append(chip.model_copy(update={"evidence": evidence, **where}))
         if self.refiner is not None:
             self.refiner.submit(as_segment, context, standing)
@@ -366,8 +434,16 @@ class Pipeline:
         self._results: asyncio.Queue[Any] | None = None
         self._audio_q: queue.Queue[Any] = queue.Queue(maxsize=audio_queue_chunks)
         self.levels = LevelWatch(list(source.speakers))
-        self.audio = AudioStage(source, self._audio_q, self.stats, keeper=keeper,
-                                drop_when_full=live_device, speed=speed, offset_ms=offset_ms, levels=self.levels)
+        self.audio = AudioStage(
+            source,
+            self._audio_q,
+            self.stats,
+            keeper=keeper,
+            drop_when_full=live_device,
+            speed=speed,
+            offset_ms=offset_ms,
+            levels=self.levels,
+        )
         self.asr = AsrStage(transcriber, self._audio_q, self.stats, self._deliver, on_error=source.close)
         self.tags = TagStage(session_id, log, self.stats, tagger, refiner_factory, context_turns, turns=turns)
         self.refiner = self.tags.refiner
@@ -442,27 +518,52 @@ class Pipeline:
             self._maybe_send_clock()
             s = self.stats
             # Live-only (seq null): a lag reading is stale a second later; warnings are logged.
-            self.log.broadcast_payload(self.session_id, AsrLag(
-                asr_lag_ms=s.asr_lag_ms, audio_queue=self._audio_q.qsize(), audio_ms=s.audio_ms,
-                asr_ms=s.asr_ms, dropped_ms=s.dropped_ms, levels_db=self.levels.meter()))
+            self.log.broadcast_payload(
+                self.session_id,
+                AsrLag(
+                    asr_lag_ms=s.asr_lag_ms,
+                    audio_queue=self._audio_q.qsize(),
+                    audio_ms=s.audio_ms,
+                    asr_ms=s.asr_ms,
+                    dropped_ms=s.dropped_ms,
+                    levels_db=self.levels.meter(),
+                ),
+            )
             # A live channel recording silence is the worst silent failure (a recording can't be fixed).
-            for change in (self.levels.check() if self.audio.drop_when_full else ()):
-                self.log.record_payload(self.session_id, Status(
-                    level="warning" if change.silent else "info", component="audio", message=change.message(),
-                    details={"kind": "silent_channel" if change.silent else "channel_ok",
-                             "channel": change.channel, "speaker": change.speaker, "digital": change.digital}))
+            for change in self.levels.check() if self.audio.drop_when_full else ():
+                self.log.record_payload(
+                    self.session_id,
+                    Status(
+                        level="warning" if change.silent else "info",
+                        component="audio",
+                        message=change.message(),
+                        details={
+                            "kind": "silent_channel" if change.silent else "channel_ok",
+                            "channel": change.channel,
+                            "speaker": change.speaker,
+                            "digital": change.digital,
+                        },
+                    ),
+                )
             if s.dropped_chunks > self._reported_drops:
                 self._reported_drops = s.dropped_chunks
-                self.log.record_payload(self.session_id, Status(
-                    level="warning", component="audio",
-                    message=f"transcription fell behind: {s.dropped_ms / 1000:.1f} s of audio dropped so far",
-                    asr_lag_ms=s.asr_lag_ms, details={"dropped_ms": s.dropped_ms}))
+                self.log.record_payload(
+                    self.session_id,
+                    Status(
+                        level="warning",
+                        component="audio",
+                        message=f"transcription fell behind: {s.dropped_ms / 1000:.1f} s of audio dropped so far",
+                        asr_lag_ms=s.asr_lag_ms,
+                        details={"dropped_ms": s.dropped_ms},
+                    ),
+                )
 
     async def _finish(self) -> None:
         for stage, name in ((self.audio, "audio"), (self.asr, "asr")):
             if stage.error is not None:
-                self.log.record_payload(self.session_id, Status(
-                    level="error", component=name, message=f"{name} stopped: {stage.error}"))
+                self.log.record_payload(
+                    self.session_id, Status(level="error", component=name, message=f"{name} stopped: {stage.error}")
+                )
         if self.refiner is not None:
             try:
                 await self.refiner.aclose()
@@ -474,13 +575,17 @@ class Pipeline:
             try:
                 path = await asyncio.to_thread(self.keeper.finish)
                 if path is not None:
-                    self.log.record_payload(self.session_id, Status(
-                        component="audio", message="audio kept", details={"path": str(path)}))
+                    self.log.record_payload(
+                        self.session_id, Status(component="audio", message="audio kept", details={"path": str(path)})
+                    )
             except Exception as exc:
-                self.log.record_payload(self.session_id, Status(
-                    level="error", component="audio", message=f"could not keep the audio: {exc}"))
+                self.log.record_payload(
+                    self.session_id,
+                    Status(level="error", component="audio", message=f"could not keep the audio: {exc}"),
+                )
         if self.end_session:
             failed = self.audio.error is not None or self.asr.error is not None
-            reason = "error" if failed else (
-                "aborted" if self.asr.skip else "stopped" if self._stopped else "completed")
+            reason = (
+                "error" if failed else ("aborted" if self.asr.skip else "stopped" if self._stopped else "completed")
+            )
             self.log.record_payload(self.session_id, SessionEnded(reason=reason, duration_ms=self.stats.audio_ms))

@@ -65,12 +65,15 @@ class RefineSummary:
         if self.tags_not_raised:
             tags += f", {self.tags_not_raised} no longer raised (left standing)"
         kept = f", {self.kept} kept as they were (every decode failed its checks)" if self.kept else ""
-        return (f"refined {self.refined} of {self.turns} turns of {self.session_id} with {self.model}{kept}: "
-                f"{self.words_changed} of {self.words_before} words changed in {self.changed} turns; {tags}; "
-                f"{self.total_s:.1f} s ({self.decode_s:.1f} s decoding {self.audio_s:.1f} s of turn audio)")
+        return (
+            f"refined {self.refined} of {self.turns} turns of {self.session_id} with {self.model}{kept}: "
+            f"{self.words_changed} of {self.words_before} words changed in {self.changed} turns; {tags}; "
+            f"{self.total_s:.1f} s ({self.decode_s:.1f} s decoding {self.audio_s:.1f} s of turn audio)"
+        )
 
 
 # ------------------------------------------------------------------ reading the log
+
 
 def latest_turns(events: Iterable[Event]) -> list[Turn]:
     """Each turn's latest revision, in conversation order (start time, then first appearance)."""
@@ -108,9 +111,15 @@ def tag_states(events: Iterable[Event]) -> list[TagState]:
         if ev.type in ("tag.proposed", "tag.added"):
             machine = ev.type == "tag.proposed"
             tags[d["id"]] = TagState(
-                id=d["id"], tag=d["tag"], source=d.get("source", ""), machine=machine,
-                status="proposed" if machine else "confirmed", judged=not machine,
-                turn_id=d.get("turn_id"), segment_ids=list(d.get("segment_ids") or []))
+                id=d["id"],
+                tag=d["tag"],
+                source=d.get("source", ""),
+                machine=machine,
+                status="proposed" if machine else "confirmed",
+                judged=not machine,
+                turn_id=d.get("turn_id"),
+                segment_ids=list(d.get("segment_ids") or []),
+            )
         elif ev.type == "tag.updated":
             t = tags.get(d.get("tag_id", ""))
             if t is None:
@@ -158,27 +167,39 @@ def word_edits(before: str, after: str) -> int:
 
 # ------------------------------------------------------------------ the run
 
+
 def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, Any], list[Event], list[Turn], Path]:
     """The session's info, log, latest turns and kept audio, or a one-line SessionError."""
     info = store.session_info(session_id)  # "no session X"
     if info["status"] == "live":
-        raise SessionError(f"session {session_id} is still live; refine it after it ends "
-                           f"(or close it with `copilot sessions end {session_id}`)")
+        raise SessionError(
+            f"session {session_id} is still live; refine it after it ends "
+            f"(or close it with `copilot sessions end {session_id}`)"
+        )
     events = store.events(session_id)
     turns = latest_turns(events)
     if not turns:
-        raise SessionError(f"session {session_id} has no turns, only fragments (recorded with --no-turns or by "
-                           "a version before turns); there is nothing to refine")
+        raise SessionError(
+            f"session {session_id} has no turns, only fragments (recorded with --no-turns or by "
+            "a version before turns); there is nothing to refine"
+        )
     audio = store.audio_path(session_id)
     if not audio.is_file():
         raise SessionError(f"session {session_id} has no kept audio; record with --keep-audio to refine it later")
     return info, events, turns, audio
 
 
-def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAULT_REFINE_MODEL,
-                   device: str = "auto", compute_type: str | None = None, config: "TurnConfig | None" = None,
-                   pad_s: float | None = REFINE_PAD_S,
-                   progress: Callable[[str], None] | None = None) -> RefineSummary:
+def refine_session(
+    store: "SessionStore",
+    session_id: str,
+    *,
+    model: str = DEFAULT_REFINE_MODEL,
+    device: str = "auto",
+    compute_type: str | None = None,
+    config: "TurnConfig | None" = None,
+    pad_s: float | None = REFINE_PAD_S,
+    progress: Callable[[str], None] | None = None,
+) -> RefineSummary:
     """Decode the session's turns again with `model`, re-tag them, append it all in one transaction."""
     from copilot.asr.commit import join_words
     from copilot.asr.engine import load_model
@@ -198,8 +219,9 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
     audio = decode_audio(audio_path, mono=False)  # one row per speaker, as kept
     bad = sorted({t.channel for t in turns if t.channel >= audio.channels})
     if bad:
-        raise SessionError(f"{audio_path}: kept audio has {audio.channels} channel(s), but turns are on channel "
-                           f"{bad[0]}")
+        raise SessionError(
+            f"{audio_path}: kept audio has {audio.channels} channel(s), but turns are on channel {bad[0]}"
+        )
     samples = audio.samples
     if samples.shape[0] == 2:
         # The kept audio is as captured; live, the echo gate kept the other speaker's leak out of
@@ -219,9 +241,16 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
         start = min([turn.start_ms] + [f.start_ms for f in frags]) - config.margin_ms
         end = max([turn.end_ms] + [f.end_ms for f in frags]) + config.margin_ms
         start = max(0, start)
-        channel_audio = samples[turn.channel, start * SAMPLE_RATE // 1000: end * SAMPLE_RATE // 1000]
-        previous = Segment(id=turn.id, speaker=turn.speaker, channel=turn.channel, start_ms=turn.start_ms,
-                           end_ms=turn.end_ms, text=turn.text, words=turn.words)
+        channel_audio = samples[turn.channel, start * SAMPLE_RATE // 1000 : end * SAMPLE_RATE // 1000]
+        previous = Segment(
+            id=turn.id,
+            speaker=turn.speaker,
+            channel=turn.channel,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=turn.words,
+        )
         kept_before = decoder.stats.kept_fragments
         words = decoder.decode(channel_audio, start, [previous], prompt=prompt if config.prompt and prompt else None)
         summary.audio_s += (end - start) / 1000
@@ -231,12 +260,20 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
             prompt = turn.text
             continue
         new = Turn(
-            id=turn.id, speaker=turn.speaker, channel=turn.channel,
-            start_ms=words[0].start_ms, end_ms=max(w.end_ms for w in words),
+            id=turn.id,
+            speaker=turn.speaker,
+            channel=turn.channel,
+            start_ms=words[0].start_ms,
+            end_ms=max(w.end_ms for w in words),
             text=join_words(words),
-            words=[Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms,
-                        probability=round(w.probability, 3)) for w in words],
-            segment_ids=list(turn.segment_ids), revision=turn.revision + 1, model=model_name)
+            words=[
+                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
+                for w in words
+            ],
+            segment_ids=list(turn.segment_ids),
+            revision=turn.revision + 1,
+            model=model_name,
+        )
         edits = word_edits(turn.text, new.text)
         summary.refined += 1
         summary.words_changed += edits
@@ -252,8 +289,15 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
     out: list[Event] = []
     context: list[Segment] = []
     for before, turn in zip(turns, refined):
-        as_segment = Segment(id=turn.id, speaker=turn.speaker, channel=turn.channel, start_ms=turn.start_ms,
-                             end_ms=turn.end_ms, text=turn.text, words=turn.words)
+        as_segment = Segment(
+            id=turn.id,
+            speaker=turn.speaker,
+            channel=turn.channel,
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
+            text=turn.text,
+            words=turn.words,
+        )
         if turn is not before:
             out.append(Event.of(session_id, turn))
             out += _retag(session_id, turn, tagger.tag(as_segment, context[-8:]), _tags_on(turn, tags), summary)
@@ -261,11 +305,24 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
     if not out:
         summary.total_s = time.perf_counter() - t0
         return summary
-    out.append(Event.of(session_id, Status(
-        component="asr", message=f"{summary.refined} turns refined with {model_name}",
-        details={"model": model_name, "refined": summary.refined, "kept": summary.kept,
-                 "words_changed": summary.words_changed, "tags_updated": summary.tags_updated,
-                 "tags_added": summary.tags_added, "decode_s": round(summary.decode_s, 2)})))
+    out.append(
+        Event.of(
+            session_id,
+            Status(
+                component="asr",
+                message=f"{summary.refined} turns refined with {model_name}",
+                details={
+                    "model": model_name,
+                    "refined": summary.refined,
+                    "kept": summary.kept,
+                    "words_changed": summary.words_changed,
+                    "tags_updated": summary.tags_updated,
+                    "tags_added": summary.tags_added,
+                    "decode_s": round(summary.decode_s, 2),
+                },
+            ),
+        )
+    )
 
     # 3. One transaction. Refuse if the log gained turn revisions meanwhile (a second refine).
     if any(ev.type == "turn.final" for ev in store.events(session_id, after=events[-1].seq or 0)):
@@ -275,13 +332,18 @@ def refine_session(store: "SessionStore", session_id: str, *, model: str = DEFAU
     return summary
 
 
-def _retag(session_id: str, turn: Turn, raised: list[Tag], existing: list[TagState],
-           summary: RefineSummary) -> list[Event]:
+def _retag(
+    session_id: str, turn: Turn, raised: list[Tag], existing: list[TagState], summary: RefineSummary
+) -> list[Event]:
     """Updates of the machine tags the refined turn still raises; proposals of those it newly raises."""
     from copilot.tagging.evidence import anchor_evidence
 
-    where: dict[str, Any] = {"turn_id": turn.id, "segment_ids": list(turn.segment_ids),
-                             "start_ms": turn.start_ms, "end_ms": turn.end_ms}
+    where: dict[str, Any] = {
+        "turn_id": turn.id,
+        "segment_ids": list(turn.segment_ids),
+        "start_ms": turn.start_ms,
+        "end_ms": turn.end_ms,
+    }
     by_name = {t.tag: t for t in raised}
     out: list[Event] = []
     for t in existing:
@@ -291,10 +353,20 @@ def _retag(session_id: str, turn: Turn, raised: list[Tag], existing: list[TagSta
         if new is None:
             summary.tags_not_raised += 1
             continue
-        out.append(Event.of(session_id, TagUpdate(
-            tag_id=t.id, status="proposed", by=t.source, evidence=anchor_evidence(turn.text, new.evidence),
-            rationale=new.rationale if t.source == new.source else None,
-            confidence=new.confidence if t.source == new.source else None, **where)))
+        out.append(
+            Event.of(
+                session_id,
+                TagUpdate(
+                    tag_id=t.id,
+                    status="proposed",
+                    by=t.source,
+                    evidence=anchor_evidence(turn.text, new.evidence),
+                    rationale=new.rationale if t.source == new.source else None,
+                    confidence=new.confidence if t.source == new.source else None,
+                    **where,
+                ),
+            )
+        )
         summary.tags_updated += 1
     # A machine tag of that name already on the turn (standing, or judged by a person) means it
     # was there; a withdrawn one does not.

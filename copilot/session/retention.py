@@ -35,8 +35,9 @@ def expired_sessions(store: SessionStore, older_than_days: float, now: float | N
     return sorted(out, key=lambda e: e.last_activity)
 
 
-def purge(store: SessionStore, older_than_days: float, *, dry_run: bool = False,
-          now: float | None = None) -> list[Expired]:
+def purge(
+    store: SessionStore, older_than_days: float, *, dry_run: bool = False, now: float | None = None
+) -> list[Expired]:
     """Delete every session older than `older_than_days` (nothing when `dry_run`); returns them."""
     expired = expired_sessions(store, older_than_days, now)
     if dry_run or not expired:
@@ -59,6 +60,10 @@ def apply_configured_retention(store: SessionStore) -> list[Expired]:
         return []
     gone = purge(store, days)
     if gone:
-        print(f"copilot: retention {days:g} days: deleted {len(gone)} session(s) "
-              f"({', '.join(e.session_id for e in gone)})", file=sys.stderr, flush=True)
+        print(
+            f"copilot: retention {days:g} days: deleted {len(gone)} session(s) "
+            f"({', '.join(e.session_id for e in gone)})",
+            file=sys.stderr,
+            flush=True,
+        )
     return gone

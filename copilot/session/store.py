@@ -237,8 +237,11 @@ class SessionStore:
 
     def last_activity(self, session_id: str) -> float | None:
         """Wall-clock time (Unix) of the session's newest event, or None."""
-        row = self._reader().execute(
-            "SELECT ts FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)).fetchone()
+        row = (
+            self._reader()
+            .execute("SELECT ts FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,))
+            .fetchone()
+        )
         return float(row[0]) if row else None
 
     def session_files(self, session_id: str) -> list[Path]:
@@ -267,7 +270,11 @@ class SessionStore:
             params += (limit,)
         for row in self._reader().execute(sql, params).fetchall():
             yield Event(
-                v=row["v"], session_id=session_id, seq=row["seq"], type=row["type"], ts=row["ts"],
+                v=row["v"],
+                session_id=session_id,
+                seq=row["seq"],
+                type=row["type"],
+                ts=row["ts"],
                 data=json.loads(row["data"]),
             )
 
@@ -299,19 +306,27 @@ class SessionStore:
         return {**info, **{k: view[k] for k in keep}, "last_seq": info["last_seq"]}
 
     def has_tag(self, session_id: str, tag_id: str) -> bool:
-        row = self._reader().execute(
-            "SELECT 1 FROM events WHERE session_id = ? AND type IN ('tag.proposed', 'tag.added')"
-            " AND json_extract(data, '$.id') = ? LIMIT 1",
-            (session_id, tag_id),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT 1 FROM events WHERE session_id = ? AND type IN ('tag.proposed', 'tag.added')"
+                " AND json_extract(data, '$.id') = ? LIMIT 1",
+                (session_id, tag_id),
+            )
+            .fetchone()
+        )
         return row is not None
 
     def segments(self, session_id: str, ids: list[str] | None = None) -> list[dict[str, Any]]:
         """Final segments' payloads (all, or those with the given ids), in log order."""
-        rows = self._reader().execute(
-            "SELECT data FROM events WHERE session_id = ? AND type = 'segment.final' ORDER BY seq",
-            (session_id,),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT data FROM events WHERE session_id = ? AND type = 'segment.final' ORDER BY seq",
+                (session_id,),
+            )
+            .fetchall()
+        )
         segs = [json.loads(r["data"]) for r in rows]
         if ids is not None:
             wanted = set(ids)
@@ -345,14 +360,19 @@ def _private_dir(path: Path) -> None:
     # A folder that holds nothing but the copilot's own files is tightened; any other folder (a
     # shared one the user pointed --data-dir at) is left alone, but never silently.
     ours = path.stat().st_uid == os.getuid() and all(
-        p.name.startswith(DB_NAME) or p.name == "sessions" for p in path.iterdir())
+        p.name.startswith(DB_NAME) or p.name == "sessions" for p in path.iterdir()
+    )
     if ours:
         os.chmod(path, 0o700)
         log.warning("data directory %s was open to other users (mode %03o): tightened to 0700", path, mode)
     else:
-        log.warning("data directory %s is open to other users (mode %03o) and holds other files, so it was "
-                    "left as it is; the session files in it are private (0600), but their names are visible. "
-                    "Use a private folder (--data-dir)", path, mode)
+        log.warning(
+            "data directory %s is open to other users (mode %03o) and holds other files, so it was "
+            "left as it is; the session files in it are private (0600), but their names are visible. "
+            "Use a private folder (--data-dir)",
+            path,
+            mode,
+        )
 
 
 def _private_file(path: Path) -> None:
@@ -371,4 +391,3 @@ def default_store_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     from copilot.config import data_dir as default_data_dir
 
     return Path(data_dir or default_data_dir()) / DB_NAME
-

@@ -30,14 +30,21 @@ def item_segment(item_id: Any, text: str, speaker: str | None, obj: dict[str, An
     end = obj.get("end_ms")
     start = int(start) if isinstance(start, (int, float)) else 0
     end = int(end) if isinstance(end, (int, float)) else start
-    return Segment(id=str(item_id) if item_id is not None else new_id("seg"), speaker=speaker or "candidate",
-                   start_ms=start, end_ms=max(start, end), text=text)
+    return Segment(
+        id=str(item_id) if item_id is not None else new_id("seg"),
+        speaker=speaker or "candidate",
+        start_ms=start,
+        end_ms=max(start, end),
+        text=text,
+    )
 
 
 def item_context(context: Any, speaker: str | None) -> list[Segment]:
     """An item's `context` (previous turn text, a list of them, or [{speaker, text}]) as Segments."""
-    return [Segment(id=f"ctx_{i}", speaker=sp, start_ms=0, end_ms=0, text=tx)
-            for i, (sp, tx) in enumerate(context_turns(context, speaker))]
+    return [
+        Segment(id=f"ctx_{i}", speaker=sp, start_ms=0, end_ms=0, text=tx)
+        for i, (sp, tx) in enumerate(context_turns(context, speaker))
+    ]
 
 
 @dataclass
@@ -95,8 +102,15 @@ class EvalReport:
             "items": self.n_items,
             "macro_f1": round(self.macro_f1, 4),
             "tags": {
-                t.tag: {"precision": round(t.precision, 4), "recall": round(t.recall, 4), "f1": round(t.f1, 4),
-                        "support": t.support, "tp": t.tp, "fp": t.fp, "fn": t.fn}
+                t.tag: {
+                    "precision": round(t.precision, 4),
+                    "recall": round(t.recall, 4),
+                    "f1": round(t.f1, 4),
+                    "support": t.support,
+                    "tp": t.tp,
+                    "fp": t.fp,
+                    "fn": t.fn,
+                }
                 for t in self.tags
             },
             "confusion": self.confusion,
@@ -140,8 +154,14 @@ def _percentile(xs: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def evaluate(tagger: Tagger, items: Sequence[LabelledItem], tag_ids: Sequence[str], data_name: str = "",
-             keep_errors: bool = True, label: str | None = None) -> EvalReport:
+def evaluate(
+    tagger: Tagger,
+    items: Sequence[LabelledItem],
+    tag_ids: Sequence[str],
+    data_name: str = "",
+    keep_errors: bool = True,
+    label: str | None = None,
+) -> EvalReport:
     """Tag every item (one `tag()` call each, timed) and score against the gold labels."""
     tag_ids = list(tag_ids)
     extra = sorted({l for it in items for l in it.labels if l not in tag_ids})
@@ -167,8 +187,8 @@ def evaluate(tagger: Tagger, items: Sequence[LabelledItem], tag_ids: Sequence[st
                 scores[t].fp += 1
             elif g:
                 scores[t].fn += 1
-        for gold_tag in (sorted(gold) or [NONE]):
-            for pred_tag in (pred or [NONE]):
+        for gold_tag in sorted(gold) or [NONE]:
+            for pred_tag in pred or [NONE]:
                 confusion.setdefault(gold_tag, {c: 0 for c in cols}).setdefault(pred_tag, 0)
                 confusion[gold_tag][pred_tag] += 1
         if keep_errors and set(pred) != gold:

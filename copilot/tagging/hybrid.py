@@ -43,7 +43,10 @@ Emit = Callable[[Payload], Awaitable[None]]
 
 
 def merge(
-    rules_tags: Sequence[Tag], llm_tags: Sequence[Tag], judged: Sequence[str], by: str,
+    rules_tags: Sequence[Tag],
+    llm_tags: Sequence[Tag],
+    judged: Sequence[str],
+    by: str,
     unverified: Collection[tuple[str, str]] = (),
 ) -> list[Tag | TagUpdate]:
     """The LLM's verdict on the `judged` segment ids, as updates of the rules tags plus new tags.
@@ -66,21 +69,44 @@ def merge(
                 unmatched.append(r)
                 continue
             used.add(i)
-            out.append(TagUpdate(tag_id=r.id, status="confirmed", by=by, confidence=llm_here[i].confidence,
-                                 rationale=llm_here[i].rationale or None))
+            out.append(
+                TagUpdate(
+                    tag_id=r.id,
+                    status="confirmed",
+                    by=by,
+                    confidence=llm_here[i].confidence,
+                    rationale=llm_here[i].rationale or None,
+                )
+            )
         for r in unmatched:
             if (seg_id, r.tag) in unverified:
                 continue
             i = next((i for i in range(len(llm_here)) if i not in used), None)
             if i is None:
                 reason = f"{by} found no {r.tag} here"
-                out.append(TagUpdate(tag_id=r.id, status="proposed", by=by,
-                                     confidence=min(r.confidence, DISPUTED_CONFIDENCE), rationale=reason))
+                out.append(
+                    TagUpdate(
+                        tag_id=r.id,
+                        status="proposed",
+                        by=by,
+                        confidence=min(r.confidence, DISPUTED_CONFIDENCE),
+                        rationale=reason,
+                    )
+                )
                 continue
             used.add(i)
             l = llm_here[i]
-            out.append(TagUpdate(tag_id=r.id, status="edited", by=by, tag=l.tag, evidence=l.evidence,
-                                 rationale=l.rationale or None, confidence=l.confidence))
+            out.append(
+                TagUpdate(
+                    tag_id=r.id,
+                    status="edited",
+                    by=by,
+                    tag=l.tag,
+                    evidence=l.evidence,
+                    rationale=l.rationale or None,
+                    confidence=l.confidence,
+                )
+            )
         out += [l for i, l in enumerate(llm_here) if i not in used]
     return out
 
@@ -111,9 +137,16 @@ def apply(rules_tags: Sequence[Tag], changes: Sequence[Tag | TagUpdate], *, keep
             continue
         if change.status == "proposed" and not keep_disputed:
             dropped.add(tag.id)
-        update: dict[str, Any] = {k: v for k, v in (("tag", change.tag), ("evidence", change.evidence),
-                                                    ("rationale", change.rationale),
-                                                    ("confidence", change.confidence)) if v is not None}
+        update: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("tag", change.tag),
+                ("evidence", change.evidence),
+                ("rationale", change.rationale),
+                ("confidence", change.confidence),
+            )
+            if v is not None
+        }
         if change.status == "edited":
             update["source"] = change.by  # the label is now the LLM's call
         by_id[tag.id] = tag.model_copy(update=update)
@@ -271,8 +304,10 @@ class LLMRefiner:
             level="info",
             component="llm",
             tagger=self.tagger.name,
-            message=(f"{self.tagger.model}: {s.calls} calls, {s.segments} segments "
-                     f"({s.coalesced} coalesced), {s.failures} failed, {s.usage.total_tokens} tokens{cost}"),
+            message=(
+                f"{self.tagger.model}: {s.calls} calls, {s.segments} segments "
+                f"({s.coalesced} coalesced), {s.failures} failed, {s.usage.total_tokens} tokens{cost}"
+            ),
             details=s.to_json(),
         )
 
@@ -345,13 +380,15 @@ class LLMRefiner:
         if result.error_kind == "timeout":
             self.stats.timeouts += 1
         self.stats.last_error = result.error
-        await self._emit(Status(
-            level="warning",
-            component="llm",
-            tagger=self.tagger.name,
-            message=f"{result.error}; rules tags stand",
-            details={"kind": result.error_kind, "segment_ids": [s.id for s in segments]},
-        ))
+        await self._emit(
+            Status(
+                level="warning",
+                component="llm",
+                tagger=self.tagger.name,
+                message=f"{result.error}; rules tags stand",
+                details={"kind": result.error_kind, "segment_ids": [s.id for s in segments]},
+            )
+        )
 
     async def _emit(self, payload: Payload) -> None:
         try:

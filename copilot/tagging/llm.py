@@ -98,10 +98,20 @@ class LLMTagger:
         redact: bool | None = None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,  # issue 12: previous turns per call, in tokens
     ) -> None:
-        self.client = LLMClient(model, api_base=api_base, api_key=api_key, timeout_s=timeout_s,
-                                max_retries=max_retries, backoff_s=backoff_s, stream=stream, json_mode=json_mode,
-                                temperature=temperature, max_tokens=max_tokens, extra_params=extra_params,
-                                response_schema=RESPONSE_SCHEMA)
+        self.client = LLMClient(
+            model,
+            api_base=api_base,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            stream=stream,
+            json_mode=json_mode,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            extra_params=extra_params,
+            response_schema=RESPONSE_SCHEMA,
+        )
         self.rubric = rubric
         self.model = self.client.model
         self.name = self.client.name
@@ -195,8 +205,9 @@ class LLMTagger:
         return self._finish(self._interpret(text, targets, usage), started)
 
     # -- internals -----------------------------------------------------------------------------
-    def _request(self, segments: Sequence[Segment], context: Sequence[Segment]
-                 ) -> tuple[list[Segment], list[dict[str, str]], dict[str, Any]]:
+    def _request(
+        self, segments: Sequence[Segment], context: Sequence[Segment]
+    ) -> tuple[list[Segment], list[dict[str, str]], dict[str, Any]]:
         """The target segments (those a rubric tag applies to), the messages asking about them, and
         the answer's JSON schema for this call (issue 12: built from the text as sent, redacted or not)."""
         targets = [s for s in segments if self.taggable(s)]
@@ -210,9 +221,13 @@ class LLMTagger:
         sent = [self._redacted(s) for s in targets]
         messages = self.messages(sent, [self._redacted(s) for s in context])
         # What was sent, as counts only: never the text, never the values.
-        log.info("%s: sent %d segment(s), %d value(s) redacted this call (%s so far)", self.name,
-                 len(targets) + len(context), sum(self.redactor.counts.values()) - before,
-                 ", ".join(f"{k} {v}" for k, v in sorted(self.redactor.counts.items())) or "none")
+        log.info(
+            "%s: sent %d segment(s), %d value(s) redacted this call (%s so far)",
+            self.name,
+            len(targets) + len(context),
+            sum(self.redactor.counts.values()) - before,
+            ", ".join(f"{k} {v}" for k, v in sorted(self.redactor.counts.items())) or "none",
+        )
         # the schema's quote options are the redacted clauses too: a placeholder never leaves as a value
         return targets, messages, self._schema(sent)
 

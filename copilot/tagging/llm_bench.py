@@ -32,7 +32,9 @@ def schema_valid(raw: str, tag_ids: Sequence[str]) -> bool:
     for item in data["tags"]:
         if not isinstance(item, dict) or set(item) != ITEM_KEYS:
             return False
-        if item["tag"] not in tag_ids or not all(isinstance(item[k], str) for k in ("segment_id", "quote", "rationale")):
+        if item["tag"] not in tag_ids or not all(
+            isinstance(item[k], str) for k in ("segment_id", "quote", "rationale")
+        ):
             return False
         c = item["confidence"]
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= 1:
@@ -81,12 +83,21 @@ class CallLog:
 
     def add(self, result: LLMResult) -> None:
         u = result.usage
-        self.records.append(CallRecord(
-            latency_s=u.latency_s, ok=result.ok, error_kind=result.error_kind,
-            schema_valid=result.error_kind not in ("timeout", "transient", "config", "unreachable")
-            and schema_valid(result.raw, self.tag_ids),
-            prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, cost_usd=u.cost_usd,
-            priced=u.priced_calls > 0, tags=len(result.tags), dropped_tags=u.dropped_tags))
+        self.records.append(
+            CallRecord(
+                latency_s=u.latency_s,
+                ok=result.ok,
+                error_kind=result.error_kind,
+                schema_valid=result.error_kind not in ("timeout", "transient", "config", "unreachable")
+                and schema_valid(result.raw, self.tag_ids),
+                prompt_tokens=u.prompt_tokens,
+                completion_tokens=u.completion_tokens,
+                cost_usd=u.cost_usd,
+                priced=u.priced_calls > 0,
+                tags=len(result.tags),
+                dropped_tags=u.dropped_tags,
+            )
+        )
 
     def summary(self) -> dict[str, Any]:
         r = self.records
@@ -121,8 +132,10 @@ class CallLog:
                 "completion_mean": round(sum(x.completion_tokens for x in r) / n, 1) if n else 0,
                 "completion_max": max((x.completion_tokens for x in r), default=0),
             },
-            "tokens_total": {"prompt": sum(x.prompt_tokens for x in r),
-                             "completion": sum(x.completion_tokens for x in r)},
+            "tokens_total": {
+                "prompt": sum(x.prompt_tokens for x in r),
+                "completion": sum(x.completion_tokens for x in r),
+            },
             "cost_usd": round(sum(x.cost_usd for x in priced), 6) if priced else None,  # None: litellm has no price
             "tags_kept": sum(x.tags for x in r),
             "tags_dropped": sum(x.dropped_tags for x in r),
@@ -137,17 +150,23 @@ class CallLog:
         rate = "n/a" if s["schema_valid_rate"] is None else f"{100 * s['schema_valid_rate']:.1f} %"
         cost = "unknown (litellm has no price for this model)" if s["cost_usd"] is None else f"${s['cost_usd']:.6f}"
         errors = ", ".join(f"{k} {v}" for k, v in s["errors"].items()) or "none"
-        primed = "" if s["prefix_primed_s"] is None else f"; rubric prefix cached in {s['prefix_primed_s']:.1f} s before the first call"
-        return "\n".join([
-            f"LLM {s['model']}: {s['calls']} calls (one per item){primed}",
-            f"  schema-valid answers: {s['schema_valid']}/{s['answered']} answered ({rate}); timeouts {s['timeouts']}; "
-            f"errors: {errors}",
-            f"  latency per call: first {lat['first']:.0f} ms; median {lat['median']:.0f} ms, p95 {lat['p95']:.0f} ms; "
-            f"warm (after the first) median {lat['warm_median'] or 0:.0f} ms, p95 {lat['warm_p95'] or 0:.0f} ms",
-            f"  tokens per call: prompt {tok['prompt_mean']:.0f}, completion {tok['completion_mean']:.0f} "
-            f"(max {tok['completion_max']}); cost {cost}",
-            f"  tags kept {s['tags_kept']}, dropped {s['tags_dropped']} (quote not verbatim, wrong id or speaker)",
-        ])
+        primed = (
+            ""
+            if s["prefix_primed_s"] is None
+            else f"; rubric prefix cached in {s['prefix_primed_s']:.1f} s before the first call"
+        )
+        return "\n".join(
+            [
+                f"LLM {s['model']}: {s['calls']} calls (one per item){primed}",
+                f"  schema-valid answers: {s['schema_valid']}/{s['answered']} answered ({rate}); timeouts {s['timeouts']}; "
+                f"errors: {errors}",
+                f"  latency per call: first {lat['first']:.0f} ms; median {lat['median']:.0f} ms, p95 {lat['p95']:.0f} ms; "
+                f"warm (after the first) median {lat['warm_median'] or 0:.0f} ms, p95 {lat['warm_p95'] or 0:.0f} ms",
+                f"  tokens per call: prompt {tok['prompt_mean']:.0f}, completion {tok['completion_mean']:.0f} "
+                f"(max {tok['completion_max']}); cost {cost}",
+                f"  tags kept {s['tags_kept']}, dropped {s['tags_dropped']} (quote not verbatim, wrong id or speaker)",
+            ]
+        )
 
 
 def llm_of(tagger: Any) -> Any:

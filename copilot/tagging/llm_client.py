@@ -100,13 +100,16 @@ def warm_litellm(model: str = "openai/gpt-4o-mini", *, background: bool = False)
         if _warmed:
             return
         try:
-            litellm.completion(model=model, messages=[{"role": "user", "content": "ping"}],
-                               mock_response='{"tags": []}', response_format={"type": "json_object"},
-                               drop_params=True)
+            litellm.completion(
+                model=model,
+                messages=[{"role": "user", "content": "ping"}],
+                mock_response='{"tags": []}',
+                response_format={"type": "json_object"},
+                drop_params=True,
+            )
         except Exception as exc:  # noqa: BLE001 (warming is best effort)
             log.debug("litellm warm-up failed: %s", exc)
         _warmed = True
-
 
 
 # --------------------------------------------------------------------------- accounting
@@ -145,7 +148,6 @@ class LLMUsage:
         out["cost_usd"] = round(self.cost_usd, 6)
         out["latency_s"] = round(self.latency_s, 3)
         return out
-
 
 
 # --------------------------------------------------------------------------- the client
@@ -193,15 +195,17 @@ class LLMClient:
         self.response_schema = response_schema
         self._format_mode: str | None = None
 
-    def complete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
-                 schema: dict[str, Any] | None = None) -> str:
+    def complete(
+        self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float, schema: dict[str, Any] | None = None
+    ) -> str:
         """The answer's text, retrying until `deadline` (time.monotonic()); CallFailed when there is none.
 
         `schema`: this call's answer schema (else `response_schema`)."""
         return self._with_retries_sync(messages, usage, deadline, schema)
 
-    async def acomplete(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
-                        schema: dict[str, Any] | None = None) -> str:
+    async def acomplete(
+        self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float, schema: dict[str, Any] | None = None
+    ) -> str:
         """As `complete`, on the event loop (litellm imported beforehand, off the loop)."""
         return await self._with_retries_async(messages, usage, deadline, schema)
 
@@ -210,8 +214,9 @@ class LLMClient:
         decoding that honours json_schema, including string lengths (issue 12)."""
         return bool(self.api_base) or self.model.startswith(SELF_HOSTED_PREFIXES)
 
-    def _params(self, messages: list[dict[str, str]], timeout: float,
-                schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _params(
+        self, messages: list[dict[str, str]], timeout: float, schema: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -267,8 +272,9 @@ class LLMClient:
                 mode = "object"
         return mode
 
-    def _with_retries_sync(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
-                           schema: dict[str, Any] | None = None) -> str:
+    def _with_retries_sync(
+        self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float, schema: dict[str, Any] | None = None
+    ) -> str:
         litellm = import_litellm()
         attempt = 0
         while True:
@@ -287,8 +293,9 @@ class LLMClient:
             usage.retries += 1
             time.sleep(wait)
 
-    async def _with_retries_async(self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float,
-                                  schema: dict[str, Any] | None = None) -> str:
+    async def _with_retries_async(
+        self, messages: list[dict[str, str]], usage: LLMUsage, deadline: float, schema: dict[str, Any] | None = None
+    ) -> str:
         litellm = import_litellm()  # already imported by atag_window
         attempt = 0
         while True:
@@ -329,8 +336,9 @@ class LLMClient:
             raise CallFailed(kind, message) from None
         return wait
 
-    async def _acall(self, litellm: Any, messages: list[dict[str, str]], timeout: float,
-                     schema: dict[str, Any] | None = None) -> Any:
+    async def _acall(
+        self, litellm: Any, messages: list[dict[str, str]], timeout: float, schema: dict[str, Any] | None = None
+    ) -> Any:
         response = await litellm.acompletion(**self._params(messages, timeout, schema))
         if self.stream:
             chunks = [chunk async for chunk in response]

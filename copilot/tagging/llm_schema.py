@@ -78,9 +78,15 @@ def response_schema(tag_ids: Sequence[str], targets: Sequence[Segment], *, bound
     }
     return {
         "type": "object",
-        "properties": {"tags": {"type": "array", "items": item,
-                                "maxItems": min(MAX_TAGS_PER_CALL, n * (MAX_TAGS_PER_TARGET_BOUNDED if bounded
-                                                                        else MAX_TAGS_PER_TARGET))}},
+        "properties": {
+            "tags": {
+                "type": "array",
+                "items": item,
+                "maxItems": min(
+                    MAX_TAGS_PER_CALL, n * (MAX_TAGS_PER_TARGET_BOUNDED if bounded else MAX_TAGS_PER_TARGET)
+                ),
+            }
+        },
         "required": ["tags"],
         "additionalProperties": False,
     }
@@ -106,7 +112,7 @@ def quote_options(texts: Sequence[str], max_words: int = 14) -> list[str]:
                 continue
             step = max(1, max_words // 2)
             for i in range(0, len(words) - step, step):
-                out.append(" ".join(words[i:i + max_words]))
+                out.append(" ".join(words[i : i + max_words]))
     return list(dict.fromkeys(q for q in out if any(c.isalnum() for c in q)))
 
 
@@ -127,8 +133,11 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
     n_items = int(tags.get("maxItems", MAX_TAGS_PER_CALL))
 
     def text_tokens(prop: dict[str, Any], default_chars: int) -> float:
-        chars = max((len(str(v)) for v in prop["enum"]), default=0) if "enum" in prop else \
-            prop.get("maxLength", default_chars)
+        chars = (
+            max((len(str(v)) for v in prop["enum"]), default=0)
+            if "enum" in prop
+            else prop.get("maxLength", default_chars)
+        )
         return chars / 3 + 2  # a small model's odd words split into short tokens; the quotes
 
     def enum_tokens(prop: dict[str, Any]) -> float:
@@ -139,10 +148,15 @@ def answer_token_limit(schema: dict[str, Any]) -> int:
     seg_tokens = enum_tokens(seg) if "enum" in seg else SEGMENT_ID_MAX_CHARS / 3 + 2
 
     keys = len(json.dumps({k: "" for k in props})) / 3  # keys, quotes, colons, commas
-    per_item = (keys + seg_tokens + enum_tokens(props["tag"])
-                + text_tokens(props["quote"], QUOTE_MAX_CHARS) + text_tokens(props["rationale"], RATIONALE_MAX_CHARS)
-                + 3  # a confidence such as 0.8
-                + 20)  # newlines and indentation: llama.cpp's JSON grammar lets the model pretty-print
+    per_item = (
+        keys
+        + seg_tokens
+        + enum_tokens(props["tag"])
+        + text_tokens(props["quote"], QUOTE_MAX_CHARS)
+        + text_tokens(props["rationale"], RATIONALE_MAX_CHARS)
+        + 3  # a confidence such as 0.8
+        + 20
+    )  # newlines and indentation: llama.cpp's JSON grammar lets the model pretty-print
     envelope = 8  # {"tags": [ ... ]} and the end of turn
     return int(math.ceil((envelope + n_items * per_item) * 1.5))  # margin: tokenizers differ, whitespace varies
 
@@ -202,8 +216,9 @@ class PromptBudget:
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     max_turns: int = 6
 
-    def fit(self, window: Sequence[Segment], targets: set[str], counter: TokenCounter,
-            line: Any = None) -> list[Segment]:
+    def fit(
+        self, window: Sequence[Segment], targets: set[str], counter: TokenCounter, line: Any = None
+    ) -> list[Segment]:
         """`window` without its oldest context turns beyond the budget.
 
         Context turns are kept newest first while they fit; those between targets are context
@@ -214,7 +229,7 @@ class PromptBudget:
         context = [s for s in window if s.id not in targets]
         keep: set[str] = set()
         used = 0
-        for seg in reversed(context[-self.max_turns:] if self.max_turns > 0 else []):
+        for seg in reversed(context[-self.max_turns :] if self.max_turns > 0 else []):
             cost = counter.count(render(seg)) + 1  # the newline
             if used + cost > self.context_tokens:
                 break
@@ -232,10 +247,19 @@ def prime_prefix_cache(api_base: str, system: str, timeout_s: float = 120.0) -> 
     """
     import time
 
-    body = json.dumps({"messages": [{"role": "system", "content": system}, {"role": "user", "content": "ready"}],
-                       "max_tokens": 1, "temperature": 0, "cache_prompt": True}).encode()
-    req = urlrequest.Request(api_base.rstrip("/") + "/chat/completions", data=body,
-                             headers={"Content-Type": "application/json", "Authorization": "Bearer local"})
+    body = json.dumps(
+        {
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": "ready"}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "cache_prompt": True,
+        }
+    ).encode()
+    req = urlrequest.Request(
+        api_base.rstrip("/") + "/chat/completions",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": "Bearer local"},
+    )
     t0 = time.monotonic()
     try:
         with urlrequest.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (the configured local server)

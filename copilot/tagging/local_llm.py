@@ -76,8 +76,11 @@ def gguf_models() -> dict[str, GGUFModel]:
     path = models_manifest()
     try:
         raw = json.loads(path.read_text())
-        return {name: GGUFModel(name, tuple(m["files"]), dict(m["sha256"])) for name, m in raw["models"].items()
-                if any(f.endswith(".gguf") for f in m["files"])}
+        return {
+            name: GGUFModel(name, tuple(m["files"]), dict(m["sha256"]))
+            for name, m in raw["models"].items()
+            if any(f.endswith(".gguf") for f in m["files"])
+        }
     except OSError as exc:
         raise LocalLLMError(f"model manifest not readable: {path}: {exc.strerror or exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -100,8 +103,11 @@ def verified(directory: Path, model: GGUFModel) -> bool:
             return False
         st = path.stat()
         seen = stamp.get(target)
-        if isinstance(seen, dict) and seen.get("stat") == [st.st_size, st.st_mtime_ns] \
-                and seen.get("sha256") == expected:
+        if (
+            isinstance(seen, dict)
+            and seen.get("stat") == [st.st_size, st.st_mtime_ns]
+            and seen.get("sha256") == expected
+        ):
             continue
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -116,7 +122,7 @@ def resolve_gguf(spec: str) -> Path:
     """The GGUF file `local:X` names: a path to a .gguf, or an installed, verified manifest model."""
     text = spec.strip()
     if text.startswith(PREFIX):
-        text = text[len(PREFIX):].strip()
+        text = text[len(PREFIX) :].strip()
     if not text:
         raise LocalLLMError("--llm local: needs a GGUF file or a model name, e.g. local:smollm2 or local:./model.gguf")
     path = Path(text).expanduser()
@@ -139,8 +145,10 @@ def resolve_gguf(spec: str) -> Path:
     if not gguf.is_file():
         raise LocalLLMError(f"local model {text!r} is not installed; run `copilot models install {text}`")
     if not verified(directory, mspec):
-        raise LocalLLMError(f"local model {text!r} in {directory} fails its sha256 check; "
-                            f"run `copilot models install {text}` to reinstall it")
+        raise LocalLLMError(
+            f"local model {text!r} in {directory} fails its sha256 check; "
+            f"run `copilot models install {text}` to reinstall it"
+        )
     return gguf
 
 
@@ -217,8 +225,9 @@ _servers: dict[Path, LocalServer] = {}
 _lock = threading.Lock()
 
 
-def start_local(spec: str, *, threads: int | None = None, n_ctx: int = DEFAULT_CTX,
-                timeout_s: float = START_TIMEOUT_S) -> LocalServer:
+def start_local(
+    spec: str, *, threads: int | None = None, n_ctx: int = DEFAULT_CTX, timeout_s: float = START_TIMEOUT_S
+) -> LocalServer:
     """Serve the GGUF that `spec` names (reusing this process's server for it); raises LocalLLMError."""
     path = resolve_gguf(spec)
     with _lock:
@@ -237,8 +246,10 @@ def _start(path: Path, threads: int, n_ctx: int, timeout_s: float) -> LocalServe
     try:
         import xllamacpp as xlc
     except ImportError:
-        raise LocalLLMError(f"--llm local: needs the optional xllamacpp server: pip install "
-                            f"'interview-copilot[{EXTRA}]' (or `make setup`)") from None
+        raise LocalLLMError(
+            f"--llm local: needs the optional xllamacpp server: pip install "
+            f"'interview-copilot[{EXTRA}]' (or `make setup`)"
+        ) from None
     params = xlc.CommonParams()
     params.model.path = str(path)
     params.n_ctx = n_ctx
@@ -264,8 +275,14 @@ def _start(path: Path, threads: int, n_ctx: int, timeout_s: float) -> LocalServe
             raise LocalLLMError(f"llama.cpp server for {path.name} not ready after {timeout_s:g} s")
         time.sleep(0.1)
     server.started_s = time.monotonic() - t0
-    log.info("llama.cpp serving %s on %s (%d threads, n_ctx %d) in %.1f s",
-             path.name, server.url, threads, n_ctx, server.started_s)
+    log.info(
+        "llama.cpp serving %s on %s (%d threads, n_ctx %d) in %.1f s",
+        path.name,
+        server.url,
+        threads,
+        n_ctx,
+        server.started_s,
+    )
     return server
 
 

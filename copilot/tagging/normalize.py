@@ -126,8 +126,10 @@ def _collapse_repeats(words: list[str], spans: list[tuple[int, int]]) -> tuple[l
         out_w.append(w)
         out_s.append(s)
         for n in (1, 2, 3):
-            if len(out_w) >= 2 * n and out_w[-n:] == out_w[-2 * n : -n] and not any(
-                x.isdigit() or x in PUNCT_END or x == "," for x in out_w[-n:]
+            if (
+                len(out_w) >= 2 * n
+                and out_w[-n:] == out_w[-2 * n : -n]
+                and not any(x.isdigit() or x in PUNCT_END or x == "," for x in out_w[-n:])
             ):
                 # keep the later copy's spans? keep the first: the quote then starts at the false start,
                 # which is still verbatim and reads naturally.

@@ -64,7 +64,7 @@ class Redactor:
         tail = ""
         if kind == "URL":  # sentence punctuation after a URL is not part of it
             stripped = value.rstrip(".,;:!?)")
-            value, tail = stripped, value[len(stripped):]
+            value, tail = stripped, value[len(stripped) :]
         return self._placeholder_for(kind, value) + tail
 
     def _placeholder_for(self, kind: str, value: str) -> str:

@@ -195,13 +195,15 @@ def _check_shape(text: str, filename: str) -> None:
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):  # an event stream: no recursion
         if isinstance(event, yaml.AliasEvent):
-            raise RubricError(f"{filename}: line {event.start_mark.line + 1}: YAML aliases (*name) are not "
-                              f"allowed in a rubric")
+            raise RubricError(
+                f"{filename}: line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed in a rubric"
+            )
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_RUBRIC_DEPTH:
-                raise RubricError(f"{filename}: line {event.start_mark.line + 1}: nested deeper than "
-                                  f"{MAX_RUBRIC_DEPTH} levels")
+                raise RubricError(
+                    f"{filename}: line {event.start_mark.line + 1}: nested deeper than {MAX_RUBRIC_DEPTH} levels"
+                )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

@@ -43,6 +43,7 @@ Mode = Literal["combined", "rules-only", "classifier-only"]
 # A computed cue family name for the rubric (in addition to cues.FAMILIES).
 COMPUTED = {"clarifying_question": "question", "contrast": "contrast"}
 
+
 @dataclass
 class Hit:
     tag: str
@@ -81,8 +82,9 @@ class _Reading:
     def logistic(self, si: int) -> bool:
         return bool(self.sent_sets[si] & C.LOGISTICS)
 
-    def offer(self, tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None
-              ) -> None:
+    def offer(
+        self, tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None
+    ) -> None:
         """A hit in sentence `si` (evidence: the sentence, or a window around `at` in a long one)."""
         if weight <= 0:
             return
@@ -133,8 +135,9 @@ class RulesTagger:
 
     name = "rules"
 
-    def __init__(self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False,
-                 mode: Mode = "combined") -> None:
+    def __init__(
+        self, rubric: Rubric, nlp=None, classifier: Any = True, syntax: bool = False, mode: Mode = "combined"
+    ) -> None:
         self.rubric = rubric
         if nlp is None:
             nlp = spacy.blank("en")
@@ -183,8 +186,9 @@ class RulesTagger:
         if mode not in ("combined", "rules-only", "classifier-only"):
             raise ValueError(f"unknown mode {mode!r}")
         if mode == "classifier-only" and self.classifier is None:
-            raise ModelError(f"no trained classifier for rubric {rubric.id!r}: run `copilot tagger train --rubric "
-                             f"{rubric.id}`")
+            raise ModelError(
+                f"no trained classifier for rubric {rubric.id!r}: run `copilot tagger train --rubric {rubric.id}`"
+            )
         self.mode: Mode = mode
 
     # ------------------------------------------------------------ building
@@ -235,8 +239,9 @@ class RulesTagger:
         (a later hit replaces an earlier one only when it weighs strictly more)."""
         clean = self.clean(text)
         gated = frozenset(t.id for t in self.rubric.tags if not t.applies(speaker))
-        result = Analysis(clean=clean, gated=gated,
-                          n_content=sum(1 for w in clean.words if w not in PUNCT_END and w != ","))
+        result = Analysis(
+            clean=clean, gated=gated, n_content=sum(1 for w in clean.words if w not in PUNCT_END and w != ",")
+        )
         if len(gated) == len(self.rubric.tags) or not clean.words:
             return result
         r = self._read(clean, gated, speaker, context, result.rules)
@@ -249,22 +254,35 @@ class RulesTagger:
             self._syntax_pass(r, text)
         return result
 
-    def _read(self, clean: Clean, gated: frozenset[str], speaker: str | None, context: Any,
-              hits: dict[str, Hit]) -> "_Reading":
+    def _read(
+        self, clean: Clean, gated: frozenset[str], speaker: str | None, context: Any, hits: dict[str, Hit]
+    ) -> "_Reading":
         """Sentences, question form and the context checks that every pass consults."""
         turns = context_turns(context, speaker)
         prev = next((tx for sp, tx in reversed(turns) if sp != speaker), turns[-1][1] if turns else "")
         words = clean.words
-        doc = Doc(self.vocab, words=words, spaces=[True] * len(words),
-                  lemmas=self._lemmas(words) if self._needs_lemma else None)
+        doc = Doc(
+            self.vocab,
+            words=words,
+            spaces=[True] * len(words),
+            lemmas=self._lemmas(words) if self._needs_lemma else None,
+        )
         sents = _sentences(words)
         sent_of = [0] * len(words)
         for si, (a, b) in enumerate(sents):
             for i in range(a, b):
                 sent_of[i] = si
-        r = _Reading(clean=clean, words=words, doc=doc, sents=sents, sent_of=sent_of,
-                     question=[_is_question(words, a, b) for a, b in sents],
-                     sent_sets=[frozenset(words[a:b]) for a, b in sents], gated=gated, hits=hits)
+        r = _Reading(
+            clean=clean,
+            words=words,
+            doc=doc,
+            sents=sents,
+            sent_of=sent_of,
+            question=[_is_question(words, a, b) for a, b in sents],
+            sent_sets=[frozenset(words[a:b]) for a, b in sents],
+            gated=gated,
+            hits=hits,
+        )
         for mid, s, _e in self.veto(doc):
             key = self.vocab.strings[mid]
             if key == "rg_veto":
@@ -298,22 +316,28 @@ class RulesTagger:
                     w = min(w, C.WEAK)
                 if family == "course_change" and sent_sets[si] & C.PAST and not sent_sets[si] & C.FUTURE:
                     continue  # narration of the past: "instead of Slack we used Teams"
-                if family == "course_change" and words[s] in ("instead", "rather") and not (
-                        sent_sets[si] & C.AGENT and sent_sets[si] & C.FUTURE):
+                if (
+                    family == "course_change"
+                    and words[s] in ("instead", "rather")
+                    and not (sent_sets[si] & C.AGENT and sent_sets[si] & C.FUTURE)
+                ):
                     continue  # "entries instead of edits" describes, it does not decide
             for tag in self._families_of.get(family, ()):
                 r.offer(tag, w, cue.why, si, r.clean.quote(s, e), (s, e))
 
     def _check_back_pass(self, r: "_Reading") -> None:
-        """"... so the writes go to one region, right?": a statement checked back with the interviewer."""
+        """ "... so the writes go to one region, right?": a statement checked back with the interviewer."""
         rg_tags = self._families_of.get("restating", set()) | self._families_of.get("assumption_check", set())
         if not rg_tags or r.after_any_questions:
             return
         words = r.words
         for si, (a, b) in enumerate(r.sents):
             end = b - 1 if words[b - 1] in PUNCT_END else b
-            if end - a >= 6 and words[end - 1] in ("right", "correct") and words[end - 2] not in ("all", "that",
-                                                                                                   "is", "right"):
+            if (
+                end - a >= 6
+                and words[end - 1] in ("right", "correct")
+                and words[end - 2] not in ("all", "that", "is", "right")
+            ):
                 for tag in rg_tags:
                     r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
 
@@ -349,8 +373,13 @@ class RulesTagger:
                 c2 = c | (sent_sets[si + 1] & cost)
                 if ((g and c2 - g) or (c and g2 - c)) and sents[si + 1][1] - a >= 8:
                     for tag in self._computed["contrast"]:
-                        r.offer_span(tag, 0.6, "names a gain and a cost", (a, sents[si + 1][1]),
-                                     f"{sorted(g2)[0]} / {sorted(c2)[0]}")
+                        r.offer_span(
+                            tag,
+                            0.6,
+                            "names a gain and a cost",
+                            (a, sents[si + 1][1]),
+                            f"{sorted(g2)[0]} / {sorted(c2)[0]}",
+                        )
 
     def _contrast_word_pass(self, r: "_Reading") -> None:
         """The computed `contrast` cue, part two: "but" / "whereas" with weighing words around it."""
@@ -450,16 +479,18 @@ class RulesTagger:
         probs = self.probabilities([an])[0] if self.mode != "rules-only" else None
         return [self._to_tag(d, segment) for d in self.decide(an, probs, self.mode)]
 
-    def tag_many(self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode | None = None,
-                 batch_size: int = 512) -> list[list[Tag]]:
+    def tag_many(
+        self, items: Iterable[tuple[Segment, Sequence[Segment]]], mode: Mode | None = None, batch_size: int = 512
+    ) -> list[list[Tag]]:
         """Batch path: the classifier runs once per batch through `nlp.pipe`."""
         out: list[list[Tag]] = []
         batch: list[tuple[Segment, Sequence[Segment]]] = []
 
         def flush() -> None:
             segs = [s for s, _ in batch]
-            for s, decisions in zip(segs, self.decide_many(
-                    [(s.text, s.speaker, list(c)[-4:] if c else None) for s, c in batch], mode)):
+            for s, decisions in zip(
+                segs, self.decide_many([(s.text, s.speaker, list(c)[-4:] if c else None) for s, c in batch], mode)
+            ):
                 out.append([self._to_tag(d, s) for d in decisions])
             batch.clear()
 
@@ -471,8 +502,9 @@ class RulesTagger:
             flush()
         return out
 
-    def decide_many(self, items: Sequence[tuple[str, str | None, Any]], mode: Mode | None = None
-                    ) -> list[list[Decision]]:
+    def decide_many(
+        self, items: Sequence[tuple[str, str | None, Any]], mode: Mode | None = None
+    ) -> list[list[Decision]]:
         mode = mode or self.mode
         analyses = [self.analyze(text, speaker, ctx) for text, speaker, ctx in items]
         probs = self.probabilities(analyses) if mode != "rules-only" else [None] * len(analyses)
@@ -542,20 +574,31 @@ def _is_question(words: list[str], a: int, b: int) -> bool:
     # "i guess my first question is how big ...": look past a short lead-in
     for j in range(i, min(b, i + 8)):
         w = words[j]
-        if w in C.WH and (j == i or (words[j - 1] == "is" and words[j - 2] not in C.THIS_IS) or words[j - 1] in (
-                ",", "question") or (
-                words[j - 1] == "like" and (j < 2 or words[j - 2] not in C.NOT_LIKE))):
+        if w in C.WH and (
+            j == i
+            or (words[j - 1] == "is" and words[j - 2] not in C.THIS_IS)
+            or words[j - 1] in (",", "question")
+            or (words[j - 1] == "like" and (j < 2 or words[j - 2] not in C.NOT_LIKE))
+        ):
             return j + 1 < b
-        if j == i and w in C.AUX and j + 1 < b and words[j + 1] not in PUNCT_END and (
-                w in ("do", "does", "did") or words[j + 1] in C.SUBJ or words[j + 1] == "not"):
+        if (
+            j == i
+            and w in C.AUX
+            and j + 1 < b
+            and words[j + 1] not in PUNCT_END
+            and (w in ("do", "does", "did") or words[j + 1] in C.SUBJ or words[j + 1] == "not")
+        ):
             return True
     # speech: "quick question on scale are we talking ...", "... or are they independent": an inverted
     # auxiliary + pronoun mid-sentence, after an announced question or an "or"
     asked = False
     for j in range(i + 1, b - 1):
         asked = asked or words[j - 1] in C.ASKING
-        if words[j] in C.INV_AUX and words[j + 1] in C.INV_SUBJ and (
-                words[j - 1] in ("or", ",") or (asked and words[j - 1] not in C.NO_INV_BEFORE)):
+        if (
+            words[j] in C.INV_AUX
+            and words[j + 1] in C.INV_SUBJ
+            and (words[j - 1] in ("or", ",") or (asked and words[j - 1] not in C.NO_INV_BEFORE))
+        ):
             return True
     return False
 
@@ -571,8 +614,9 @@ def _window(sent: tuple[int, int], at: tuple[int, int] | None, before: int = 12,
 def _answers_itself(words: list[str], a: int, s: int) -> bool:
     """ "do agents handle two chats at once if yes i'll design for tabs": the decision after the question."""
     before = words[max(a, s - 4) : s]
-    return "then" in before or any(before[k] == "if" and before[k + 1] in ("yes", "so", "not", "not,")
-                                   for k in range(len(before) - 1))
+    return "then" in before or any(
+        before[k] == "if" and before[k + 1] in ("yes", "so", "not", "not,") for k in range(len(before) - 1)
+    )
 
 
 def compile_pattern(spec: str) -> list[dict[str, Any]]:

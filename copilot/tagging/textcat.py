@@ -122,8 +122,13 @@ def model_dir(rubric_id: str) -> Path:
 # ---------------------------------------------------------------- training
 
 
-def train_textcat(texts: Sequence[str], cats: Sequence[dict[str, float]], labels: Sequence[str], seed: int = SEED,
-                  epochs: int = EPOCHS):
+def train_textcat(
+    texts: Sequence[str],
+    cats: Sequence[dict[str, float]],
+    labels: Sequence[str],
+    seed: int = SEED,
+    epochs: int = EPOCHS,
+):
     """A blank-English pipeline with one `textcat_multilabel` (bag of 1-2-grams): fast to train and run."""
     fix_random_seed(seed)
     nlp = spacy.blank("en")
@@ -167,8 +172,15 @@ def classifier_items(items: Sequence[LabelledItem]) -> list[LabelledItem]:
     return [it for it in items if not is_interviewer(it.speaker)]
 
 
-def train_for_rubric(rubric: Rubric, rules: Analyzer, data: Path = TRAIN_DATA, out: Path | None = None,
-                     seed: int = SEED, folds: int = 5, log=None) -> Path:
+def train_for_rubric(
+    rubric: Rubric,
+    rules: Analyzer,
+    data: Path = TRAIN_DATA,
+    out: Path | None = None,
+    seed: int = SEED,
+    folds: int = 5,
+    log=None,
+) -> Path:
     """Train the classifier for a rubric, tune the combination thresholds by CV, save atomically.
 
     `rules` is the rubric's rules tagger without a classifier (`RulesTagger(rubric, classifier=False)`):
@@ -191,8 +203,9 @@ def train_for_rubric(rubric: Rubric, rules: Analyzer, data: Path = TRAIN_DATA, o
         test_idx = order[k::folds]
         test_set = set(test_idx)
         train_idx = [i for i in order if i not in test_set]
-        nlp_k = train_textcat([texts[i] for i in train_idx] + extra_texts,
-                              [cats[i] for i in train_idx] + extra_cats, labels, seed=seed)
+        nlp_k = train_textcat(
+            [texts[i] for i in train_idx] + extra_texts, [cats[i] for i in train_idx] + extra_cats, labels, seed=seed
+        )
         for i, p in zip(test_idx, predict(nlp_k, [texts[i] for i in test_idx], labels)):
             oof[i] = p
         if log:
@@ -236,7 +249,9 @@ def rubric_examples(rubric: Rubric, labels: Sequence[str], rules: Analyzer) -> t
 # The combination of rules and classifier that `rules.RulesTagger.decide` applies; tuned here, beside training.
 
 
-def tune_thresholds(rules: Analyzer, items: Sequence[LabelledItem], oof: Sequence[dict[str, float]], labels: Sequence[str]):
+def tune_thresholds(
+    rules: Analyzer, items: Sequence[LabelledItem], oof: Sequence[dict[str, float]], labels: Sequence[str]
+):
     """Pick per-tag thresholds that maximize F1 of the combination on out-of-fold probabilities."""
     analyses = [rules.analyze(it.text, it.speaker, it.context) for it in items]
     # The rules were written with this split in view, so on it they look better than on unseen text;
@@ -263,15 +278,19 @@ def tune_thresholds(rules: Analyzer, items: Sequence[LabelledItem], oof: Sequenc
                     key = (round(_f1(gold, pred), 6), pt, pw, -r)
                     if key > best_key:
                         best_key, best_th = key, {"rule": r, "p": pt, "p_weak": pw}
-        cls_best = max(((_f1(gold, [p >= t for p in ps_alone]), t) for t in grid_p),
-                       key=lambda x: (round(x[0], 6), x[1]))
+        cls_best = max(
+            ((_f1(gold, [p >= t for p in ps_alone]), t) for t in grid_p), key=lambda x: (round(x[0], 6), x[1])
+        )
         rules_f1 = _f1(gold, [w >= C.DEFAULT_RULE_ALONE for w in rw])
         th = dict(best_th)
         th["p_cls"] = cls_best[1]
         th["rule_alone"] = C.DEFAULT_RULE_ALONE
         thresholds[tag] = th
-        report[tag] = {"cv_f1_combined": round(best_key[0], 3), "cv_f1_classifier": round(cls_best[0], 3),
-                       "f1_rules": round(rules_f1, 3)}
+        report[tag] = {
+            "cv_f1_combined": round(best_key[0], 3),
+            "cv_f1_classifier": round(cls_best[0], 3),
+            "f1_rules": round(rules_f1, 3),
+        }
     return thresholds, report
 
 
@@ -307,8 +326,11 @@ def is_current(rubric: Rubric, out: Path | None = None, data: Path = TRAIN_DATA)
         meta = json.loads((out / META).read_text())
     except (OSError, ValueError):
         return False
-    return (out / "textcat").is_dir() and meta.get("train_sha") == data_digest(Path(data)) and meta.get(
-        "rubric_version") == rubric.version
+    return (
+        (out / "textcat").is_dir()
+        and meta.get("train_sha") == data_digest(Path(data))
+        and meta.get("rubric_version") == rubric.version
+    )
 
 
 @dataclass
