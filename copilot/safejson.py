@@ -24,8 +24,19 @@ def _no_constants(name: str) -> Any:
 
 def loads_bounded(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse `raw`; refuse bad JSON, NaN/Infinity, huge integers and nesting beyond `max_depth`."""
+    # Depth first, on the text: the C parser's own guard follows the interpreter's recursion limit,
+    # which other libraries raise, so "[" x 8000 could otherwise come back as a different error.
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JSONRefused("not UTF-8 text") from None
+    else:
+        text = raw
+    if text_depth(text) > max_depth:
+        raise JSONRefused(f"nested deeper than {max_depth} levels")
     try:
-        obj = json.loads(raw, parse_constant=_no_constants)
+        obj = json.loads(text, parse_constant=_no_constants)
     except JSONRefused:
         raise
     except json.JSONDecodeError as exc:
@@ -54,4 +65,27 @@ def depth(obj: Any) -> int:
         d += 1
         deepest = max(deepest, d)
         stack.extend((child, d) for child in item if isinstance(child, (dict, list)))
+    return deepest
+
+
+def text_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text (strings skipped), in one pass without parsing it."""
+    deepest = depth_now = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth_now += 1
+            if depth_now > deepest:
+                deepest = depth_now
+        elif ch in "]}":
+            depth_now -= 1
     return deepest
