@@ -393,18 +393,10 @@ def _onsets(x: np.ndarray, threshold: float = 0.05, quiet_s: float = 0.5) -> lis
     return out
 
 
-@pytest.mark.parametrize(
-    "seconds",
-    [
-        60,
-        pytest.param(
-            600,
-            marks=pytest.mark.skipif(
-                os.environ.get("COPILOT_SLOW_TESTS") != "1", reason="10-minute capture; set COPILOT_SLOW_TESTS=1"
-            ),
-        ),
-    ],
-)
+# The 10-minute run is the issue's drift proof; it runs in `make test` (CI has the time) and
+# is left out of `make test-fast` by the slow marker.
+@pytest.mark.slow
+@pytest.mark.parametrize("seconds", [60, 600])
 def test_paced_capture_keeps_both_channels_in_step_without_memory_growth(tmp_path, seconds):
     """Tone bursts every 2 s on the mic (from 0.5 s) and on the call (from 1.5 s), captured for
     `seconds`: in the kept session audio, the call's bursts stay 1 s + a constant after the

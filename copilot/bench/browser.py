@@ -8,8 +8,8 @@ right channel the "call", an `<audio>` element's `captureStream()` handed in thr
 test hook. Then `copilot replay` plays the same file at real-time pace.
 
 Latency is measured the same way for both: a fragment's last word end (`end_ms`) placed on the
-wall clock, to the fragment's arrival at a websocket client. For the replay, the `audio started`
-status places session audio on the wall clock. For browser capture, the capture page logs when
+wall clock, to the fragment's arrival at a websocket client. For the replay, the `audio_clock`
+control event places session audio on the wall clock. For browser capture, the capture page logs when
 each 100 ms AudioWorklet block reached it; a fragment's end is placed by the block that holds it
 (less the audio after the end in that block). One origin for the whole run (the page's `clock`
 status) is also reported: it drifts when the browser's audio thread runs slower than real time,
@@ -261,16 +261,19 @@ def _browser_run(args: argparse.Namespace, path: Path, work: Path) -> dict[str, 
 def _replay_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     from copilot.bench import pipeline
 
-    ns = argparse.Namespace(speed=1.0, model=args.model, asr_device=args.asr_device, clients=1)
+    ns = argparse.Namespace(
+        speed=1.0, model=args.model, asr_device=args.asr_device, compute_type=getattr(args, "compute_type", None), clients=1
+    )
     token = "bench-" + os.urandom(8).hex()
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as data:
         sinks = asyncio.run(pipeline._replay_with_clients(ns, path, token, data))
     sink = sinks[0]
     t0 = next(
-        m["data"]["details"]["audio_t0"]
-        for _, m in sink
-        if m["type"] == "status" and m["data"].get("message") == "audio started"
+        (m["data"]["audio_t0"] for _, m in sink if m["type"] == "control" and m["data"].get("kind") == "audio_clock"),
+        None,
     )
+    if t0 is None:
+        raise CopilotError("the replay never sent its audio_clock control event")
     lat, text = _latency(sink, t0)
     return {"latency": lat, "text": text}
 
