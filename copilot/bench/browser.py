@@ -262,7 +262,11 @@ def _replay_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     from copilot.bench import pipeline
 
     ns = argparse.Namespace(
-        speed=1.0, model=args.model, asr_device=args.asr_device, compute_type=getattr(args, "compute_type", None), clients=1
+        speed=1.0,
+        model=args.model,
+        asr_device=args.asr_device,
+        compute_type=getattr(args, "compute_type", None),
+        clients=1,
     )
     token = "bench-" + os.urandom(8).hex()
     with tempfile.TemporaryDirectory(prefix="copilot-bench-") as data:
