@@ -58,6 +58,14 @@ class StreamStats:
     dropped: int = 0  # utterances judged to be hallucinations
 
 
+def event_words(words: Sequence[TimedWord]) -> list[Word]:
+    """Decoded words as the events carry them: bare text, probability to 3 places."""
+    return [
+        Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
+        for w in words
+    ]
+
+
 def _ms_to_samples(ms: int) -> int:
     return ms * SAMPLE_RATE // 1000
 
@@ -395,10 +403,7 @@ class StreamingTranscriber:
             start_ms=words[0].start_ms,
             end_ms=max(w.end_ms for w in words),
             text=join_words(words),
-            words=[
-                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
-                for w in words
-            ],
+            words=event_words(words),
         )
         channel.remember(segment)
         return segment

@@ -298,8 +298,9 @@ def _run_live_browser(args: argparse.Namespace) -> int:
     if len(speakers) != 2:
         raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
     notice = consent_notice(getattr(args, "consent_notice", None))
-    # With --consent-confirmed the flag is the consent; else the capture page asks.
-    consent: ConsentGiven | None = ("flag", default_confirmer()) if getattr(args, "consent_confirmed", False) else None
+    consent: ConsentGiven | None = None
+    if getattr(args, "consent_confirmed", False):  # else the capture page asks
+        consent = ("flag", default_confirmer())
     with live_setup(
         args, speakers, lambda: BrowserSource(speakers), describe="browser", notice=notice, consent=consent
     ) as live:
