@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 Output = Union[PartialSegment, Segment]
+T_co = TypeVar("T_co", covariant=True)
 CONTEXT_CHARS = 200
 TAIL_WORDS = 30
 
@@ -417,13 +418,27 @@ class StreamingTranscriber:
         return ch
 
 
-def transcribe_stream(source: AudioSource, model: "WhisperModel", **kwargs) -> Iterator[Output]:
-    """Transcribe a whole source, yielding partials and finals as they commit."""
-    speakers = kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
-    transcriber = StreamingTranscriber(model, speakers, **kwargs)
+class _Feedable(Protocol[T_co]):
+    def feed(self, chunk: AudioChunk) -> Sequence[T_co]: ...
+
+    def flush(self) -> Sequence[T_co]: ...
+
+
+def source_speakers(source: AudioSource, kwargs: dict[str, Any]) -> list[str]:
+    """The `speakers` keyword (taken out of `kwargs`), else the source's own names."""
+    return kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
+
+
+def drain(source: AudioSource, transcriber: _Feedable[T_co]) -> Iterator[T_co]:
+    """Feed a whole source through a transcriber, yield what it gives, and close the source."""
     try:
         for chunk in source.chunks():
             yield from transcriber.feed(chunk)
         yield from transcriber.flush()
     finally:
         source.close()
+
+
+def transcribe_stream(source: AudioSource, model: "WhisperModel", **kwargs) -> Iterator[Output]:
+    """Transcribe a whole source, yielding partials and finals as they commit."""
+    yield from drain(source, StreamingTranscriber(model, source_speakers(source, kwargs), **kwargs))

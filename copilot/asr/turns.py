@@ -27,7 +27,7 @@ import numpy as np
 
 from copilot.asr.commit import TimedWord, join_words, truncate_repetition
 from copilot.asr.engine import timed_words, transcribe_utterance
-from copilot.asr.streaming import StreamingTranscriber, event_words
+from copilot.asr.streaming import StreamingTranscriber, drain, event_words, source_speakers
 from copilot.audio.base import SAMPLE_RATE, AudioChunk, AudioSource
 from copilot.events import PartialSegment, Segment, Turn, new_id
 
@@ -328,11 +328,5 @@ def transcribe_turns(
     source: AudioSource, model: "WhisperModel", config: TurnConfig | None = None, *, model_name: str = "", **kwargs
 ) -> Iterator[Output]:
     """Transcribe a whole source: fragments as they commit, and each `Turn` as it settles."""
-    speakers = kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
-    transcriber = TurnTranscriber(StreamingTranscriber(model, speakers, **kwargs), config, model_name=model_name)
-    try:
-        for chunk in source.chunks():
-            yield from transcriber.feed(chunk)
-        yield from transcriber.flush()
-    finally:
-        source.close()
+    fragments = StreamingTranscriber(model, source_speakers(source, kwargs), **kwargs)
+    yield from drain(source, TurnTranscriber(fragments, config, model_name=model_name))
