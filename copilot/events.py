@@ -110,6 +110,19 @@ class Turn(_Payload):
     revision: int = 0
     model: str = ""
 
+    def as_segment(self) -> Segment:
+        """The whole turn as one `Segment` with the turn's id: taggers and the turn decoder read
+        segments."""
+        return Segment(
+            id=self.id,
+            speaker=self.speaker,
+            channel=self.channel,
+            start_ms=self.start_ms,
+            end_ms=self.end_ms,
+            text=self.text,
+            words=self.words,
+        )
+
 
 # `retracted`: the machine withdrew its own proposal (merged into the same tag on the settled
 # turn, or no longer holding there). Unlike `rejected`, nobody judged it wrong.

@@ -286,6 +286,24 @@ def test_latest_revision_wins_and_tag_state_follows_people():
     assert word_edits("we keep a small index", "we keep the small index table") == 2
 
 
+def test_a_tag_is_matched_by_its_rules_name_unless_a_person_renamed_it():
+    from copilot.session.fold import fold
+
+    sid = "ses_x"
+    tag = Tag(id="tag_1", tag="tradeoff_articulation", start_ms=0, end_ms=10, source="rules")
+    events = [
+        Event.of(sid, tag, type="tag.proposed"),
+        Event.of(sid, TagUpdate(tag_id="tag_1", status="edited", by="llm:m", tag="steering_decision")),
+    ]
+    # The panel shows the LLM's name; refine matches the rules' re-raised tag by the rules' own.
+    assert fold(events).tags[0].tag.tag == "steering_decision"
+    (state,) = tag_states(events)
+    assert (state.tag, state.status, state.judged, state.machine) == ("tradeoff_articulation", "edited", False, True)
+    events.append(Event.of(sid, TagUpdate(tag_id="tag_1", status="edited", by="bo", tag="requirement_gathering")))
+    (state,) = tag_states(events)
+    assert (state.tag, state.judged) == ("requirement_gathering", True)  # a bare name in an old log is a person
+
+
 def channel_wer(turns: list[Turn], reference: list[dict]) -> float:
     from copilot.bench.asr import word_errors
 

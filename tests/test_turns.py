@@ -84,6 +84,21 @@ def test_loops_and_compression():
     assert compression_ratio("Should password resets arrive within seconds?") < 2.4
 
 
+def test_a_turn_of_decoded_words_or_of_none():
+    from copilot.asr.turns import turn_from_words
+
+    place = dict(speaker="candidate", channel=1, start_ms=100, end_ms=900, segment_ids=["seg_a"])
+    empty = turn_from_words([], model="tiny.en", **place)
+    assert (empty.start_ms, empty.end_ms, empty.text, empty.words, empty.revision) == (100, 900, "", [], 0)
+    assert empty.id.startswith("turn_") and empty.segment_ids == ["seg_a"] and empty.model == "tiny.en"
+    words = [TimedWord(" Hello,", 120, 400, 0.91234), TimedWord(" world.", 420, 880, 0.5)]
+    rev = turn_from_words(words, model="base", turn_id=empty.id, revision=1, **place)
+    assert (rev.id, rev.start_ms, rev.end_ms, rev.text, rev.revision) == (empty.id, 120, 880, "Hello, world.", 1)
+    assert [(w.text, w.start_ms, w.probability) for w in rev.words] == [("Hello,", 120, 0.912), ("world.", 420, 0.5)]
+    as_segment = rev.as_segment()
+    assert (as_segment.id, as_segment.channel, as_segment.text, as_segment.words) == (rev.id, 1, rev.text, rev.words)
+
+
 def test_evidence_is_widened_to_the_turns_sentence():
     text = "Sounds good. Before I start, who sends these notifications, and how many go out per day?"
     assert anchor_evidence(text, "who sends these notifications and") == (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 Output = Union[PartialSegment, Segment]
+T_co = TypeVar("T_co", covariant=True)
 CONTEXT_CHARS = 200
 TAIL_WORDS = 30
 
@@ -56,6 +57,14 @@ class StreamStats:
     finals: int = 0
     skipped_partials: int = 0  # hypotheses skipped because the engine was behind
     dropped: int = 0  # utterances judged to be hallucinations
+
+
+def event_words(words: Sequence[TimedWord]) -> list[Word]:
+    """Decoded words as the events carry them: bare text, probability to 3 places."""
+    return [
+        Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
+        for w in words
+    ]
 
 
 def _ms_to_samples(ms: int) -> int:
@@ -395,10 +404,7 @@ class StreamingTranscriber:
             start_ms=words[0].start_ms,
             end_ms=max(w.end_ms for w in words),
             text=join_words(words),
-            words=[
-                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
-                for w in words
-            ],
+            words=event_words(words),
         )
         channel.remember(segment)
         return segment
@@ -412,13 +418,27 @@ class StreamingTranscriber:
         return ch
 
 
-def transcribe_stream(source: AudioSource, model: "WhisperModel", **kwargs) -> Iterator[Output]:
-    """Transcribe a whole source, yielding partials and finals as they commit."""
-    speakers = kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
-    transcriber = StreamingTranscriber(model, speakers, **kwargs)
+class _Feedable(Protocol[T_co]):
+    def feed(self, chunk: AudioChunk) -> Sequence[T_co]: ...
+
+    def flush(self) -> Sequence[T_co]: ...
+
+
+def source_speakers(source: AudioSource, kwargs: dict[str, Any]) -> list[str]:
+    """The `speakers` keyword (taken out of `kwargs`), else the source's own names."""
+    return kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
+
+
+def drain(source: AudioSource, transcriber: _Feedable[T_co]) -> Iterator[T_co]:
+    """Feed a whole source through a transcriber, yield what it gives, and close the source."""
     try:
         for chunk in source.chunks():
             yield from transcriber.feed(chunk)
         yield from transcriber.flush()
     finally:
         source.close()
+
+
+def transcribe_stream(source: AudioSource, model: "WhisperModel", **kwargs) -> Iterator[Output]:
+    """Transcribe a whole source, yielding partials and finals as they commit."""
+    yield from drain(source, StreamingTranscriber(model, source_speakers(source, kwargs), **kwargs))

@@ -27,9 +27,9 @@ import numpy as np
 
 from copilot.asr.commit import TimedWord, join_words, truncate_repetition
 from copilot.asr.engine import timed_words, transcribe_utterance
-from copilot.asr.streaming import StreamingTranscriber
+from copilot.asr.streaming import StreamingTranscriber, drain, event_words, source_speakers
 from copilot.audio.base import SAMPLE_RATE, AudioChunk, AudioSource
-from copilot.events import PartialSegment, Segment, Turn, Word
+from copilot.events import PartialSegment, Segment, Turn, new_id
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -177,6 +177,34 @@ class TurnDecoder:
             self.stats.decode_s += time.perf_counter() - t0
 
 
+def turn_from_words(
+    words: Sequence[TimedWord],
+    *,
+    speaker: str,
+    channel: int,
+    start_ms: int,
+    end_ms: int,
+    segment_ids: list[str],
+    model: str,
+    turn_id: str | None = None,
+    revision: int = 0,
+) -> Turn:
+    """A turn of decoded words: their text, timings and span (`start_ms`/`end_ms` stand where
+    no word was decoded). A new turn gets a new id; a revision passes the turn's own."""
+    return Turn(
+        id=turn_id if turn_id is not None else new_id("turn"),
+        speaker=speaker,
+        channel=channel,
+        start_ms=words[0].start_ms if words else start_ms,
+        end_ms=max(w.end_ms for w in words) if words else end_ms,
+        text=join_words(words),
+        words=event_words(words),
+        segment_ids=segment_ids,
+        revision=revision,
+        model=model,
+    )
+
+
 class _ChannelAudio:
     """A channel's recent audio on the session clock (enough for the longest turn)."""
 
@@ -275,21 +303,17 @@ class TurnTranscriber:
             turn.fragments,
             prompt=self._last_text if c.prompt and self._last_text else None,
         )
-        text = join_words(words)
-        self._last_text = text
-        return Turn(
+        settled = turn_from_words(
+            words,
             speaker=turn.speaker,
             channel=turn.channel,
-            start_ms=words[0].start_ms if words else turn.start_ms,
-            end_ms=max(w.end_ms for w in words) if words else turn.end_ms,
-            text=text,
-            words=[
-                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
-                for w in words
-            ],
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
             segment_ids=[s.id for s in turn.fragments],
             model=self.model_name,
         )
+        self._last_text = settled.text
+        return settled
 
     def _forget(self, channel: int) -> None:
         audio = self._audio[channel]
@@ -304,11 +328,5 @@ def transcribe_turns(
     source: AudioSource, model: "WhisperModel", config: TurnConfig | None = None, *, model_name: str = "", **kwargs
 ) -> Iterator[Output]:
     """Transcribe a whole source: fragments as they commit, and each `Turn` as it settles."""
-    speakers = kwargs.pop("speakers", None) or list(getattr(source, "speakers", None) or ["speaker"])
-    transcriber = TurnTranscriber(StreamingTranscriber(model, speakers, **kwargs), config, model_name=model_name)
-    try:
-        for chunk in source.chunks():
-            yield from transcriber.feed(chunk)
-        yield from transcriber.flush()
-    finally:
-        source.close()
+    fragments = StreamingTranscriber(model, source_speakers(source, kwargs), **kwargs)
+    yield from drain(source, TurnTranscriber(fragments, config, model_name=model_name))

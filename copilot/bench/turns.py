@@ -34,7 +34,7 @@ class TurnTagScore:
     labelled: int  # (turn, tag) pairs in the script
     precision: float
     recall: float
-    turns: int  # turn.final events
+    turns: int  # settled turns (latest revisions)
     fragments: int
 
 
@@ -106,26 +106,19 @@ def score_run(model: Any, audio: Path, info: dict, rubric_name: str, *, turns: b
 
 
 def score_events(events: "list[Event]", script: list[dict], *, mode: str) -> TurnTagScore:
-    """Fold the machine tags and score them per spoken turn of `script`."""
-    segments = {e.data["id"]: e.data for e in events if e.type == "segment.final"}
-    tags: dict[str, dict] = {}
-    for e in events:
-        if e.type == "tag.proposed":
-            tags[e.data["id"]] = dict(e.data, status="proposed")
-        elif e.type == "tag.updated" and e.data["tag_id"] in tags:
-            tag = tags[e.data["tag_id"]]
-            tag["status"] = e.data["status"]
-            for key in ("tag", "segment_ids", "start_ms", "end_ms"):
-                if e.data.get(key) is not None:
-                    tag[key] = e.data[key]
-    standing = [t for t in tags.values() if t["status"] not in ("rejected", "retracted")]
+    """Fold the log and score its standing machine tags per spoken turn of `script`."""
+    from copilot.session.fold import fold
+
+    view = fold(events)
+    segments = view.segment_index()
+    standing = [t.tag for t in view.tags if t.kind == "tag.proposed" and t.standing]
     chips: dict[tuple[int, str], int] = {}
     for t in standing:
-        seg = segments.get(t["segment_ids"][0]) if t["segment_ids"] else None
-        channel = seg["channel"] if seg else 0
-        turn = _spoken_turn(script, channel, t["start_ms"], t["end_ms"])
+        seg = segments.get(t.segment_ids[0]) if t.segment_ids else None
+        channel = seg.channel if seg else 0
+        turn = _spoken_turn(script, channel, t.start_ms, t.end_ms)
         if turn is not None:
-            chips[(turn, t["tag"])] = chips.get((turn, t["tag"]), 0) + 1
+            chips[(turn, t.tag)] = chips.get((turn, t.tag), 0) + 1
     labelled = {(i, tag) for i, turn in enumerate(script) for tag in turn.get("tags", [])}
     correct = len(set(chips) & labelled)
     return TurnTagScore(
@@ -137,7 +130,7 @@ def score_events(events: "list[Event]", script: list[dict], *, mode: str) -> Tur
         labelled=len(labelled),
         precision=round(correct / len(chips), 3) if chips else 0.0,
         recall=round(correct / len(labelled), 3) if labelled else 0.0,
-        turns=sum(1 for e in events if e.type == "turn.final"),
+        turns=len(view.turns),
         fragments=len(segments),
     )
 

@@ -14,8 +14,10 @@ import os
 import signal
 import sys
 import webbrowser
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Iterator, Literal, TypeVar
 
 from copilot.asr.options import DEFAULT_MODEL, AsrOptions
 from copilot.audio.base import AudioSource
@@ -27,7 +29,7 @@ from copilot.errors import CopilotError
 from copilot.events import Status
 from copilot.runtime import Runtime, RuntimeConfig
 from copilot.server import runner
-from copilot.session.consent import consent_notice, record_consent
+from copilot.session.consent import consent_notice, default_confirmer, record_consent
 from copilot.session.pipeline import Transcriber
 
 log = logging.getLogger("copilot.cli.session_run")
@@ -195,53 +197,100 @@ def run_replay(args: argparse.Namespace) -> int:
         rt.close()
 
 
+SourceT = TypeVar("SourceT", bound=AudioSource)
+ConsentGiven = tuple[Literal["browser", "flag", "terminal"], str]  # (method, who confirmed)
+
+
+@dataclass
+class LiveSetup(Generic[SourceT]):
+    """What a `copilot live` session runs on, once set up by `live_setup`."""
+
+    rt: Runtime
+    source: SourceT
+    transcriber: Transcriber
+    sid: str
+    offset_ms: int
+
+    def run(self, args: argparse.Namespace, attach: Callable[[Any, Callable[[], None]], str] | None = None) -> int:
+        return asyncio.run(
+            _run_session(
+                self.rt,
+                args,
+                self.source,
+                self.transcriber,
+                sid=self.sid,
+                offset_ms=self.offset_ms,
+                live_device=True,
+                speed=1.0,
+                exit_when_done=True,
+                attach=attach,
+            )
+        )
+
+
+@contextmanager
+def live_setup(
+    args: argparse.Namespace,
+    speakers: list[str],
+    open_source: Callable[[], SourceT],
+    *,
+    describe: str,
+    notice: str,
+    consent: ConsentGiven | None,
+    continue_id: str | None = None,
+) -> Iterator[LiveSetup[SourceT]]:
+    """Runtime, tagging, transcriber, source, session and consent for `copilot live` (devices or
+    the browser), in the order that makes a bad rubric or model fail before a device opens or a
+    session exists. `consent` is (method, by), stored before any audio is captured; None leaves
+    it to the capture page. The source and the runtime are closed on the way out."""
+    rt = Runtime(runtime_config(args))
+    source: SourceT | None = None
+    try:
+        rt.tagging()
+        transcriber = rt.transcriber(speakers)
+        source = open_source()
+        sid, offset = rt.open_session(
+            mode="live",
+            title=args.title or "Live interview",
+            speakers=list(source.speakers),
+            source=describe,
+            continue_id=continue_id,
+        )
+        if consent is not None:
+            method, by = consent
+            record_consent(rt.log, sid, by=by, notice=notice, method=method)
+        yield LiveSetup(rt, source, transcriber, sid, offset)
+    finally:
+        if source is not None:
+            source.close()
+        rt.close()
+
+
 def run_live(args: argparse.Namespace) -> int:
     if getattr(args, "browser", False):
         return _run_live_browser(args)
     speakers = parse_speakers(args.speakers) or ["interviewer", "candidate"]
     notice = consent_notice(getattr(args, "consent_notice", None))
-    method, by = confirm_consent(notice, confirmed=getattr(args, "consent_confirmed", False))
-    rt = Runtime(runtime_config(args))
-    try:
-        rt.tagging()
-        transcriber = rt.transcriber(speakers)
-    except BaseException:
-        rt.close()
-        raise
-    source = DeviceSource(args.device, args.system_device, speakers=speakers)
-    title = args.title or "Live interview"
+    consent = confirm_consent(notice, confirmed=getattr(args, "consent_confirmed", False))
     desc = args.device or "default input"
     if args.system_device:
         desc += f" + {args.system_device}"
-    try:
-        sid, offset = rt.open_session(
-            mode="live", title=title, speakers=list(source.speakers), source=desc, continue_id=args.continue_id
-        )
-        record_consent(rt.log, sid, by=by, notice=notice, method=method)  # before the device starts
-        return asyncio.run(
-            _run_session(
-                rt,
-                args,
-                source,
-                transcriber,
-                sid=sid,
-                offset_ms=offset,
-                live_device=True,
-                speed=1.0,
-                exit_when_done=True,
-            )
-        )
-    finally:
-        source.close()
-        rt.close()
+    with live_setup(
+        args,
+        speakers,
+        lambda: DeviceSource(args.device, args.system_device, speakers=speakers),
+        describe=desc,
+        notice=notice,
+        consent=consent,
+        continue_id=args.continue_id,
+    ) as live:
+        return live.run(args)
 
 
 def _run_live_browser(args: argparse.Namespace) -> int:
     """`copilot live --browser`: the capture page feeds a BrowserSource once consent is stored."""
     from copilot.audio.browser_source import BrowserSource
-    from copilot.audio.file_source import parse_speakers
     from copilot.server.capture import CaptureHub
-    from copilot.session.consent import consent_notice, default_confirmer, record_consent
 
     if args.device or args.system_device:
         raise CopilotError("--browser captures in the browser; --device and --system-device are for device capture")
@@ -249,38 +298,18 @@ def _run_live_browser(args: argparse.Namespace) -> int:
     if len(speakers) != 2:
         raise CopilotError(f"--browser captures two channels (microphone, call); got {len(speakers)} speaker name(s)")
     notice = consent_notice(getattr(args, "consent_notice", None))
-    rt = Runtime(runtime_config(args))
-    source = BrowserSource(speakers)
-    try:
-        rt.tagging()
-        transcriber = rt.transcriber(speakers)
-        sid, offset = rt.open_session(
-            mode="live", title=args.title or "Live interview", speakers=speakers, source="browser"
-        )
-        if getattr(args, "consent_confirmed", False):  # else the capture page asks
-            record_consent(rt.log, sid, by=default_confirmer(), notice=notice, method="flag")
+    consent: ConsentGiven | None = None
+    if getattr(args, "consent_confirmed", False):  # else the capture page asks
+        consent = ("flag", default_confirmer())
+    with live_setup(
+        args, speakers, lambda: BrowserSource(speakers), describe="browser", notice=notice, consent=consent
+    ) as live:
 
         def attach(app: Any, stop: Callable[[], None]) -> str:
-            app.state.capture_hubs = {sid: CaptureHub(sid, source, rt.log, notice, on_stop=stop)}
-            return f"capture.html?session={sid}&token={rt.token}"
+            app.state.capture_hubs = {live.sid: CaptureHub(live.sid, live.source, live.rt.log, notice, on_stop=stop)}
+            return f"capture.html?session={live.sid}&token={live.rt.token}"
 
-        return asyncio.run(
-            _run_session(
-                rt,
-                args,
-                source,
-                transcriber,
-                sid=sid,
-                offset_ms=offset,
-                live_device=True,
-                speed=1.0,
-                exit_when_done=True,
-                attach=attach,
-            )
-        )
-    finally:
-        source.close()
-        rt.close()
+        return live.run(args, attach)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from copilot.events import (  # control events (typed, not message text)
     Turn,
 )
 from copilot.session.log import SessionLog
+from copilot.session.tag_move import move_to_turn, place_on_turn
 from copilot.tagging.base import Tagger
 from copilot.tagging.evidence import anchor_evidence
 
@@ -311,15 +312,7 @@ class TagStage:
 
     def on_turn(self, turn: Turn) -> None:
         """The turn settled: tag its whole text; carry or retract the chips of its fragments."""
-        as_segment = Segment(
-            id=turn.id,
-            speaker=turn.speaker,
-            channel=turn.channel,
-            start_ms=turn.start_ms,
-            end_ms=turn.end_ms,
-            text=turn.text,
-            words=turn.words,
-        )
+        as_segment = turn.as_segment()
         self._turn_fragments[turn.id] = list(turn.segment_ids)
         context = tuple(self.context)
         fragment_ids = set(turn.segment_ids)
@@ -327,52 +320,28 @@ class TagStage:
         mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
         for name in mine:
             del chips[name]
-        where: dict[str, Any] = {
-            "turn_id": turn.id,
-            "segment_ids": list(turn.segment_ids),
-            "start_ms": turn.start_ms,
-            "end_ms": turn.end_ms,
-        }
         standing: list[Tag] = []
         for tag in self._run_tagger(as_segment, context):
             chip = mine.pop(tag.tag, None)
             if chip is None:
-                new = tag.model_copy(update=where)
+                new = place_on_turn(tag, turn)
                 self.log.record(Event.of(self.session_id, new, type="tag.proposed"))
                 self.stats.tags += 1
                 standing.append(new)
                 continue
-            self.log.record(
-                Event.of(
-                    self.session_id,
-                    TagUpdate(
-                        tag_id=chip.id,
-                        status="proposed",
-                        by=chip.source,
-                        evidence=tag.evidence,
-                        rationale=tag.rationale,
-                        confidence=tag.confidence,
-                        **where,
-                    ),
-                )
+            evidence, rationale, confidence = tag.evidence, tag.rationale, tag.confidence
+            upd = move_to_turn(
+                chip.id, chip.source, turn, evidence=evidence, rationale=rationale, confidence=confidence
             )
-            standing.append(
-                chip.model_copy(
-                    update={"evidence": tag.evidence, "rationale": tag.rationale, "confidence": tag.confidence, **where}
-                )
-            )
+            self.log.record(Event.of(self.session_id, upd))
+            standing.append(place_on_turn(chip, turn, evidence=evidence, rationale=rationale, confidence=confidence))
         for chip in mine.values():
             # The whole turn did not raise this tag again (the settled text may, say, punctuate
             # a question as a statement); the fragment's evidence still stands, so the chip moves
             # to the turn with its evidence widened to the turn's sentence that holds it.
             evidence = anchor_evidence(turn.text, chip.evidence)
-            self.log.record(
-                Event.of(
-                    self.session_id,
-                    TagUpdate(tag_id=chip.id, status="proposed", by=chip.source, evidence=evidence, **where),
-                )
-            )
-            standing.append(chip.model_copy(update={"evidence": evidence, **where}))
+            self.log.record(Event.of(self.session_id, move_to_turn(chip.id, chip.source, turn, evidence=evidence)))
+            standing.append(place_on_turn(chip, turn, evidence=evidence))
         if self.refiner is not None:
             self.refiner.submit(as_segment, context, standing)
         self.context.append(as_segment)

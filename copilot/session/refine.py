@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from copilot import actors
 from copilot.asr.echo import EchoSuppressor
 from copilot.errors import SessionError
-from copilot.events import Event, Segment, Status, Tag, TagUpdate, Turn, Word
+from copilot.events import Event, Segment, Status, Tag, Turn
+from copilot.session.fold import SessionView, TagState, fold
+from copilot.session.tag_move import move_to_turn, place_on_turn
 
 if TYPE_CHECKING:
     from copilot.asr.turns import TurnConfig
@@ -76,69 +78,53 @@ class RefineSummary:
 
 
 def latest_turns(events: Iterable[Event]) -> list[Turn]:
-    """Each turn's latest revision, in conversation order (start time, then first appearance)."""
-    latest: dict[str, Turn] = {}
-    first: dict[str, int] = {}
-    for i, ev in enumerate(events):
-        if ev.type != "turn.final":
-            continue
-        turn = Turn.model_validate(ev.data)
-        first.setdefault(turn.id, i)
-        if turn.id not in latest or turn.revision >= latest[turn.id].revision:
-            latest[turn.id] = turn
-    return sorted(latest.values(), key=lambda t: (t.start_ms, first[t.id]))
+    """Each turn's latest revision, in conversation order (as the fold sorts them)."""
+    return [t.turn for t in fold(events).turns]
 
 
-@dataclass
-class TagState:
-    """A tag as the log leaves it, as far as refinement needs to know."""
+@dataclass(frozen=True)
+class RetagState:
+    """A tag as the log leaves it (folded by `copilot.session.fold`), as far as refinement needs."""
 
     id: str
-    tag: str
+    tag: str  # the name re-raised rules tags are matched by (`_match_name`)
     source: str
     machine: bool  # proposed by a tagger (`tag.proposed`), not added by a person
     status: str
-    judged: bool  # a person confirmed, rejected or edited it
+    judged: bool  # a person added, confirmed, rejected or edited it
     turn_id: str | None
     segment_ids: list[str]
 
-
-def tag_states(events: Iterable[Event]) -> list[TagState]:
-    """Tags with their status and where they point now, from the proposals and their updates."""
-    tags: dict[str, TagState] = {}
-    for ev in events:
-        d = ev.data
-        if ev.type in ("tag.proposed", "tag.added"):
-            machine = ev.type == "tag.proposed"
-            tags[d["id"]] = TagState(
-                id=d["id"],
-                tag=d["tag"],
-                source=d.get("source", ""),
-                machine=machine,
-                status="proposed" if machine else "confirmed",
-                judged=not machine,
-                turn_id=d.get("turn_id"),
-                segment_ids=list(d.get("segment_ids") or []),
-            )
-        elif ev.type == "tag.updated":
-            t = tags.get(d.get("tag_id", ""))
-            if t is None:
-                continue
-            if not d.get("by") or actors.is_machine(d["by"]):
-                if not t.judged:  # a person's verdict outranks a later machine update
-                    t.status = d["status"]
-            else:
-                t.judged = True
-                t.status = d["status"]
-                t.tag = d.get("tag") or t.tag
-            if d.get("turn_id"):
-                t.turn_id = d["turn_id"]
-            if d.get("segment_ids") is not None:
-                t.segment_ids = list(d["segment_ids"])
-    return list(tags.values())
+    @classmethod
+    def of(cls, state: TagState) -> "RetagState":
+        return cls(
+            id=state.id,
+            tag=_match_name(state),
+            source=state.source,
+            machine=state.kind == "tag.proposed",
+            status=state.status,
+            judged=state.human_verdict_given,
+            turn_id=state.tag.turn_id,
+            segment_ids=list(state.tag.segment_ids),
+        )
 
 
-def _tags_on(turn: Turn, tags: Sequence[TagState]) -> list[TagState]:
+def _match_name(state: TagState) -> str:
+    """The name it was proposed under, or the one a person last gave it. An LLM's rename in place
+    is its verdict on the rules' chip: the rules re-raise it under their own name, and matching
+    it there keeps one chip for the moment instead of proposing the rules' name beside it."""
+    for upd in reversed(state.history):
+        if upd.tag and actors.is_human(upd.by):
+            return upd.tag
+    return state.original_tag
+
+
+def tag_states(events: Iterable[Event]) -> list[RetagState]:
+    """Tags with their status and where they point now."""
+    return [RetagState.of(t) for t in fold(events).tags]
+
+
+def _tags_on(turn: Turn, tags: Sequence[RetagState]) -> list[RetagState]:
     """Tags on this turn: pointing at it, or (never carried to a turn) at one of its fragments."""
     frags = set(turn.segment_ids)
     return [t for t in tags if t.turn_id == turn.id or (t.turn_id is None and frags.intersection(t.segment_ids))]
@@ -168,8 +154,8 @@ def word_edits(before: str, after: str) -> int:
 # ------------------------------------------------------------------ the run
 
 
-def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, Any], list[Event], list[Turn], Path]:
-    """The session's info, log, latest turns and kept audio, or a one-line SessionError."""
+def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, Any], list[Event], SessionView, Path]:
+    """The session's info, log, folded log (with turns) and kept audio, or a one-line SessionError."""
     info = store.session_info(session_id)  # "no session X"
     if info["status"] == "live":
         raise SessionError(
@@ -177,8 +163,8 @@ def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, A
             f"(or close it with `copilot sessions end {session_id}`)"
         )
     events = store.events(session_id)
-    turns = latest_turns(events)
-    if not turns:
+    view = fold(events, session_id)
+    if not view.turns:
         raise SessionError(
             f"session {session_id} has no turns, only fragments (recorded with --no-turns or by "
             "a version before turns); there is nothing to refine"
@@ -186,7 +172,7 @@ def check_refinable(store: "SessionStore", session_id: str) -> tuple[dict[str, A
     audio = store.audio_path(session_id)
     if not audio.is_file():
         raise SessionError(f"session {session_id} has no kept audio; record with --keep-audio to refine it later")
-    return info, events, turns, audio
+    return info, events, view, audio
 
 
 def refine_session(
@@ -201,9 +187,8 @@ def refine_session(
     progress: Callable[[str], None] | None = None,
 ) -> RefineSummary:
     """Decode the session's turns again with `model`, re-tag them, append it all in one transaction."""
-    from copilot.asr.commit import join_words
     from copilot.asr.engine import load_model
-    from copilot.asr.turns import TurnConfig, TurnDecoder
+    from copilot.asr.turns import TurnConfig, TurnDecoder, turn_from_words
     from copilot.audio.base import SAMPLE_RATE
     from copilot.audio.decode import decode_audio
     from copilot.tagging.rubric import load_rubric
@@ -211,7 +196,8 @@ def refine_session(
 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
-    info, events, turns, audio_path = check_refinable(store, session_id)
+    info, events, view, audio_path = check_refinable(store, session_id)
+    turns = [t.turn for t in view.turns]
     config = config or TurnConfig()
     whisper = load_model(model, device, compute_type)  # an unknown or missing model fails here
     model_name = Path(model).name
@@ -227,7 +213,7 @@ def refine_session(
         # The kept audio is as captured; live, the echo gate kept the other speaker's leak out of
         # each channel before the recognizer, so the refined turns are decoded through it too.
         samples = EchoSuppressor().process(samples)
-    fragments = {ev.data["id"]: Segment.model_validate(ev.data) for ev in events if ev.type == "segment.final"}
+    fragments = view.segment_index()
     summary = RefineSummary(session_id, model_name, turns=len(turns))
 
     # 1. Decode every turn (the previous turn's refined text as the prompt, as live).
@@ -242,37 +228,26 @@ def refine_session(
         end = max([turn.end_ms] + [f.end_ms for f in frags]) + config.margin_ms
         start = max(0, start)
         channel_audio = samples[turn.channel, start * SAMPLE_RATE // 1000 : end * SAMPLE_RATE // 1000]
-        previous = Segment(
-            id=turn.id,
-            speaker=turn.speaker,
-            channel=turn.channel,
-            start_ms=turn.start_ms,
-            end_ms=turn.end_ms,
-            text=turn.text,
-            words=turn.words,
-        )
         kept_before = decoder.stats.kept_fragments
-        words = decoder.decode(channel_audio, start, [previous], prompt=prompt if config.prompt and prompt else None)
+        words = decoder.decode(
+            channel_audio, start, [turn.as_segment()], prompt=prompt if config.prompt and prompt else None
+        )
         summary.audio_s += (end - start) / 1000
         if decoder.stats.kept_fragments > kept_before or not words:
             summary.kept += 1  # nothing better than what is there: no revision claims otherwise
             refined.append(turn)
             prompt = turn.text
             continue
-        new = Turn(
-            id=turn.id,
+        new = turn_from_words(
+            words,
             speaker=turn.speaker,
             channel=turn.channel,
-            start_ms=words[0].start_ms,
-            end_ms=max(w.end_ms for w in words),
-            text=join_words(words),
-            words=[
-                Word(text=w.text.strip(), start_ms=w.start_ms, end_ms=w.end_ms, probability=round(w.probability, 3))
-                for w in words
-            ],
+            start_ms=turn.start_ms,
+            end_ms=turn.end_ms,
             segment_ids=list(turn.segment_ids),
-            revision=turn.revision + 1,
             model=model_name,
+            turn_id=turn.id,
+            revision=turn.revision + 1,
         )
         edits = word_edits(turn.text, new.text)
         summary.refined += 1
@@ -285,19 +260,11 @@ def refine_session(
 
     # 2. Tag the refined turns again, against the tags the log holds now.
     say("tagging the refined turns")
-    tags = tag_states(events)
+    tags = [RetagState.of(t) for t in view.tags]
     out: list[Event] = []
     context: list[Segment] = []
     for before, turn in zip(turns, refined):
-        as_segment = Segment(
-            id=turn.id,
-            speaker=turn.speaker,
-            channel=turn.channel,
-            start_ms=turn.start_ms,
-            end_ms=turn.end_ms,
-            text=turn.text,
-            words=turn.words,
-        )
+        as_segment = turn.as_segment()
         if turn is not before:
             out.append(Event.of(session_id, turn))
             out += _retag(session_id, turn, tagger.tag(as_segment, context[-8:]), _tags_on(turn, tags), summary)
@@ -333,17 +300,11 @@ def refine_session(
 
 
 def _retag(
-    session_id: str, turn: Turn, raised: list[Tag], existing: list[TagState], summary: RefineSummary
+    session_id: str, turn: Turn, raised: list[Tag], existing: list[RetagState], summary: RefineSummary
 ) -> list[Event]:
     """Updates of the machine tags the refined turn still raises; proposals of those it newly raises."""
     from copilot.tagging.evidence import anchor_evidence
 
-    where: dict[str, Any] = {
-        "turn_id": turn.id,
-        "segment_ids": list(turn.segment_ids),
-        "start_ms": turn.start_ms,
-        "end_ms": turn.end_ms,
-    }
     by_name = {t.tag: t for t in raised}
     out: list[Event] = []
     for t in existing:
@@ -353,20 +314,16 @@ def _retag(
         if new is None:
             summary.tags_not_raised += 1
             continue
-        out.append(
-            Event.of(
-                session_id,
-                TagUpdate(
-                    tag_id=t.id,
-                    status="proposed",
-                    by=t.source,
-                    evidence=anchor_evidence(turn.text, new.evidence),
-                    rationale=new.rationale if t.source == new.source else None,
-                    confidence=new.confidence if t.source == new.source else None,
-                    **where,
-                ),
-            )
+        same = t.source == new.source  # the rationale and confidence are its own source's
+        upd = move_to_turn(
+            t.id,
+            t.source,
+            turn,
+            evidence=anchor_evidence(turn.text, new.evidence),
+            rationale=new.rationale if same else None,
+            confidence=new.confidence if same else None,
         )
+        out.append(Event.of(session_id, upd))
         summary.tags_updated += 1
     # A machine tag of that name already on the turn (standing, or judged by a person) means it
     # was there; a withdrawn one does not.
@@ -374,7 +331,7 @@ def _retag(
     for name, new in by_name.items():
         if name in present:
             continue
-        tag = new.model_copy(update={"evidence": anchor_evidence(turn.text, new.evidence), **where})
+        tag = place_on_turn(new, turn, evidence=anchor_evidence(turn.text, new.evidence))
         out.append(Event.of(session_id, tag, type="tag.proposed"))
         summary.tags_added += 1
     return out
