@@ -16,6 +16,7 @@ from copilot.asr.options import AsrOptions
 from copilot.audio.browser_source import encode_frame
 from copilot.cli.serve_live import ServeLive
 from copilot.runtime import Runtime, RuntimeConfig
+from tests.serve_proc import Serve
 
 TOKEN = "serve-live-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -125,10 +126,38 @@ def test_page_gone_past_the_resume_window_ends_the_session(tmp_path, model):
         # The socket is gone and does not come back within the window: the session ends.
         _wait(lambda: rt.store.session_info(sid)["status"] == "ended", 20, "the session to end")
         events = rt.store.events(sid)
-        by_server = [e.data for e in events if e.type == "status" and e.data["details"].get("kind") == "ended_by_server"]
+        by_server = [
+            e.data for e in events if e.type == "status" and e.data["details"].get("kind") == "ended_by_server"
+        ]
         assert by_server and "gone for more than 1 s" in by_server[0]["message"]
         assert events[-1].type == "session.ended"
         assert live.current() is None
         assert client.post("/api/live/browser", headers=AUTH).status_code == 200  # free for the next one
         assert client.post("/api/live/stop", headers=AUTH).status_code == 200
     rt.close()
+
+
+@pytest.mark.audio
+@pytest.mark.slow
+def test_ctrl_c_on_serve_ends_a_running_capture_cleanly(tmp_path):
+    """A real `copilot serve`: a capture started over HTTP, then Ctrl-C: the session is ended (not
+    left live) with the reason stored, and serve exits 0."""
+    serve = Serve(tmp_path / "data")
+    try:
+        code, body = serve.api("POST", "/api/live/browser")
+        assert code == 200, body
+        sid = body["session_id"]
+        assert serve.api("GET", "/api/live")[1]["browser"]["session_id"] == sid
+        assert serve.api("POST", "/api/live/browser", token="wrong")[0] == 401
+    finally:
+        rc = serve.close()
+    assert rc == 0, serve.log_path.read_text()[-2000:]
+    store = serve.store()
+    try:
+        assert store.session_info(sid)["status"] == "ended"
+        events = store.events(sid)
+    finally:
+        store.close()
+    msgs = [e.data["message"] for e in events if e.type == "status"]
+    assert any("server is shutting down" in m for m in msgs), msgs
+    assert events[-1].type == "session.ended" and events[-1].data["reason"] == "stopped"

@@ -13,7 +13,7 @@ these routes answer 404. Consent is still asked on the capture page before any a
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -62,7 +62,7 @@ async def live_status(request: Request) -> dict[str, Any]:
 
 
 @router.post("/browser")
-async def start_browser(request: Request, body: StartBody | None = Body(default=None)) -> dict[str, Any]:
+async def start_browser(request: Request, body: Annotated[StartBody | None, Body()] = None) -> dict[str, Any]:
     starter = _starter(request)
     title = (body.title or "").strip() if body else ""
     try:
