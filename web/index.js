@@ -38,7 +38,7 @@ function row(s, capture) {
   const capturing = capture && capture.session_id === s.id;
   const live = s.status === "live";
   const pill = capturing
-    ? el("span", { class: "pill pill-live pill-capturing" }, capture.connected ? "● live: capturing" : "● live: waiting for the capture page")
+    ? el("span", { class: "pill pill-live pill-capturing" }, capture.connected ? "● live: capturing" : "● live: not capturing yet")
     : el("span", { class: `pill ${live ? "pill-live" : ""}` }, live ? "● live" : "ended");
   return el("tr", { dataset: capturing ? { session: s.id, capturing: "1" } : { session: s.id } },
     el("td", {}, started(s.started_at)),
