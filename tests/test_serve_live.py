@@ -138,6 +138,19 @@ def test_page_gone_past_the_resume_window_ends_the_session(tmp_path, model):
 
 
 @pytest.mark.audio
+def test_a_start_page_that_never_captures_frees_the_server(tmp_path, model):
+    rt, client, live = _serve(tmp_path, model, connect_timeout_s=1.0)
+    with client:
+        sid = client.post("/api/live/browser", headers=AUTH).json()["session_id"]
+        _wait(lambda: rt.store.session_info(sid)["status"] == "ended", 20, "the session to end")
+        msgs = [e.data["message"] for e in rt.store.events(sid) if e.type == "status"]
+        assert any("no capture page started capturing within 1 s" in m for m in msgs), msgs
+        assert client.get("/api/live", headers=AUTH).json()["browser"] is None
+        assert [s["id"] for s in client.get("/api/sessions", headers=AUTH).json()] == [sid]  # listed, ended
+    rt.close()
+
+
+@pytest.mark.audio
 @pytest.mark.slow
 def test_ctrl_c_on_serve_ends_a_running_capture_cleanly(tmp_path):
     """A real `copilot serve`: a capture started over HTTP, then Ctrl-C: the session is ended (not

@@ -182,7 +182,7 @@ class ServeLive:
             hub = cap.hub
             if hub.connections == 0:
                 if now - cap.started > self.connect_timeout_s:
-                    cap.ended_by = f"no capture page started capturing within {self.connect_timeout_s / 60:.0f} min"
+                    cap.ended_by = f"no capture page started capturing within {self.connect_timeout_s:.0f} s"
                     cap.stop.set()
                 continue
             if hub.connected:
