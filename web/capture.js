@@ -24,9 +24,9 @@ const FRAME_VERSION = 1;
 const HEADER_BYTES = 12; // u8 version, u8 channel, u16 reserved, u64 first-sample index (LE)
 const MAX_QUEUE = 600; // frames of 100 ms, both channels: ~30 s
 const MAX_BUFFERED = 1 << 20; // bytes the socket may hold before we keep frames in our queue
-const FATAL = { 4401: "This link's access token is wrong or missing: open the capture link that `copilot live --browser` printed.",
+const FATAL = { 4401: "This link's access token is wrong or missing: open the capture link that `copilot live --browser` printed, or start from the sessions page.",
   4403: "This page's origin is not allowed to capture for this copilot.",
-  4404: "This session is not capturing from a browser (it ended, or was started without --browser).",
+  4404: "This session is not capturing from a browser (it ended, or was started without browser capture).",
   4409: "Another tab is already capturing this session. Close it first.",
   4412: "Confirm the candidate's consent first." };
 
@@ -310,6 +310,7 @@ async function stopSession() {
 
 async function main() {
   $("panel-link").href = `panel.html?session=${encodeURIComponent(sessionId)}&token=${encodeURIComponent(token)}`;
+  $("sessions-link").href = `index.html?token=${encodeURIComponent(token)}`;
   try {
     state.info = await api(`/api/sessions/${encodeURIComponent(sessionId)}/capture`);
   } catch (err) {

@@ -65,8 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _pipeline_args(replay)
     replay.set_defaults(handler=_replay)
 
-    serve = sub.add_parser("serve", help="serve stored sessions (review, calibration, panel)")
+    serve = sub.add_parser("serve", help="serve stored sessions (review, calibration, panel; new browser captures)")
     _server_args(serve)
+    # For captures started from the sessions page ("New interview (browser capture)").
+    serve.add_argument("--rubric", default="default", help="rubric for new captures (default %(default)s)")
+    add_asr_arguments(serve, device_flag="--asr-device")
+    serve.add_argument("--keep-audio", action="store_true", help="keep new captures' audio as FLAC (for review)")
+    serve.add_argument(
+        "--consent-notice",
+        metavar="TEXT",
+        default=None,
+        help="the notice new captures' start page shows (default: COPILOT_CONSENT_NOTICE or a built-in one)",
+    )
     serve.set_defaults(handler=_serve)
 
     sessions = sub.add_parser("sessions", help="list, export, end, refine, delete or purge stored sessions")

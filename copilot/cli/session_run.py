@@ -25,6 +25,7 @@ from copilot.audio.demo import DEMO_AUDIO, DEMO_SPEAKERS, DEMO_TITLE
 from copilot.audio.device_source import DeviceSource
 from copilot.audio.file_source import FileSource, parse_speakers
 from copilot.cli.consent_prompt import confirm_consent
+from copilot.cli.serve_live import ServeLive
 from copilot.errors import CopilotError
 from copilot.events import Status
 from copilot.runtime import Runtime, RuntimeConfig
@@ -322,7 +323,9 @@ def run_serve(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        server, task, port = await runner.start(rt.app(), args.host, args.port)
+        app = rt.app()
+        live = ServeLive(rt, app, consent_notice(getattr(args, "consent_notice", None)))  # the sessions page's "New"
+        server, task, port = await runner.start(app, args.host, args.port)
         base = f"http://127.0.0.1:{port}"
         _say(f"COPILOT_PORT={port}")
         sessions = store.list_sessions()
@@ -341,6 +344,7 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             await stop.wait()
         finally:
+            await live.aclose()  # a running capture's transcript is finished before the server goes
             server.should_exit = True
             await task
         return 0

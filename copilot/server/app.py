@@ -22,6 +22,7 @@ from copilot.errors import CopilotError, SessionError
 from copilot.review.exports import export_session
 from copilot.server.auth import HttpGuard, require_token
 from copilot.server.capture import router as capture_router
+from copilot.server.live_start import router as live_router
 from copilot.server.messages import MAX_SEQ
 from copilot.server.review_routes import router as review_router
 from copilot.server.ws import router as ws_router
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(ws_router)
     app.include_router(review_router)
     app.include_router(capture_router)
+    app.include_router(live_router)
 
     app.add_middleware(HttpGuard, extra_hosts=extra_hosts)  # Host/Origin checks and private headers
     static = web_dir or config.web_dir()
