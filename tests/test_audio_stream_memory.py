@@ -29,7 +29,9 @@ def test_a_25_minute_file_streams_in_bounded_memory(tmp_path):
     minutes = 25
     path = tmp_path / "long.flac"
     # 44.1 kHz, so every block also goes through the resampler; two tones, so it stays two speakers.
-    sox("-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", str(minutes * 60), "sine", "440", "sine", "1000")
+    sox(
+        "-n", "-r", "44100", "-c", "2", "-b", "16", str(path), "synth", str(minutes * 60), "sine", "440", "sine", "1000"
+    )
     decoded_bytes = minutes * 60 * SAMPLE_RATE * 2 * 4  # what a whole-file float32 decode holds: 192 MB
 
     tracemalloc.start()

@@ -234,7 +234,9 @@ def scan_length(path: str | os.PathLike) -> int | None:
         length = max(0, end - start)
         if s.declared and length < s.declared * 0.98 - s.source_rate * 0.05:
             rate = s.source_rate
-            raise _fail(path, f"truncated: holds {length / rate:.2f} s of the {s.declared / rate:.2f} s its header declares")
+            raise _fail(
+                path, f"truncated: holds {length / rate:.2f} s of the {s.declared / rate:.2f} s its header declares"
+            )
         return length or None
 
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -158,7 +158,7 @@ class FileSource:
             return sum(b.shape[1] for b in self._blocks()) * 1000 // SAMPLE_RATE
         return n * 1000 // self.audio.source_rate
 
-    def _blocks(self) -> Iterator[np.ndarray]:
+    def _blocks(self) -> Generator[np.ndarray, None, None]:
         with AudioStream(self.path) as s:
             for block in s.blocks():
                 yield fold_block(block, self._mono)

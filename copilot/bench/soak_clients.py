@@ -134,11 +134,17 @@ async def main(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
     print("READY", flush=True)
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({asyncio.ensure_future(asyncio.gather(*tasks)), waiter}, return_when=asyncio.FIRST_COMPLETED)
-    for t in tasks:
+
+    async def everyone() -> None:
+        await asyncio.gather(*tasks)
+
+    async def stopped() -> None:
+        await stop.wait()
+
+    done = [asyncio.create_task(everyone()), asyncio.create_task(stopped())]
+    await asyncio.wait(done, return_when=asyncio.FIRST_COMPLETED)
+    for t in [*tasks, *done]:
         t.cancel()
-    waiter.cancel()
     print(json.dumps([t.report() for t in tallies]), flush=True)
 
 
