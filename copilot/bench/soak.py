@@ -12,7 +12,8 @@ bus may drop it and it must reconnect with `after=`).
 Reported:
 - RSS of this process (ASR, store, server; not the clients) sampled every `--sample-s` seconds of
   audio, and its growth per hour after the warm-up (least squares over the samples; target
-  <= 50 MB per audio hour);
+  <= 50 MB per audio hour); beside it Python's allocated blocks, which tell Python objects that
+  pile up from native memory (the recognizer, malloc arenas);
 - ASR lag (audio produced minus audio transcribed, what the panel shows) over time, first vs last
   stretch after the warm-up (target: no growth, within 2 s);
 - the achieved speed (audio seconds per wall second: a paced replay the ASR cannot keep up with
@@ -305,6 +306,8 @@ def _sample(rt: Any, sid: str, pipeline: Any, wall0: float) -> dict[str, Any]:
         "events": rt.store.last_seq(sid),
         "store_mb": round(store_bytes(rt.store.path) / 2**20, 2),
         "clients_dropped": rt.bus.dropped_total,
+        # Python's own allocated blocks: flat while RSS climbs means the growth is native memory.
+        "py_blocks": sys.getallocatedblocks(),
     }
 
 
