@@ -1,5 +1,11 @@
 """Decode an audio file (anything FFmpeg/PyAV reads) to 16 kHz float32, one row per channel.
 
+Two ways in, one decoder:
+- `AudioStream`: one pass over the file in blocks (a few thousand samples each), so memory stays
+  bounded whatever the file's length. `FileSource` (the live replay) streams this way.
+- `decode_audio`: the whole file as one array, for one-shot users (refining kept audio, tests that
+  compare against a whole-file pass). A 2-hour stereo file is about 460 MB of float32 this way.
+
 Channel policy (see docs/audio.md):
 - 1 channel -> 1 row.
 - 2 channels -> 2 rows (one speaker per channel), except a "dual mono" file whose two channels
@@ -18,6 +24,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -86,79 +93,162 @@ def _check_riff(path: Path) -> None:
             raise _fail(path, "truncated WAV: ends inside its header")
 
 
-def _energies(x: np.ndarray, window: int = 1 << 20) -> tuple[float, float, float]:
-    """Mean squares of channel 0, channel 1 and their difference, in windows (no file-sized temporaries)."""
+def channel_energies(x: np.ndarray, window: int = 1 << 20) -> np.ndarray:
+    """Sums of squares of channel 0, channel 1 and their difference (no file-sized temporaries)."""
     sums = np.zeros(3)
     for i in range(0, x.shape[1], window):
         a = x[0, i : i + window].astype(np.float64)
         b = x[1, i : i + window].astype(np.float64)
         sums += (a @ a, b @ b, (a - b) @ (a - b))
-    return tuple(sums / max(x.shape[1], 1))  # type: ignore[return-value]
+    return sums
+
+
+def is_dual_mono(sums: np.ndarray) -> bool:
+    """Whether channel energies (`channel_energies`, summed over any stretch) say: one signal twice."""
+    e0, e1, ediff = (float(v) for v in sums)
+    peak = max(e0, e1)
+    return peak > 0 and ediff**0.5 < DUAL_MONO_RATIO * peak**0.5
+
+
+def fold_block(x: np.ndarray, mono: bool) -> np.ndarray:
+    """Two rows -> their mean (one row) when `mono`; otherwise unchanged."""
+    if mono and x.shape[0] == 2:
+        return x.mean(axis=0, keepdims=True).astype(np.float32)
+    return x
 
 
 def _fold_channels(x: np.ndarray, mono: bool | None) -> tuple[np.ndarray, bool]:
-    if x.shape[0] > 2:
-        x = x[:2]
-    if x.shape[0] == 2:
-        if mono is None:
-            e0, e1, ediff = _energies(x)
-            rms = max(e0, e1) ** 0.5
-            mono = rms > 0 and ediff**0.5 < DUAL_MONO_RATIO * rms
-            dual = mono
-        else:
-            dual = False
-        if mono:
-            return x.mean(axis=0, keepdims=True).astype(np.float32), dual
-    elif mono is False:
-        pass  # a 1-channel file cannot be split
-    return x, False
+    dual = False
+    if x.shape[0] == 2 and mono is None:
+        mono = dual = is_dual_mono(channel_energies(x))
+    return fold_block(x, bool(mono)), dual
+
+
+class AudioStream:
+    """One pass over a file's audio as 16 kHz float32 blocks of shape (rows, n), rows <= 2.
+
+    Opening checks what can be checked without decoding (the file, its container, an audio stream,
+    a WAV's declared size). `blocks()` decodes and resamples block by block; a corrupt packet, no
+    samples at all, or fewer samples than the header declares raise a one-line AudioInputError
+    when the pass reaches them. Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import av  # heavy-ish; keep `copilot --help` instant
+
+        self._av = av
+        self.path = path = Path(path)
+        _check_file(path)
+        _check_riff(path)
+        try:
+            self._container = av.open(str(path), metadata_errors="ignore")
+        except av.error.FFmpegError as exc:
+            raise _fail(path, f"not an audio file FFmpeg can read ({_reason(exc)})") from None
+        try:
+            container = self._container
+            if not container.streams.audio:
+                fmt = getattr(container.format, "long_name", None) or container.format.name
+                raise _fail(path, f"has no audio stream, so it is not an audio file (FFmpeg reads it as {fmt})")
+            self._stream = stream = container.streams.audio[0]
+            self.source_rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+            self.source_channels = int(stream.codec_context.channels or 0)
+            if self.source_rate <= 0 or self.source_channels <= 0:
+                raise _fail(path, "audio stream has no sample rate or channel count")
+            self.declared = _declared_samples(stream, self.source_rate)  # at the source rate; 0 = unknown
+        except BaseException:
+            self._container.close()
+            raise
+        self.decoded = 0  # source samples decoded so far
+
+    @property
+    def rows(self) -> int:
+        return min(2, self.source_channels)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        av, path, rate = self._av, self.path, self.source_rate
+        # Keep the source layout: resampling to "stereo" would make FFmpeg downmix a 5.1 file.
+        resampler = av.AudioResampler(format="fltp", layout=self._stream.layout, rate=SAMPLE_RATE)
+        produced = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                self.decoded += frame.samples
+                frame.pts = None  # resample by sample count; broken timestamps must not drop audio
+                for out in resampler.resample(frame):
+                    block = self._rows(out)
+                    produced += block.shape[1]
+                    yield block
+            for out in resampler.resample(None):
+                block = self._rows(out)
+                produced += block.shape[1]
+                yield block
+        except av.error.FFmpegError as exc:
+            raise _fail(
+                path, f"corrupt or truncated audio data after {self.decoded / rate:.2f} s ({_reason(exc)})"
+            ) from None
+        if self.decoded == 0 or produced == 0:
+            raise _fail(path, "contains no audio samples")
+        if self.declared and self.decoded < self.declared * 0.98 - rate * 0.05:
+            raise _fail(
+                path,
+                f"corrupt or truncated: decoded {self.decoded / rate:.2f} s of the {self.declared / rate:.2f} s "
+                "its header declares",
+            )
+
+    def _rows(self, frame: Any) -> np.ndarray:
+        x = frame.to_ndarray()
+        # Only the first two channels are kept (module doc): drop the rest before anything holds them.
+        return (x[:2] if x.shape[0] > 2 else x).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> "AudioStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def scan_length(path: str | os.PathLike) -> int | None:
+    """The audio's length in source samples, read from its packets' timestamps without decoding.
+
+    Seconds for hours of FLAC (the demuxer only parses frame headers), and it finds a file cut
+    short before a replay starts: fewer samples than the header declares raise a one-line
+    AudioInputError. None when no packet carries a timestamp (then the length is known only
+    after decoding).
+    """
+    import av
+
+    path = Path(path)
+    with AudioStream(path) as s:
+        stream = s._stream
+        tb = stream.time_base
+        end = 0
+        try:
+            for packet in s._container.demux(stream):
+                if packet.pts is not None and tb is not None:  # some demuxers stamp only some packets
+                    end = max(end, int((packet.pts + (packet.duration or 0)) * tb * s.source_rate))
+        except av.error.FFmpegError as exc:
+            raise _fail(path, f"corrupt or truncated audio data ({_reason(exc)})") from None
+        start = int((stream.start_time or 0) * tb * s.source_rate) if tb is not None else 0
+        length = max(0, end - start)
+        if s.declared and length < s.declared * 0.98 - s.source_rate * 0.05:
+            rate = s.source_rate
+            raise _fail(
+                path, f"truncated: holds {length / rate:.2f} s of the {s.declared / rate:.2f} s its header declares"
+            )
+        return length or None
 
 
 def decode_audio(path: str | os.PathLike, *, mono: bool | None = None) -> DecodedAudio:
-    """Decode `path` to 16 kHz float32 rows (see the module doc for the channel policy)."""
-    import av  # heavy-ish; keep `copilot --help` instant
-
-    path = Path(path)
-    _check_file(path)
-    _check_riff(path)
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise _fail(path, f"not an audio file FFmpeg can read ({_reason(exc)})") from None
-    with container:
-        if not container.streams.audio:
-            fmt = getattr(container.format, "long_name", None) or container.format.name
-            raise _fail(path, f"has no audio stream, so it is not an audio file (FFmpeg reads it as {fmt})")
-        stream = container.streams.audio[0]
-        rate = int(stream.rate or stream.codec_context.sample_rate or 0)
-        channels = int(stream.codec_context.channels or 0)
-        if rate <= 0 or channels <= 0:
-            raise _fail(path, "audio stream has no sample rate or channel count")
-        declared = _declared_samples(stream, container, rate)
-        # Keep the source layout: resampling to "stereo" would make FFmpeg downmix a 5.1 file.
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
-        out = _Collector(channels, declared * SAMPLE_RATE // rate if declared else 0)
-        decoded = 0
-        try:
-            for frame in container.decode(stream):
-                decoded += frame.samples
-                frame.pts = None  # resample by sample count; broken timestamps must not drop audio
-                for block in resampler.resample(frame):
-                    out.add(block.to_ndarray())
-            for block in resampler.resample(None):
-                out.add(block.to_ndarray())
-        except av.error.FFmpegError as exc:
-            raise _fail(
-                path, f"corrupt or truncated audio data after {decoded / rate:.2f} s ({_reason(exc)})"
-            ) from None
-    if decoded == 0 or out.length == 0:
-        raise _fail(path, "contains no audio samples")
-    if declared and decoded < declared * 0.98 - rate * 0.05:
-        raise _fail(
-            path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares"
-        )
-    x = out.result()
-    x, dual = _fold_channels(x, mono)
+    """Decode all of `path` to 16 kHz float32 rows (see the module doc for the channel policy)."""
+    with AudioStream(path) as s:
+        declared = s.declared * SAMPLE_RATE // s.source_rate if s.declared else 0
+        out = _Collector(s.rows, declared)
+        for block in s.blocks():
+            out.add(block)
+        rate, channels = s.source_rate, s.source_channels
+    x, dual = _fold_channels(out.result(), mono)
     # Rows are contiguous (what consumers slice); the 2-D view is not copied to save a full-size copy.
     return DecodedAudio(x, rate, channels, dual)
 
@@ -192,7 +282,7 @@ class _Collector:
         return np.concatenate(self.blocks, axis=1) if len(self.blocks) > 1 else self.blocks[0]
 
 
-def _declared_samples(stream, container, rate: int) -> int:
+def _declared_samples(stream: Any, rate: int) -> int:
     """Samples the header promises (FLAC STREAMINFO, WAV size), or 0 when unknown or estimated."""
     try:
         if stream.duration and stream.time_base:

@@ -1,4 +1,4 @@
-"""`copilot bench asr|tagger|pipeline|turns|echo|browser`: each benchmark lives in `copilot/bench/<name>.py`.
+"""`copilot bench asr|tagger|pipeline|turns|echo|browser|soak`: each benchmark lives in `copilot/bench/<name>.py`.
 
 A benchmark module exposes `add_arguments(parser)` and `run(args) -> int`.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from copilot.bench import asr, browser, echo, pipeline, tagger, turns
+from copilot.bench import asr, browser, echo, pipeline, soak, tagger, turns
 
 BENCHMARKS = {
     "asr": (asr, "streaming transcription: latency, real-time factor, WER, memory"),
@@ -19,6 +19,7 @@ BENCHMARKS = {
     ),
     "echo": (echo, "echo/crosstalk gate: misattributed words on sox echo mixes, double-talk WER, gate CPU"),
     "browser": (browser, "browser capture (Chromium, capture page, websocket) -> fragment latency, vs the file replay"),
+    "soak": (soak, "hours of looped audio through the live pipeline with 5 clients: RSS growth, ASR lag, nothing lost"),
 }
 
 

@@ -96,6 +96,7 @@ class LLMTagger:
         max_tokens: int | None = None,  # issue 12: None = sized to each call's answer schema (llm_schema)
         extra_params: dict[str, Any] | None = None,
         redact: bool | None = None,
+        redact_names: bool | None = None,  # issue 11: names too (spaCy NER) when redacting; None: if installed
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,  # issue 12: previous turns per call, in tokens
     ) -> None:
         self.client = LLMClient(
@@ -125,7 +126,7 @@ class LLMTagger:
         # Redaction (tagging/redact.py): on by default when the endpoint is not on this machine.
         if redact is None:
             redact = not is_local_endpoint(self.model, api_base)
-        self.redactor: Redactor | None = Redactor() if redact else None
+        self.redactor: Redactor | None = Redactor(names=redact_names) if redact else None
         # issue 12: a bounded window of previous turns after the fixed rubric prefix (llm_schema.py)
         self.budget = PromptBudget(context_tokens=max(0, int(context_tokens)), max_turns=self.window_turns)
         self.tokens = TokenCounter()
