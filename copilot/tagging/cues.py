@@ -126,6 +126,9 @@ LEXICON: dict[str, list[str]] = {
     "past_choice": """drop ditch kill scrap abandon replace swap switch move migrate stop rip pick choose keep stick
         settle decide give cut retire""".split(),
     "reason": "because cause since after when as once".split(),
+    # "costs us about a dollar": a figure, not a price weighed against a gain
+    "quantity": """about around roughly approximately like maybe nearly almost over under a an one two three four
+        five six seven eight nine ten hundred thousand million""".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
         said thought saw""".split(),
     "plain": """basically simply imagine like think picture means mean analogy everyday""".split(),
@@ -480,7 +483,7 @@ FAMILIES: dict[str, list[Cue]] = {
             "pay for that",
             "pay for it with",
             "the price is",
-            "costs us",
+            "costs us !@quantity",
             "but it costs",
             "but costs",
             "but we lose",
@@ -1094,7 +1097,10 @@ NOT_A_CLAUSE_AFTER_SO = frozenset("that far much many long few little called to"
 # ---------------------------------------------------------------- decision defaults
 # The per-tag thresholds are tuned by cross-validation when the classifier is trained
 # (`textcat.tune_thresholds`); these apply without a classifier, and bound the tuning.
-MIN_WORDS_CLASSIFIER_ALONE = 4  # "okay okay", "but I digress": too little text for the classifier alone
+MIN_WORDS_CLASSIFIER_ALONE = 4
+# The classifier alone, for a tag with no cue, while a requirement cue explains the utterance: a
+# restated requirement or an assumption is declarative like an outcome decision, so the bar is higher.
+P_BESIDE_OTHER_CUE = 0.7  # "okay okay", "but I digress": too little text for the classifier alone
 DEFAULT_RULE_ALONE = MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
 
 # ---------------------------------------------------------------- words of the context checks
@@ -1184,6 +1190,8 @@ LOGISTIC_LETS = [
     "after lunch",
     "next question",
     "waste your time",
+    "let us go over",
+    "let us go through",
     "let us run it",
     "let us run this",
     "let us try it",

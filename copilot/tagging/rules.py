@@ -62,6 +62,7 @@ class Analysis:
     gated: frozenset[str] = frozenset()  # tags that do not apply to this speaker / context
     n_content: int = 0  # words, punctuation aside
     clauses: list[tuple[int, int]] = field(default_factory=list)  # clean-word ranges, see `_clauses`
+    best_span: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # tag -> clause of the best p
 
 
 @dataclass
@@ -203,6 +204,9 @@ class RulesTagger:
         for key, phrases in (("rg_veto", C.RG_VETO), ("anyq", C.ANY_QUESTIONS), ("lets_logistic", C.LOGISTIC_LETS)):
             self.veto.add(key, [self._phrase_doc(p.split()) for p in phrases])
         self._veto_ids = {self.vocab.strings[k]: k for k in ("rg_veto", "anyq", "lets_logistic")}
+        self._rg_tags = set().union(
+            *(self._families_of.get(f, set()) for f in ("clarifying_question", "assumption_check", "restating"))
+        )
         self.syntax = None
         if syntax:
             self.syntax = SyntaxCues.load(self._families_of)
@@ -378,7 +382,7 @@ class RulesTagger:
             if (
                 end - a >= 6
                 and words[end - 1] in ("right", "correct")
-                and words[end - 2] not in ("all", "that", "is", "right")
+                and words[end - 2] not in ("all", "that", "is", "right", "the")
             ):
                 for tag in rg_tags:
                     r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
@@ -557,6 +561,8 @@ class RulesTagger:
                     rw >= C.WEAK and p_alone is not None and p_alone >= th.get("p_weak", 0.35)
                 )
                 fired_cls = p_alone is not None and p_alone >= th.get("p", 0.6)
+                if fired_cls and not fired_rule and rw < C.WEAK and self._requirement_cue(an, t.id):
+                    fired_cls = p_alone is not None and p_alone >= max(th.get("p", 0.6), C.P_BESIDE_OTHER_CUE)
             if not (fired_rule or fired_cls):
                 continue
             if hit is not None and mode != "classifier-only" and (fired_rule or rw >= C.WEAK):
@@ -573,17 +579,12 @@ class RulesTagger:
         return out
 
     def _classifier_evidence(self, an: Analysis, tag: str) -> str:
-        """With no cue for the tag, the clause the classifier rates highest for it (the whole text when
-        the utterance is one clause): in "a broker decouples them but it is one more cluster, so they call
-        each other", each tag quotes its own clause."""
+        """With no cue for the tag, the clause the classifier rated highest for it (see `probabilities`;
+        the whole text when that was the whole): in "a broker decouples them but it is one more cluster,
+        so they call each other", each tag quotes its own clause."""
+        span = an.best_span.get(tag)
         whole = an.clean.text.strip()
-        spans = [(a, b) for a, b in an.clauses if sum(1 for w in an.clean.words[a:b] if w not in PUNCT_END) >= 3]
-        if self.classifier is None or len(spans) < 2:
-            return whole
-        texts = [" ".join(w for w in an.clean.words[a:b] if w not in PUNCT_END and w != ",") for a, b in spans]
-        ps = [p.get(tag, 0.0) for p in self.classifier.predict(texts)]
-        a, b = spans[max(range(len(spans)), key=ps.__getitem__)]
-        return an.clean.quote(a, b).strip() or whole
+        return (an.clean.quote(*span).strip() or whole) if span else whole
 
     # ------------------------------------------------------------ Tagger protocol
 
@@ -624,13 +625,35 @@ class RulesTagger:
         return [self.decide(an, p, mode) for an, p in zip(analyses, probs)]
 
     def probabilities(self, analyses: Sequence[Analysis]) -> list[dict[str, float] | None]:
+        """The classifier's p per tag: the best of the whole utterance and each of its clauses (a
+        decision after a tradeoff reads as one on its own; the whole dilutes it). The clause that
+        gave the best p is kept on the Analysis as the evidence for a tag the classifier fires alone."""
         if self.classifier is None:
             return [None] * len(analyses)
         want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.n_content]
+        parts = [classifier_parts(analyses[i]) for i in want]
+        flat = [text for ps in parts for _span, text in ps]
+        preds = iter(self.classifier.predict(flat))
         res: list[dict[str, float] | None] = [None] * len(analyses)
-        for i, p in zip(want, self.classifier.predict([analyses[i].clean.joined() for i in want])):
-            res[i] = p
+        for i, ps in zip(want, parts):
+            an = analyses[i]
+            best: dict[str, float] = {}
+            for span, _text in ps:
+                for tag, p in next(preds).items():
+                    if p > best.get(tag, -1.0):
+                        best[tag] = p
+                        an.best_span[tag] = span
+            res[i] = best
         return res
+
+    def _requirement_cue(self, an: Analysis, tag: str) -> bool:
+        """Another tag's requirement cue (a question, an assumption, a restatement) explains the utterance."""
+        rg = self._rg_tags - {tag}
+        return any(h.weight >= C.MEDIUM for t, h in an.rules.items() if t in rg)
+
+    def classifier_texts(self, an: Analysis) -> list[str]:
+        """What the classifier reads for an utterance (training's cross-validation reads the same)."""
+        return [text for _span, text in classifier_parts(an)]
 
     def _to_tag(self, d: Decision, segment: Segment) -> Tag:
         return Tag(
@@ -650,6 +673,19 @@ _ANY_QUESTIONS_WORDS = [p.split() for p in C.ANY_QUESTIONS]
 _PROPOSAL_WORDS = [p.split() for p in C.PROPOSAL]
 _NOT_A_CHOICE = C.PRONOUN | C.WH | frozenset("here there whatever way as is that this".split())  # "here it is"
 _TURN_DOWN_WORDS = sorted((p.split() for p in C.TURN_DOWN), key=len, reverse=True)
+
+
+def classifier_parts(an: Analysis) -> list[tuple[tuple[int, int] | None, str]]:
+    """What the classifier reads: the whole utterance (span None) and, when it has two or more
+    clauses of three words or more, each of them."""
+    words = an.clean.words
+    out: list[tuple[tuple[int, int] | None, str]] = [(None, an.clean.joined())]
+    spans = [(a, b) for a, b in an.clauses if sum(1 for w in words[a:b] if w not in PUNCT_END and w != ",") >= 3]
+    if len(spans) >= 2:
+        out += [(sp, " ".join(w for w in words[sp[0] : sp[1]] if w not in PUNCT_END and w != ",")) for sp in spans]
+    return out
+
+
 
 
 def _contains_any(words: list[str], phrases: list[list[str]]) -> bool:
