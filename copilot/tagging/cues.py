@@ -109,9 +109,10 @@ LEXICON: dict[str, list[str]] = {
         chat hear say circle come go start step zoom review pick do dig walk discuss head turn switch try get
         assume imagine pretend suppose call""".split(),
     # things a logistics sentence is about
-    "logistics": """screen hear audio mic microphone muted mute camera cursor recording
+    "logistics": """screen audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi paste froze recap
-        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom slide slides font""".split(),
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom slide slides font
+        lunch dinner breakfast weather raining vacation weekend invite""".split(),
     "modal_future": "will would".split(),
     # who writes code for the candidate: an AI coding agent (steering it is a steering decision)
     "agent": "agent agents assistant copilot bot ai llm claude cursor codex chatgpt".split(),
@@ -1157,7 +1158,13 @@ RG_VETO = [
     "what you think",
     "how i did",
     "how i am doing",
+    "are you in",
+    "are you based",
+    "where are you",
+    "by the way",
 ]
+# A proposal about the interview itself ("can we take a short break?") is not one to turn down.
+BREAKS = frozenset("break pause wrap".split())
 # The interviewer's "any questions for us?": what follows gathers nothing.
 ANY_QUESTIONS = [
     "any questions",

@@ -385,7 +385,7 @@ class RulesTagger:
                 and words[end - 2] not in ("all", "that", "is", "right", "the")
             ):
                 for tag in rg_tags:
-                    r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
+                    r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1], (end - 1, end))
 
     def _question_pass(self, r: "_Reading") -> None:
         """The computed `clarifying_question` cue: a question, stronger when it is about requirements."""
@@ -399,8 +399,8 @@ class RulesTagger:
                 w, why = 0.8, "asks about users, scale, constraints or success"
             else:
                 w, why = C.WEAK, "asks a question"
-            for tag in self._computed["question"]:
-                r.offer(tag, w, why, si, " ".join(r.words[a:b]))
+            for tag in self._computed["question"]:  # the question is the sentence's first clause
+                r.offer(tag, w, why, si, " ".join(r.words[a:b]), (a, a + 1))
 
     def _gain_cost_pass(self, r: "_Reading") -> None:
         """The computed `contrast` cue, part one: a gain and a cost named in one sentence or two."""
@@ -512,7 +512,7 @@ class RulesTagger:
         hit = self._proposal_cache.get(prev)
         if hit is None:
             pw = self._words(prev)
-            hit = _contains_any(pw, _PROPOSAL_WORDS) and not set(pw) & C.LOGISTICS
+            hit = _contains_any(pw, _PROPOSAL_WORDS) and not set(pw) & (C.LOGISTICS | C.BREAKS)
             if len(self._proposal_cache) > 10_000:
                 self._proposal_cache.clear()
             self._proposal_cache[prev] = hit
