@@ -671,7 +671,16 @@ class RulesTagger:
 
 _ANY_QUESTIONS_WORDS = [p.split() for p in C.ANY_QUESTIONS]
 _PROPOSAL_WORDS = [p.split() for p in C.PROPOSAL]
-_NOT_A_CHOICE = C.PRONOUN | C.WH | frozenset("here there whatever way as is that this".split())  # "here it is"
+# "here it is", "i think it is", "invert that, it is": no choice named before "it is"
+_NOT_A_CHOICE = (
+    C.PRONOUN
+    | C.WH
+    | C.CONSEQUENCE
+    | frozenset(
+        """here there whatever way as is that this think guess know say mean hope believe suppose sure so but and
+        or because if , not""".split()
+    )
+)
 _TURN_DOWN_WORDS = sorted((p.split() for p in C.TURN_DOWN), key=len, reverse=True)
 
 
