@@ -385,7 +385,9 @@ class RulesTagger:
                 and words[end - 2] not in ("all", "that", "is", "right", "the")
             ):
                 for tag in rg_tags:
-                    r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1], (end - 1, end))
+                    r.offer(
+                        tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1], (end - 1, end)
+                    )
 
     def _question_pass(self, r: "_Reading") -> None:
         """The computed `clarifying_question` cue: a question, stronger when it is about requirements."""
@@ -693,8 +695,6 @@ def classifier_parts(an: Analysis) -> list[tuple[tuple[int, int] | None, str]]:
     if len(spans) >= 2:
         out += [(sp, " ".join(w for w in words[sp[0] : sp[1]] if w not in PUNCT_END and w != ",")) for sp in spans]
     return out
-
-
 
 
 def _contains_any(words: list[str], phrases: list[list[str]]) -> bool:
