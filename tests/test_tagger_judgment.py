@@ -210,3 +210,16 @@ def test_live_path_passes_the_other_sides_whole_last_turn(tagger, tmp_path):
         assert any(e["segment_ids"] == ["s11"] for e in steer), steer
     finally:
         store.close()
+
+
+def test_dev_set_shape_and_no_overlap_with_training():
+    from copilot.tagging.textcat import DATA_DIR, HELDOUT_DATA, TRAIN_DATA, load_labelled
+
+    dev = load_labelled(DATA_DIR / "tagger_dev.jsonl")
+    train = {it.text.strip().lower() for it in load_labelled(TRAIN_DATA)}
+    held = {it.text.strip().lower() for it in load_labelled(HELDOUT_DATA)}
+    texts = [it.text.strip().lower() for it in dev]
+    assert len(dev) >= 150 and not (set(texts) & (train | held))
+    assert sum(1 for it in dev if len(it.labels) > 1) >= 0.1 * len(dev)
+    assert sum(1 for it in dev if it.context) >= 0.1 * len(dev)
+    assert sum(1 for it in dev if not it.labels) >= 0.2 * len(dev)
