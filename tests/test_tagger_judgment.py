@@ -64,6 +64,14 @@ def test_tradeoff_then_decision_quote_their_own_clauses(tagger):
     assert ev[TA] in text and ev[SD] in text  # verbatim slices
 
 
+def test_a_decision_found_by_the_classifier_quotes_its_clause(tagger):
+    text = "Pagers are expensive but they work in basements, so on-call nurses keep their pagers."
+    tags = {t.tag: t for t in tagger.tag(_seg(text))}
+    assert {TA, SD} <= set(tags), tags
+    assert tags[TA].evidence == "Pagers are expensive but they work in basements,"
+    assert tags[SD].evidence == "so on-call nurses keep their pagers."
+
+
 def test_speech_question_then_decision_quote_their_own_clauses(tagger):
     text = "is it fine if the invoices show up a day late then i'll just generate them in a nightly job"
     ev = _by_tag(tagger.tag(_seg(text)))

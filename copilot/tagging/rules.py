@@ -582,7 +582,7 @@ class RulesTagger:
 
     def _classifier_evidence(self, an: Analysis, tag: str) -> str:
         """With no cue for the tag, the clause the classifier rated highest for it (see `probabilities`;
-        the whole text when that was the whole): in "a broker decouples them but it is one more cluster,
+        the whole text when it is one clause): in "a broker decouples them but it is one more cluster,
         so they call each other", each tag quotes its own clause."""
         span = an.best_span.get(tag)
         whole = an.clean.text.strip()
@@ -629,7 +629,7 @@ class RulesTagger:
     def probabilities(self, analyses: Sequence[Analysis]) -> list[dict[str, float] | None]:
         """The classifier's p per tag: the best of the whole utterance and each of its clauses (a
         decision after a tradeoff reads as one on its own; the whole dilutes it). The clause that
-        gave the best p is kept on the Analysis as the evidence for a tag the classifier fires alone."""
+        rated highest for each tag is kept on the Analysis: the evidence for a tag the classifier fires alone."""
         if self.classifier is None:
             return [None] * len(analyses)
         want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.n_content]
@@ -640,10 +640,12 @@ class RulesTagger:
         for i, ps in zip(want, parts):
             an = analyses[i]
             best: dict[str, float] = {}
+            best_clause: dict[str, float] = {}
             for span, _text in ps:
                 for tag, p in next(preds).items():
-                    if p > best.get(tag, -1.0):
-                        best[tag] = p
+                    best[tag] = max(p, best.get(tag, -1.0))
+                    if span is not None and p > best_clause.get(tag, -1.0):
+                        best_clause[tag] = p
                         an.best_span[tag] = span
             res[i] = best
         return res
