@@ -251,6 +251,10 @@ class TagStage:
         self.refiner: Refiner | None = refiner_factory(self.emit) if refiner_factory is not None else None
         self.turns = turns
         self.context: deque[Segment] = deque(maxlen=context_turns)
+        # Each speaker's latest run of segments (a turn, or its fragments), so the other side's last
+        # turn reaches the tagger whole however long the candidate has talked since (as in eval).
+        self._runs: dict[str, list[Segment]] = {}
+        self._last_speaker: str | None = None
         # Standing machine chips of each channel's open turn: rubric tag -> the Tag as it stands.
         self._chips: dict[int, dict[str, Tag]] = {}
         self._turn_fragments: dict[str, list[str]] = {}  # turn id -> its fragment ids (for the refiner's tags)
@@ -271,8 +275,27 @@ class TagStage:
         finally:
             self.stats.tag_ms.append((time.perf_counter() - t) * 1000)
 
+    def _context(self, speaker: str) -> tuple[Segment, ...]:
+        """The recent segments, led by the other side's whole last turn when it has scrolled out."""
+        recent = list(self.context)
+        others = [run for sp, run in self._runs.items() if sp != speaker and run]
+        if not others:
+            return tuple(recent)
+        last = max(others, key=lambda run: run[-1].end_ms)
+        have = {s.id for s in recent}
+        return tuple([s for s in last if s.id not in have] + recent)
+
+    def _remember(self, segment: Segment) -> None:
+        self.context.append(segment)
+        if segment.speaker != self._last_speaker:
+            self._runs[segment.speaker] = []
+            self._last_speaker = segment.speaker
+        run = self._runs.setdefault(segment.speaker, [])
+        run.append(segment)
+        del run[:-16]  # a run longer than this is a monologue, its tail is what was proposed
+
     def on_segment(self, segment: Segment) -> None:
-        context = tuple(self.context)
+        context = self._context(segment.speaker)
         tags = self._run_tagger(segment, context)
         chips = self._chips.setdefault(segment.channel, {})
         for tag in tags:
@@ -308,13 +331,13 @@ class TagStage:
         if self.refiner is not None and not self.turns:
             self.refiner.submit(segment, context, tags)
         if not self.turns:
-            self.context.append(segment)
+            self._remember(segment)
 
     def on_turn(self, turn: Turn) -> None:
         """The turn settled: tag its whole text; carry or retract the chips of its fragments."""
         as_segment = turn.as_segment()
         self._turn_fragments[turn.id] = list(turn.segment_ids)
-        context = tuple(self.context)
+        context = self._context(turn.speaker)
         fragment_ids = set(turn.segment_ids)
         chips = self._chips.get(turn.channel, {})
         mine = {name: chip for name, chip in chips.items() if fragment_ids.intersection(chip.segment_ids)}
@@ -344,7 +367,7 @@ class TagStage:
             standing.append(place_on_turn(chip, turn, evidence=evidence))
         if self.refiner is not None:
             self.refiner.submit(as_segment, context, standing)
-        self.context.append(as_segment)
+        self._remember(as_segment)
 
     async def emit(self, payload: BaseModel) -> None:
         """The refiner's callback: its tags, updates and warnings become log events."""

@@ -83,14 +83,14 @@ LEXICON: dict[str, list[str]] = {
         dedupe buffer precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite
         refactor reuse adopt swap optimize persist reject approve launch target combine serve pin freeze commit
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip
-        simplify default lean bet commit standardize design structure represent move change""".split(),
+        simplify default lean bet commit standardize design structure represent move change buy""".split(),
     "decide_lemma": """go use pick choose keep put store stick start leave cut drop skip switch handle shard add make
         size scale autoscale replicate index queue stream denormalize encrypt compress throttle retry dedupe buffer
         precompute poll prioritize tackle postpone route separate isolate cap host migrate rewrite refactor reuse
         adopt swap optimize persist reject approve launch target combine serve pin freeze push punt defer
         build treat support batch focus prefer avoid replace split partition cache run write do implement rely
         ship defer punt limit restrict model index key deploy accept merge revert undo remove rip simplify
-        default lean bet commit standardize design structure represent move change""".split(),
+        default lean bet commit standardize design structure represent move change buy""".split(),
     "decide_now": """use pick choose keep put store stick leave cut drop skip switch shard add build treat support batch
         focus prefer avoid replace split partition cache implement move ship defer punt limit restrict deploy accept
         merge revert undo remove rip simplify default lean bet commit standardize size scale autoscale replicate
@@ -109,10 +109,27 @@ LEXICON: dict[str, list[str]] = {
         chat hear say circle come go start step zoom review pick do dig walk discuss head turn switch try get
         assume imagine pretend suppose call""".split(),
     # things a logistics sentence is about
-    "logistics": """screen hear audio mic microphone muted mute camera cursor recording
+    "logistics": """screen audio mic microphone muted mute camera cursor recording
         water coffee laptop charger window tab zoom whiteboard wifi paste froze recap
-        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom slide slides font""".split(),
+        frozen echo dog interview honest nervous myself introduce introduction bathroom restroom slide slides font
+        lunch dinner breakfast weather raining vacation weekend invite""".split(),
     "modal_future": "will would".split(),
+    # who writes code for the candidate: an AI coding agent (steering it is a steering decision)
+    "agent": "agent agents assistant copilot bot ai llm claude cursor codex chatgpt".split(),
+    # "we have the agent open": having it, not steering it
+    "not_steered": "is was are were open running here there in on at and that which too as".split(),
+    # what one does to an agent's output when overriding it (lemmas)
+    "override": """revert undo reject override overrule scrap bin discard ditch throw toss rip drop replace redo
+        rewrite remove delete stop block refuse veto kill nuke trash delete""".split(),
+    # what one makes an agent do (lemmas)
+    "instruct": "make have tell ask get force instruct redirect point steer".split(),
+    # a past decision, as a demo round defends it (lemmas)
+    "past_choice": """drop ditch kill scrap abandon replace swap switch move migrate stop rip pick choose keep stick
+        settle decide give cut retire""".split(),
+    "reason": "because cause since after when as once".split(),
+    # "costs us about a dollar": a figure, not a price weighed against a gain
+    "quantity": """about around roughly approximately like maybe nearly almost over under a an one two three four
+        five six seven eight nine ten hundred thousand million""".split(),
     "past": """was were had used went did wrote built picked chose decided made tried ran worked lived learned
         said thought saw""".split(),
     "plain": """basically simply imagine like think picture means mean analogy everyday""".split(),
@@ -467,7 +484,7 @@ FAMILIES: dict[str, list[Cue]] = {
             "pay for that",
             "pay for it with",
             "the price is",
-            "costs us",
+            "costs us !@quantity",
             "but it costs",
             "but costs",
             "but we lose",
@@ -821,6 +838,13 @@ FAMILIES: dict[str, list[Cue]] = {
             "stop the agent",
             "i am not doing that",
             "we are not doing that",
+            "argue against",
+            "i would resist",
+            "i do not love",
+            "i would rather not",
+            "not for v1",
+            "not for version one",
+            "not right now",
         ),
     ],
     "course_change": [
@@ -938,13 +962,146 @@ FAMILIES: dict[str, list[Cue]] = {
     ],
 }
 
+# Steering an AI coding agent: making it do something, or overriding what it produced.
+FAMILIES["agent_steer"] = [
+    *_c(
+        "agent_steer",
+        STRONG,
+        "steers the AI agent",
+        "~tell/ask/instruct/force/redirect the? @agent",
+        "~make/have/get the? @agent !@not_steered",
+        "~@override _{0,2} the? @agent",
+        "~@override _{0,2} the? generated",
+        "~throw/rip/toss away/out the? @agent",
+        "~throw/rip/toss away/out the? generated",
+        "~stop the @agent",
+    ),
+    *_c(
+        "agent_steer",
+        MEDIUM,
+        "overrides what it produced",
+        "~tell/ask/instruct/force/redirect it to",
+        "~have/make it ~@decide_lemma",
+        "~have/make it ~write/redo/rewrite/fix",
+        "~@override _{0,2} its",
+        "i said no",
+        "i ~stop it",
+        "~overrule/override it",
+    ),
+]
+# A past decision defended in a demo round: "dropped the hosted auth after a month because ...".
+FAMILIES["past_decision"] = [
+    *_c(
+        "past_decision",
+        MEDIUM,
+        "defends a past decision",
+        "we/i ~@past_choice _{0,8} @reason",
+        "we/i went back to",
+        "we/i ~go with _{1,6} @reason",
+        "~@past_choice _{1,4} off",
+        "we/i ~move _{1,4} off",
+        "~rip _{1,4} out",
+        "never looked back",
+    ),
+]
+# A decision stated as an outcome ("the admin screen stays server-rendered", "so the answer is a cron job"):
+# literal markers here, the weaker ones (a negated alternative, "never", "and that is it") in rules.py.
+FAMILIES["outcome"] = [
+    *_c(
+        "outcome",
+        MEDIUM,
+        "states the decision as an outcome",
+        "the answer is",
+        "my answer is",
+        "so the answer",
+        "the answer for",
+        "and that is it",
+        "nothing else",
+        "the whole pipeline",
+    ),
+    *_c("outcome", 0.6, "states how it will be", "~stay/remain", "first ,? then", "for now", "to start"),
+]
+OUTCOME_NEGATION = frozenset("not never no".split())
+# After "not"/"no": a rejected alternative ("on the server, not on the phone"; "no rich text").
+ALTERNATIVE_AFTER = frozenset(
+    """the a an per in on at from to by before after each every one two any with via through inside outside
+    separate live rich smart extra custom second new other shared global""".split()
+)
+# The other side's turn proposes something (so "no" or "not yet" in reply turns it down).
+PROPOSAL = [
+    "what if",
+    "should we",
+    "could we",
+    "can we",
+    "we should",
+    "we could",
+    "how about",
+    "why not",
+    "let us",
+    "i suggest",
+    "proposed",
+    "suggested",
+    "proposes",
+    "suggests",
+    "wants to",
+    "want to",
+    "we need",
+    "needs a",
+    "ready to merge",
+    "ready to apply",
+    "shall i",
+    "i have added",
+    "i have replaced",
+    "i have removed",
+    "i have simplified",
+    "i have cached",
+    "i have rewritten",
+    "i have moved",
+    "i added",
+    "i replaced",
+    "i removed",
+    "i simplified",
+    "i cached",
+    "i rewrote",
+    "i moved",
+    "do you want to",
+    "would you",
+    "i think we should",
+    "the pm wants",
+    "teammate",
+    "colleague",
+]
+# A reply that turns a proposal down (its first words, after discourse markers).
+TURN_DOWN = [
+    "no",
+    "nah",
+    "nope",
+    "not",
+    "i would rather not",
+    "i do not think so",
+    "i do not love",
+    "i would not",
+    "i would resist",
+    "i would argue against",
+    "that is a no",
+    "i am not",
+    "we are not",
+    "never",
+]
+
 # Families whose cues do not count inside a question sentence ("can i use a whiteboard instead?").
-QUESTION_WEAKENS = frozenset({"commitment", "course_change", "scoping"})
+QUESTION_WEAKENS = frozenset({"commitment", "course_change", "scoping", "outcome", "agent_steer", "past_decision"})
+# Consequence words that open the clause a decision sits in ("..., so we use X"; "if so, then ...").
+CONSEQUENCE_OPEN = frozenset("so then therefore hence thus until".split())
+NOT_A_CLAUSE_AFTER_SO = frozenset("that far much many long few little called to".split())
 
 # ---------------------------------------------------------------- decision defaults
 # The per-tag thresholds are tuned by cross-validation when the classifier is trained
 # (`textcat.tune_thresholds`); these apply without a classifier, and bound the tuning.
-MIN_WORDS_CLASSIFIER_ALONE = 4  # "okay okay", "but I digress": too little text for the classifier alone
+MIN_WORDS_CLASSIFIER_ALONE = 4
+# The classifier alone, for a tag with no cue, while a requirement cue explains the utterance: a
+# restated requirement or an assumption is declarative like an outcome decision, so the bar is higher.
+P_BESIDE_OTHER_CUE = 0.7  # "okay okay", "but I digress": too little text for the classifier alone
 DEFAULT_RULE_ALONE = MEDIUM - 0.01  # rules alone: MEDIUM and STRONG cues fire
 
 # ---------------------------------------------------------------- words of the context checks
@@ -1001,7 +1158,13 @@ RG_VETO = [
     "what you think",
     "how i did",
     "how i am doing",
+    "are you in",
+    "are you based",
+    "where are you",
+    "by the way",
 ]
+# A proposal about the interview itself ("can we take a short break?") is not one to turn down.
+BREAKS = frozenset("break pause wrap".split())
 # The interviewer's "any questions for us?": what follows gathers nothing.
 ANY_QUESTIONS = [
     "any questions",
@@ -1034,6 +1197,8 @@ LOGISTIC_LETS = [
     "after lunch",
     "next question",
     "waste your time",
+    "let us go over",
+    "let us go through",
     "let us run it",
     "let us run this",
     "let us try it",

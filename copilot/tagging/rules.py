@@ -41,7 +41,9 @@ from copilot.tagging.textcat import Classifier, load_classifier
 Mode = Literal["combined", "rules-only", "classifier-only"]
 
 # A computed cue family name for the rubric (in addition to cues.FAMILIES).
-COMPUTED = {"clarifying_question": "question", "contrast": "contrast"}
+COMPUTED = {"clarifying_question": "question", "contrast": "contrast", "outcome": "outcome", "pushback": "turn_down"}
+# Families of steering cues: the same logistics / agreement / question checks apply to all of them.
+STEERING = frozenset({"commitment", "course_change", "scoping", "pushback", "outcome", "agent_steer", "past_decision"})
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Analysis:
     rules: dict[str, Hit] = field(default_factory=dict)  # best hit per tag, after vetoes
     gated: frozenset[str] = frozenset()  # tags that do not apply to this speaker / context
     n_content: int = 0  # words, punctuation aside
+    clauses: list[tuple[int, int]] = field(default_factory=list)  # clean-word ranges, see `_clauses`
+    best_span: dict[str, tuple[int, int] | None] = field(default_factory=dict)  # tag -> clause of the best p
 
 
 @dataclass
@@ -70,6 +74,8 @@ class _Reading:
     doc: Doc
     sents: list[tuple[int, int]]
     sent_of: list[int]  # word index -> sentence index
+    clauses: list[tuple[int, int]]  # sentences cut before a consequence ("..., so we use X")
+    clause_of: list[int]  # word index -> clause index
     question: list[bool]  # per sentence
     sent_sets: list[frozenset[str]]  # per sentence
     gated: frozenset[str]
@@ -78,6 +84,7 @@ class _Reading:
     lets_logistic_sents: set[int] = field(default_factory=set)  # "let's take a break"
     after_any_questions: bool = False  # the other party just asked "any questions for us?"
     agreement_only: bool = False  # "yeah let's do that" after a suggestion
+    after_proposal: bool = False  # the other side's last turn proposed something
 
     def logistic(self, si: int) -> bool:
         return bool(self.sent_sets[si] & C.LOGISTICS)
@@ -85,10 +92,15 @@ class _Reading:
     def offer(
         self, tag: str, weight: float, why: str, si: int, matched: str, at: tuple[int, int] | None = None
     ) -> None:
-        """A hit in sentence `si` (evidence: the sentence, or a window around `at` in a long one)."""
+        """A hit in sentence `si` at `at`: the evidence is the clause that holds the cue (or a window
+        around it in a long unpunctuated turn), so two tags of one utterance quote their own clauses."""
         if weight <= 0:
             return
-        self.offer_span(tag, weight, why, _window(self.sents[si], at), matched)
+        span = self.sents[si] if at is None else self.clauses[self.clause_of[at[0]]]
+        self.offer_span(tag, weight, why, _window(span, at), matched)
+
+    def clause_span(self, i: int) -> tuple[int, int]:
+        return self.clauses[self.clause_of[i]]
 
     def offer_span(self, tag: str, weight: float, why: str, span: tuple[int, int], matched: str) -> None:
         """Keep the hit if the tag applies here and it outweighs the best so far."""
@@ -129,6 +141,25 @@ def context_turns(context: Any, speaker: str | None) -> list[tuple[str, str]]:
     return out
 
 
+def previous_turn(turns: list[tuple[str, str]], speaker: str | None) -> str:
+    """The other side's last turn, whole: its consecutive segments joined (live, a turn arrives as
+    fragments; in labelled data as one string). Without another speaker, the last turn given."""
+    out: list[str] = []
+    who: str | None = None
+    for sp, tx in reversed(turns):
+        if sp == speaker:
+            if out:
+                break
+            continue
+        if out and sp != who:
+            break
+        who = sp
+        out.append(tx)
+    if not out:
+        return turns[-1][1] if turns else ""
+    return " ".join(reversed(out))
+
+
 class RulesTagger:
     """`Tagger` (source "rules"). `classifier`: True = load `models/tagger/<rubric>/` if trained,
     False = rules only, or a `textcat.Classifier` / model directory."""
@@ -154,8 +185,9 @@ class RulesTagger:
         self.veto = PhraseMatcher(self.vocab)
         self._needs_lemma = False
         self._anyq_cache: dict[str, bool] = {}
+        self._proposal_cache: dict[str, bool] = {}
         self._families_of: dict[str, set[str]] = {}  # family -> tag ids using it
-        self._computed: dict[str, list[str]] = {"question": [], "contrast": []}
+        self._computed: dict[str, list[str]] = {"question": [], "contrast": [], "outcome": [], "turn_down": []}
         for t in rubric.tags:
             fams = list(t.cues.families)
             for fam in fams:
@@ -172,6 +204,9 @@ class RulesTagger:
         for key, phrases in (("rg_veto", C.RG_VETO), ("anyq", C.ANY_QUESTIONS), ("lets_logistic", C.LOGISTIC_LETS)):
             self.veto.add(key, [self._phrase_doc(p.split()) for p in phrases])
         self._veto_ids = {self.vocab.strings[k]: k for k in ("rg_veto", "anyq", "lets_logistic")}
+        self._rg_tags = set().union(
+            *(self._families_of.get(f, set()) for f in ("clarifying_question", "assumption_check", "restating"))
+        )
         self.syntax = None
         if syntax:
             self.syntax = SyntaxCues.load(self._families_of)
@@ -245,11 +280,14 @@ class RulesTagger:
         if len(gated) == len(self.rubric.tags) or not clean.words:
             return result
         r = self._read(clean, gated, speaker, context, result.rules)
+        result.clauses = r.clauses
         self._cue_pass(r)
         self._check_back_pass(r)
         self._question_pass(r)
         self._gain_cost_pass(r)
         self._contrast_word_pass(r)
+        self._outcome_pass(r)
+        self._turn_down_pass(r)
         if self.syntax is not None:
             self._syntax_pass(r, text)
         return result
@@ -258,8 +296,7 @@ class RulesTagger:
         self, clean: Clean, gated: frozenset[str], speaker: str | None, context: Any, hits: dict[str, Hit]
     ) -> "_Reading":
         """Sentences, question form and the context checks that every pass consults."""
-        turns = context_turns(context, speaker)
-        prev = next((tx for sp, tx in reversed(turns) if sp != speaker), turns[-1][1] if turns else "")
+        prev = previous_turn(context_turns(context, speaker), speaker)
         words = clean.words
         doc = Doc(
             self.vocab,
@@ -272,13 +309,21 @@ class RulesTagger:
         for si, (a, b) in enumerate(sents):
             for i in range(a, b):
                 sent_of[i] = si
+        question = [_is_question(words, a, b) for a, b in sents]
+        clauses = _clauses(words, sents, question)
+        clause_of = [0] * len(words)
+        for ci, (a, b) in enumerate(clauses):
+            for i in range(a, b):
+                clause_of[i] = ci
         r = _Reading(
             clean=clean,
             words=words,
             doc=doc,
             sents=sents,
             sent_of=sent_of,
-            question=[_is_question(words, a, b) for a, b in sents],
+            clauses=clauses,
+            clause_of=clause_of,
+            question=question,
             sent_sets=[frozenset(words[a:b]) for a, b in sents],
             gated=gated,
             hits=hits,
@@ -292,6 +337,7 @@ class RulesTagger:
         r.after_any_questions = bool(prev) and self._after_any_questions(prev)
         content = [w for w in words if w not in PUNCT_END and w != ","]
         r.agreement_only = bool(prev) and len(content) <= 8 and all(w in C.AGREE for w in content)
+        r.after_proposal = bool(prev) and self._proposes(prev)
         return r
 
     def _cue_pass(self, r: "_Reading") -> None:
@@ -307,7 +353,7 @@ class RulesTagger:
             elif family in ("assumption_check", "restating"):
                 if r.after_any_questions:
                     continue
-            elif family in ("commitment", "course_change", "scoping", "pushback"):
+            elif family in STEERING:
                 if r.logistic(si) or si in r.lets_logistic_sents or r.agreement_only:
                     continue
                 if words[s] == "do" and s > 0 and words[s - 1] in C.PRONOUN:
@@ -336,10 +382,12 @@ class RulesTagger:
             if (
                 end - a >= 6
                 and words[end - 1] in ("right", "correct")
-                and words[end - 2] not in ("all", "that", "is", "right")
+                and words[end - 2] not in ("all", "that", "is", "right", "the")
             ):
                 for tag in rg_tags:
-                    r.offer(tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1])
+                    r.offer(
+                        tag, 0.8, "checks a statement back with the interviewer", si, words[end - 1], (end - 1, end)
+                    )
 
     def _question_pass(self, r: "_Reading") -> None:
         """The computed `clarifying_question` cue: a question, stronger when it is about requirements."""
@@ -353,8 +401,8 @@ class RulesTagger:
                 w, why = 0.8, "asks about users, scale, constraints or success"
             else:
                 w, why = C.WEAK, "asks a question"
-            for tag in self._computed["question"]:
-                r.offer(tag, w, why, si, " ".join(r.words[a:b]))
+            for tag in self._computed["question"]:  # the question is the sentence's first clause
+                r.offer(tag, w, why, si, " ".join(r.words[a:b]), (a, a + 1))
 
     def _gain_cost_pass(self, r: "_Reading") -> None:
         """The computed `contrast` cue, part one: a gain and a cost named in one sentence or two."""
@@ -366,8 +414,9 @@ class RulesTagger:
             g = sent_sets[si] & gain
             c = sent_sets[si] & cost
             if g and c and (g | c) - (g & c) and b - a >= 6 and not r.logistic(si):
+                span = _weighing_span(r, a, b, gain | cost)
                 for tag in self._computed["contrast"]:
-                    r.offer(tag, 0.6, "names a gain and a cost", si, f"{sorted(g)[0]} / {sorted(c)[0]}")
+                    r.offer_span(tag, 0.6, "names a gain and a cost", span, f"{sorted(g)[0]} / {sorted(c)[0]}")
             elif si + 1 < len(sents) and not r.logistic(si):
                 g2 = g | (sent_sets[si + 1] & gain)
                 c2 = c | (sent_sets[si + 1] & cost)
@@ -409,10 +458,67 @@ class RulesTagger:
                 continue
             if r.logistic(si):
                 continue
-            # the evidence spans the clause before the contrast too when it is another sentence
-            a0 = sents[sent_of[max(0, i - 1)]][0] if sents[si][0] == i else sents[si][0]
+            # the evidence: the clause of the contrast, and the sentence before when the contrast opens one
+            ca, cb = r.clause_span(i)
+            a0 = sents[sent_of[max(0, i - 1)]][0] if sents[si][0] == i else ca
             for tag in self._computed["contrast"]:
-                r.offer_span(tag, w, why, (a0, b), wd)
+                r.offer_span(tag, w, why, (a0, cb), wd)
+
+    def _outcome_pass(self, r: "_Reading") -> None:
+        """A decision stated as an outcome, by what it rules out: "scored on the server, never on the
+        phone", "markdown only, no rich text", "per school not per district", "so static it is".
+        Weak alone (an explanation can say "not" too): the classifier has to agree."""
+        tags = self._computed["outcome"]
+        if not tags or r.agreement_only:
+            return
+        words = r.words
+        for si, (a, b) in enumerate(r.sents):
+            if r.question[si] or r.logistic(si) or si in r.lets_logistic_sents:
+                continue
+            if r.sent_sets[si] & C.PAST and not r.sent_sets[si] & C.FUTURE:
+                continue  # narration of what was
+            end = b - 1 if words[b - 1] in PUNCT_END else b
+            if end - a >= 3 and words[end - 2 : end] == ["it", "is"] and words[end - 3] not in _NOT_A_CHOICE:
+                for tag in tags:
+                    r.offer(tag, C.MEDIUM, "states the choice ('... it is')", si, "it is", (end - 2, end))
+                continue
+            for i in range(a + 2, end - 1):
+                w = words[i]
+                if w not in C.OUTCOME_NEGATION or words[i - 1] in C.AUX or words[i - 1] in C.PRONOUN:
+                    continue  # "it is not", "we do not", "there is no": a statement, not an alternative ruled out
+                if w == "never" or words[i + 1] in C.ALTERNATIVE_AFTER:
+                    for tag in tags:
+                        r.offer(tag, 0.6, "rules an alternative out", si, f"{w} {words[i + 1]}", (i, i + 2))
+                    break
+
+    def _turn_down_pass(self, r: "_Reading") -> None:
+        """The other side proposed something ("what if each robot plans its own route?", "the agent
+        wants to rewrite it in Rust") and the reply opens by turning it down: a pushback."""
+        tags = self._computed["turn_down"]
+        if not tags or not r.after_proposal or not r.sents:
+            return
+        words = r.words
+        a, b = r.sents[0]
+        i = a
+        while i < b and (words[i] in C.DISCOURSE or words[i] == ","):
+            i += 1
+        if r.logistic(0):
+            return
+        for phrase in _TURN_DOWN_WORDS:
+            if words[i : i + len(phrase)] == phrase:
+                for tag in tags:
+                    r.offer(tag, C.STRONG, "turns down the other side's proposal", 0, " ".join(phrase), (i, i + 1))
+                return
+
+    def _proposes(self, prev: str) -> bool:
+        hit = self._proposal_cache.get(prev)
+        if hit is None:
+            pw = self._words(prev)
+            hit = _contains_any(pw, _PROPOSAL_WORDS) and not set(pw) & (C.LOGISTICS | C.BREAKS)
+            if len(self._proposal_cache) > 10_000:
+                self._proposal_cache.clear()
+            self._proposal_cache[prev] = hit
+        return hit
 
     def _syntax_pass(self, r: "_Reading", text: str) -> None:
         """POS/dependency cues (`--syntax`), under the same agreement and logistics vetoes."""
@@ -457,6 +563,8 @@ class RulesTagger:
                     rw >= C.WEAK and p_alone is not None and p_alone >= th.get("p_weak", 0.35)
                 )
                 fired_cls = p_alone is not None and p_alone >= th.get("p", 0.6)
+                if fired_cls and not fired_rule and rw < C.WEAK and self._requirement_cue(an, t.id):
+                    fired_cls = p_alone is not None and p_alone >= max(th.get("p", 0.6), C.P_BESIDE_OTHER_CUE)
             if not (fired_rule or fired_cls):
                 continue
             if hit is not None and mode != "classifier-only" and (fired_rule or rw >= C.WEAK):
@@ -466,16 +574,24 @@ class RulesTagger:
                     rationale += f"; classifier p={p:.2f}"
                 conf = max(rw, p or 0.0) if fired_rule else max(p or 0.0, rw)
             else:
-                evidence = an.clean.text.strip()
+                evidence = self._classifier_evidence(an, t.id)
                 rationale = f"classifier p={p:.2f}"
                 conf = p or 0.0
             out.append(Decision(t.id, round(min(1.0, conf), 3), evidence, rationale))
         return out
 
+    def _classifier_evidence(self, an: Analysis, tag: str) -> str:
+        """With no cue for the tag, the clause the classifier rated highest for it (see `probabilities`;
+        the whole text when it is one clause): in "a broker decouples them but it is one more cluster,
+        so they call each other", each tag quotes its own clause."""
+        span = an.best_span.get(tag)
+        whole = an.clean.text.strip()
+        return (an.clean.quote(*span).strip() or whole) if span else whole
+
     # ------------------------------------------------------------ Tagger protocol
 
     def tag(self, segment: Segment, context: Sequence[Segment] = ()) -> list[Tag]:
-        an = self.analyze(segment.text, segment.speaker, list(context)[-4:] if context else None)
+        an = self.analyze(segment.text, segment.speaker, list(context)[-12:] if context else None)
         probs = self.probabilities([an])[0] if self.mode != "rules-only" else None
         return [self._to_tag(d, segment) for d in self.decide(an, probs, self.mode)]
 
@@ -489,7 +605,7 @@ class RulesTagger:
         def flush() -> None:
             segs = [s for s, _ in batch]
             for s, decisions in zip(
-                segs, self.decide_many([(s.text, s.speaker, list(c)[-4:] if c else None) for s, c in batch], mode)
+                segs, self.decide_many([(s.text, s.speaker, list(c)[-12:] if c else None) for s, c in batch], mode)
             ):
                 out.append([self._to_tag(d, s) for d in decisions])
             batch.clear()
@@ -511,13 +627,37 @@ class RulesTagger:
         return [self.decide(an, p, mode) for an, p in zip(analyses, probs)]
 
     def probabilities(self, analyses: Sequence[Analysis]) -> list[dict[str, float] | None]:
+        """The classifier's p per tag: the best of the whole utterance and each of its clauses (a
+        decision after a tradeoff reads as one on its own; the whole dilutes it). The clause that
+        rated highest for each tag is kept on the Analysis: the evidence for a tag the classifier fires alone."""
         if self.classifier is None:
             return [None] * len(analyses)
         want = [i for i, an in enumerate(analyses) if len(an.gated) < len(self.rubric.tags) and an.n_content]
+        parts = [classifier_parts(analyses[i]) for i in want]
+        flat = [text for ps in parts for _span, text in ps]
+        preds = iter(self.classifier.predict(flat))
         res: list[dict[str, float] | None] = [None] * len(analyses)
-        for i, p in zip(want, self.classifier.predict([analyses[i].clean.joined() for i in want])):
-            res[i] = p
+        for i, ps in zip(want, parts):
+            an = analyses[i]
+            best: dict[str, float] = {}
+            best_clause: dict[str, float] = {}
+            for span, _text in ps:
+                for tag, p in next(preds).items():
+                    best[tag] = max(p, best.get(tag, -1.0))
+                    if span is not None and p > best_clause.get(tag, -1.0):
+                        best_clause[tag] = p
+                        an.best_span[tag] = span
+            res[i] = best
         return res
+
+    def _requirement_cue(self, an: Analysis, tag: str) -> bool:
+        """Another tag's requirement cue (a question, an assumption, a restatement) explains the utterance."""
+        rg = self._rg_tags - {tag}
+        return any(h.weight >= C.MEDIUM for t, h in an.rules.items() if t in rg)
+
+    def classifier_texts(self, an: Analysis) -> list[str]:
+        """What the classifier reads for an utterance (training's cross-validation reads the same)."""
+        return [text for _span, text in classifier_parts(an)]
 
     def _to_tag(self, d: Decision, segment: Segment) -> Tag:
         return Tag(
@@ -534,6 +674,29 @@ class RulesTagger:
 
 
 _ANY_QUESTIONS_WORDS = [p.split() for p in C.ANY_QUESTIONS]
+_PROPOSAL_WORDS = [p.split() for p in C.PROPOSAL]
+# "here it is", "i think it is", "invert that, it is": no choice named before "it is"
+_NOT_A_CHOICE = (
+    C.PRONOUN
+    | C.WH
+    | C.CONSEQUENCE
+    | frozenset(
+        """here there whatever way as is that this think guess know say mean hope believe suppose sure so but and
+        or because if , not""".split()
+    )
+)
+_TURN_DOWN_WORDS = sorted((p.split() for p in C.TURN_DOWN), key=len, reverse=True)
+
+
+def classifier_parts(an: Analysis) -> list[tuple[tuple[int, int] | None, str]]:
+    """What the classifier reads: the whole utterance (span None) and, when it has two or more
+    clauses of three words or more, each of them."""
+    words = an.clean.words
+    out: list[tuple[tuple[int, int] | None, str]] = [(None, an.clean.joined())]
+    spans = [(a, b) for a, b in an.clauses if sum(1 for w in words[a:b] if w not in PUNCT_END and w != ",") >= 3]
+    if len(spans) >= 2:
+        out += [(sp, " ".join(w for w in words[sp[0] : sp[1]] if w not in PUNCT_END and w != ",")) for sp in spans]
+    return out
 
 
 def _contains_any(words: list[str], phrases: list[list[str]]) -> bool:
@@ -556,6 +719,36 @@ def _sentences(words: list[str]) -> list[tuple[int, int]]:
     if a < len(words):
         out.append((a, len(words)))
     return out or [(0, len(words))]
+
+
+def _clauses(words: list[str], sents: list[tuple[int, int]], question: list[bool]) -> list[tuple[int, int]]:
+    """Each sentence cut before a consequence that opens a new clause: "a broker decouples them but it
+    is one more cluster | so for now they call each other"; "is a minute behind fine | then i will cache
+    it". The cut needs a few words on each side; "so that", "so far", "so much" do not cut."""
+    out: list[tuple[int, int]] = []
+    for si, (a, b) in enumerate(sents):
+        start = a
+        for i in range(a + 3, b - 2):
+            w = words[i]
+            if w not in C.CONSEQUENCE_OPEN or i - start < 3:
+                continue
+            nxt = words[i + 1]
+            if w == "so" and (nxt in C.NOT_A_CLAUSE_AFTER_SO or words[i - 1] in ("if", "not", "or", "think")):
+                continue
+            if w == "then" and not (question[si] or "if" in words[start:i] or words[i - 1] == ","):
+                continue  # "first the dock, then the map" is one decision
+            if w == "until" and words[i - 1] != ",":
+                continue
+            out.append((start, i))
+            start = i
+        out.append((start, b))
+    return out or [(0, len(words))]
+
+
+def _weighing_span(r: "_Reading", a: int, b: int, weigh: frozenset[str]) -> tuple[int, int]:
+    """The clauses of sentence a..b that hold weighing words (a gain/cost named before a "so ..." decision)."""
+    spans = [c for c in r.clauses if a <= c[0] < b and any(w in weigh for w in r.words[c[0] : c[1]])]
+    return (spans[0][0], spans[-1][1]) if spans else (a, b)
 
 
 def _is_question(words: list[str], a: int, b: int) -> bool:

@@ -52,6 +52,8 @@ class Analyzer(Protocol):
 
     def analyze(self, text: str, speaker: str | None = ..., context: Any = ...) -> Analysis: ...
 
+    def classifier_texts(self, analysis: Any) -> list[str]: ...  # the whole utterance, then its clauses
+
 
 class DataError(CopilotError):
     """A labelled-data file that cannot be read."""
@@ -195,7 +197,9 @@ def train_for_rubric(
     # The rubric's own examples and near misses are labelled data too (never part of the held-out set).
     extra_texts, extra_cats = rubric_examples(rubric, labels, rules)
 
-    # Out-of-fold probabilities for every training item (k-fold; fixed fold assignment).
+    # Out-of-fold probabilities for every training item (k-fold; fixed fold assignment), read as the
+    # tagger reads them: the best of the whole utterance and its clauses.
+    parts = [rules.classifier_texts(rules.analyze(it.text, it.speaker, it.context)) for it in cls_items]
     oof: list[dict[str, float]] = [{} for _ in cls_items]
     order = list(range(len(cls_items)))
     random.Random(seed).shuffle(order)
@@ -206,8 +210,10 @@ def train_for_rubric(
         nlp_k = train_textcat(
             [texts[i] for i in train_idx] + extra_texts, [cats[i] for i in train_idx] + extra_cats, labels, seed=seed
         )
-        for i, p in zip(test_idx, predict(nlp_k, [texts[i] for i in test_idx], labels)):
-            oof[i] = p
+        preds = iter(predict(nlp_k, [t for i in test_idx for t in parts[i]], labels))
+        for i in test_idx:
+            ps = [next(preds) for _ in parts[i]]
+            oof[i] = {l: max(p[l] for p in ps) for l in labels}
         if log:
             log(f"fold {k + 1}/{folds} done")
     thresholds, cv_report = tune_thresholds(rules, cls_items, oof, labels)
