@@ -70,7 +70,8 @@ def test_answer_grammar_allows_exactly_the_schemas_values_as_compact_json(rubric
     assert any('"' in q for q in props["quote"]["enum"]) and any("\\" in q for q in props["quote"]["enum"])
     heads = [_unescape_gbnf(b) for b in _GBNF_LITERAL.findall(rules["item"])]
     assert heads == ['{"segment_id": ', ', "tag": ', ', "quote": ', ', "rationale": ', ', "confidence": ', "}"]
-    assert rules["v-rationale"].endswith('char{0,40} "\\""')  # maxLength kept
+    assert rules["v-rationale"] == '"\\"" word-char{0,40} "\\""'  # maxLength kept
+    assert not re.search(r'[0-9"\\]', rules["word-char"])  # a rationale in words: no digits, quotes, escapes
     assert rules["root"] == '"{\\"tags\\": [" (item)? "]}"'  # one tag per target
     two = answer_grammar(response_schema(rubric.tag_ids, [seg, seg.model_copy(update={"id": "seg_q2"})], bounded=True))
     assert '(item ("," " " item){0,1})?' in two
