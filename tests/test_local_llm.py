@@ -83,7 +83,7 @@ def test_every_answer_is_schema_valid_and_quotes_are_verbatim(local, rubric):
             assert tag.evidence in seg.text and tag.segment_ids == [seg.id]
     summary = calls.summary()
     assert summary["schema_valid_rate"] == 1.0 and summary["timeouts"] == 0
-    assert 0 < summary["tokens_per_call"]["completion_max"] <= 120  # compact answers, one tag per target
+    assert 0 < summary["tokens_per_call"]["completion_max"] <= 250  # max_tokens sized to the schema
     assert summary["tokens_per_call"]["prompt_mean"] < tagger.tokens.prefix_tokens + 400
     # The cache works: llama.cpp's own timings say each call read the rubric prefix from its KV cache
     # and evaluated only its turns (tens of tokens), never the ~900-token prefix again.
