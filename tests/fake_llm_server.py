@@ -35,6 +35,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     # Called with the parsed request body; its return value replaces `content`.
     content_fn: Callable[[dict[str, Any]], str] | None = None
+    timings: dict[str, Any] | None = None  # llama.cpp's per-request `timings` object, sent when set
 
 
 @dataclass
@@ -135,6 +136,7 @@ def _completion(body: dict[str, Any], reply: Reply, content: str) -> dict[str, A
             }
         ],
         "usage": _usage(reply),
+        **({"timings": reply.timings} if reply.timings is not None else {}),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 
 import pytest
@@ -13,6 +14,7 @@ from copilot.events import Segment
 from copilot.tagging.llm_schema import (
     PromptBudget,
     TokenCounter,
+    answer_grammar,
     answer_token_limit,
     quote_options,
     response_schema,
@@ -43,6 +45,36 @@ def test_bounded_schema_pins_ids_and_quotes_and_sizes_max_tokens(rubric):
     assert "maxLength" not in json.dumps(hosted)  # OpenAI's strict mode refuses it
     assert hosted == response_schema(rubric.tag_ids, segs[3:5], bounded=False)  # per target count, not per call
     assert hosted["properties"]["tags"]["maxItems"] == 4
+
+
+_GBNF_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _unescape_gbnf(body: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(1), m.group(1)), body)
+
+
+def test_answer_grammar_allows_exactly_the_schemas_values_as_compact_json(rubric):
+    """llama.cpp's GBNF for the bounded schema: every enum value a literal that decodes to its JSON
+    (quotes and backslashes in a turn survive the double escaping), keys in order, no whitespace
+    but one space after ':' and ','."""
+    seg = Segment(
+        id="seg_q1", speaker="candidate", start_ms=0, end_ms=1, text='He said "use a queue", then C:\\tmp; café wins.'
+    )
+    schema = response_schema(rubric.tag_ids, [seg], bounded=True)
+    rules = dict(line.split(" ::= ", 1) for line in answer_grammar(schema).splitlines())
+    props = schema["properties"]["tags"]["items"]["properties"]
+    for key in ("segment_id", "tag", "quote", "confidence"):
+        decoded = [json.loads(_unescape_gbnf(b)) for b in _GBNF_LITERAL.findall(rules["v-" + key.replace("_", "-")])]
+        assert decoded == props[key]["enum"], key
+    assert any('"' in q for q in props["quote"]["enum"]) and any("\\" in q for q in props["quote"]["enum"])
+    heads = [_unescape_gbnf(b) for b in _GBNF_LITERAL.findall(rules["item"])]
+    assert heads == ['{"segment_id": ', ', "tag": ', ', "quote": ', ', "rationale": ', ', "confidence": ', "}"]
+    assert rules["v-rationale"] == '"\\"" word-char{0,40} "\\""'  # maxLength kept
+    assert not re.search(r'[0-9"\\]', rules["word-char"])  # a rationale in words: no digits, quotes, escapes
+    assert rules["root"] == '"{\\"tags\\": [" (item)? "]}"'  # one tag per target
+    two = answer_grammar(response_schema(rubric.tag_ids, [seg, seg.model_copy(update={"id": "seg_q2"})], bounded=True))
+    assert '(item ("," " " item){0,1})?' in two
 
 
 def test_quote_options_cover_unpunctuated_speech_in_overlapping_chunks():

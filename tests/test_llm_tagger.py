@@ -319,3 +319,37 @@ def test_server_that_refuses_json_mode_is_asked_again_without_it(rubric, server)
     assert "response_format" not in server.requests[1].body
     tagger.tag(conversation()[5])
     assert "response_format" not in server.requests[2].body  # remembered for the session
+
+
+def test_grammar_mode_sends_llamacpp_gbnf_instead_of_response_format(rubric, server):
+    """`local:` asks llama.cpp with its own compact GBNF (no room for indentation), in the request's
+    body beside the cache flag; llama.cpp's `timings` are counted: cached prompt tokens, its own ms."""
+    segs = conversation()
+    server.default = Reply(
+        content=tags_json(("seg_c2", "tradeoff_articulation", "scales the writes well")),
+        prompt_tokens=980,
+        timings={"cache_n": 930, "prompt_n": 50, "prompt_ms": 400.5, "predicted_n": 60, "predicted_ms": 1200.25},
+    )
+    tagger = fake_tagger(rubric, server, json_mode="grammar", extra_params={"extra_body": {"cache_prompt": True}})
+    assert [t.evidence for t in tagger.tag(segs[3], segs[:3])] == ["scales the writes well"]
+    body = server.requests[0].body
+    assert "response_format" not in body and body["cache_prompt"] is True
+    grammar = body["grammar"]
+    assert grammar.startswith('root ::= "{\\"tags\\": [" (item)? "]}"')
+    assert '"\\"seg_c2\\""' in grammar  # the target's id, the only one allowed
+    assert '"\\"well but we lose ad hoc queries on the links\\""' in grammar  # quotes: the target's clauses
+    assert "\\n" not in grammar and "\\t" not in grammar  # no newline or indentation anywhere in the answer
+    u = tagger.usage
+    assert (u.prompt_tokens, u.cached_tokens) == (980, 930)
+    assert (u.server_prompt_ms, u.server_gen_ms) == (400.5, 1200.25)
+
+
+def test_grammar_refused_by_a_server_is_asked_again_without_it(rubric, server):
+    refusal = json.dumps({"error": {"message": "failed to parse grammar", "type": "invalid_request_error"}})
+    server.script(
+        Reply(status=400, raw_body=refusal),
+        Reply(content=tags_json(("seg_c3", "steering_decision", "skip custom aliases for now"))),
+    )
+    tagger = fake_tagger(rubric, server, json_mode="grammar")
+    assert [t.tag for t in tagger.tag(conversation()[4])] == ["steering_decision"]
+    assert "grammar" in server.requests[0].body and "grammar" not in server.requests[1].body

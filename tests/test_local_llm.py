@@ -65,9 +65,15 @@ def test_every_answer_is_schema_valid_and_quotes_are_verbatim(local, rubric):
     for i in (1, 3, 4, 6):
         result = tagger.tag_window([segs[i]], segs[:i])
         results.append((segs[i], result))
+    # One more whose clauses carry JSON's special characters: llama.cpp accepted the grammar (a refusal
+    # would have switched the client off it) and the quote comes back as the transcript's characters.
+    odd = segs[6].model_copy(update={"id": "seg_odd", "text": 'So "cache first", then C:\\temp; we skip the CDN.'})
+    results.append((odd, tagger.tag_window([odd], segs[:6])))
+    assert tagger.client._format_mode == "grammar"
     for seg, result in results:
         assert result.ok, result.error
         assert schema_valid(result.raw, rubric.tag_ids), result.raw
+        assert "\n" not in result.raw  # the compact grammar: no indentation tokens
         answer = json.loads(result.raw)
         assert len(answer["tags"]) <= 1  # one tag per target on a self-hosted server
         for item in answer["tags"]:
@@ -78,8 +84,13 @@ def test_every_answer_is_schema_valid_and_quotes_are_verbatim(local, rubric):
     summary = calls.summary()
     assert summary["schema_valid_rate"] == 1.0 and summary["timeouts"] == 0
     assert 0 < summary["tokens_per_call"]["completion_max"] <= 250  # max_tokens sized to the schema
-    # Each call re-reads only its turns: the ~900-token prefix is not in the prompt cost twice.
     assert summary["tokens_per_call"]["prompt_mean"] < tagger.tokens.prefix_tokens + 400
+    # The cache works: llama.cpp's own timings say each call read the rubric prefix from its KV cache
+    # and evaluated only its turns (tens of tokens), never the ~900-token prefix again.
+    for record in calls.records:
+        assert record.cached_tokens >= tagger.tokens.prefix_tokens, record
+        assert 0 < record.prompt_tokens - record.cached_tokens < 150, record
+        assert record.server_gen_ms > 0 and record.server_prompt_ms > 0, record
 
 
 def test_no_call_times_out_at_the_default_deadline(local, rubric):
@@ -96,7 +107,12 @@ def test_no_call_times_out_at_the_default_deadline(local, rubric):
 
     tagger, _ = local
     fresh = LLMTagger(
-        rubric, tagger.model, api_base=tagger.api_base, api_key="local", extra_params=tagger.extra_params
+        rubric,
+        tagger.model,
+        api_base=tagger.api_base,
+        api_key="local",
+        extra_params=tagger.extra_params,
+        json_mode=tagger.client.json_mode,
     ).prepare()
     log = CallLog.attach(fresh)
     segs = conversation()

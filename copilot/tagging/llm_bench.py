@@ -54,6 +54,9 @@ class CallRecord:
     priced: bool
     tags: int
     dropped_tags: int
+    cached_tokens: int = 0  # prompt tokens the server read from its cache (llama.cpp: cache_n)
+    server_prompt_ms: float = 0.0  # the server's own time reading the rest of the prompt (0: not reported)
+    server_gen_ms: float = 0.0  # and generating the answer
 
 
 def _pct(xs: Sequence[float], q: float) -> float:
@@ -96,6 +99,9 @@ class CallLog:
                 priced=u.priced_calls > 0,
                 tags=len(result.tags),
                 dropped_tags=u.dropped_tags,
+                cached_tokens=u.cached_tokens,
+                server_prompt_ms=u.server_prompt_ms,
+                server_gen_ms=u.server_gen_ms,
             )
         )
 
@@ -131,7 +137,11 @@ class CallLog:
                 "prompt_mean": round(sum(x.prompt_tokens for x in r) / n, 1) if n else 0,
                 "completion_mean": round(sum(x.completion_tokens for x in r) / n, 1) if n else 0,
                 "completion_max": max((x.completion_tokens for x in r), default=0),
+                # of the prompt: read from the server's cache / evaluated by this call (cached 0: not reported)
+                "prompt_cached_mean": round(sum(x.cached_tokens for x in r) / n, 1) if n else 0,
+                "prompt_evaluated_mean": round(sum(x.prompt_tokens - x.cached_tokens for x in r) / n, 1) if n else 0,
             },
+            "server_ms": _server_ms(answered),
             "tokens_total": {
                 "prompt": sum(x.prompt_tokens for x in r),
                 "completion": sum(x.completion_tokens for x in r),
@@ -143,6 +153,7 @@ class CallLog:
 
     def to_text(self) -> str:
         s = self.summary()
+        srv = s["server_ms"]
         if not s["calls"]:
             return f"LLM {s['model']}: no calls"
         lat = s["latency_ms"]
@@ -166,7 +177,34 @@ class CallLog:
                 f"(max {tok['completion_max']}); cost {cost}",
                 f"  tags kept {s['tags_kept']}, dropped {s['tags_dropped']} (quote not verbatim, wrong id or speaker)",
             ]
+            + (
+                [
+                    f"  prompt tokens per call: {tok['prompt_cached_mean']:.0f} from the server's cache, "
+                    f"{tok['prompt_evaluated_mean']:.0f} evaluated; server time per call: prompt "
+                    f"{srv['prompt_mean']:.0f} ms ({srv['prompt_per_token']:.1f} ms a token), generation "
+                    f"{srv['gen_mean']:.0f} ms ({srv['gen_per_token']:.1f} ms a token)"
+                ]
+                if srv
+                else []
+            )
         )
+
+
+def _server_ms(records: Sequence[CallRecord]) -> dict[str, float] | None:
+    """The server's own split of its time (llama.cpp's `timings`), or None where it reports none.
+
+    Load-independent-ish evidence of where a call's time goes: reading the uncached prompt vs generating."""
+    r = [x for x in records if x.server_prompt_ms or x.server_gen_ms]
+    if not r:
+        return None
+    evaluated = sum(x.prompt_tokens - x.cached_tokens for x in r)
+    generated = sum(x.completion_tokens for x in r)
+    return {
+        "prompt_mean": round(sum(x.server_prompt_ms for x in r) / len(r), 1),
+        "gen_mean": round(sum(x.server_gen_ms for x in r) / len(r), 1),
+        "prompt_per_token": round(sum(x.server_prompt_ms for x in r) / evaluated, 2) if evaluated > 0 else 0.0,
+        "gen_per_token": round(sum(x.server_gen_ms for x in r) / generated, 2) if generated > 0 else 0.0,
+    }
 
 
 def llm_of(tagger: Any) -> Any:

@@ -31,12 +31,13 @@ from typing import Any, Literal
 import httpx
 
 from copilot.errors import CopilotError
-from copilot.tagging.llm_schema import answer_token_limit, response_format
+from copilot.tagging.llm_schema import answer_grammar, answer_token_limit, response_format
 
 log = logging.getLogger("copilot.tagging.llm")
 
 ErrorKind = Literal["config", "unreachable", "transient", "timeout", "output"]
-JsonMode = Literal["auto", "schema", "object", "none"]
+# "grammar": llama.cpp's own GBNF for the schema, compact (llm_schema.answer_grammar; `local:` uses it)
+JsonMode = Literal["auto", "schema", "grammar", "object", "none"]
 # issue 12: providers whose server is the user's own and compiles json_schema into a grammar
 SELF_HOSTED_PREFIXES = ("ollama/", "ollama_chat/", "hosted_vllm/", "lm_studio/", "llamafile/")
 
@@ -128,6 +129,11 @@ class LLMUsage:
     priced_calls: int = 0
     dropped_tags: int = 0  # invented quotes, unknown ids, interviewer speech, wrong segment
     latency_s: float = 0.0  # total wall time spent in calls
+    # Where the server says (llama.cpp's `timings`; OpenAI's cached_tokens): prompt tokens read from its cache,
+    # and its own milliseconds reading the rest of the prompt and generating (issue 12: where the time goes).
+    cached_tokens: int = 0
+    server_prompt_ms: float = 0.0
+    server_gen_ms: float = 0.0
 
     def __iadd__(self, other: "LLMUsage") -> "LLMUsage":
         for name in self.__dataclass_fields__:
@@ -147,6 +153,8 @@ class LLMUsage:
         out["total_tokens"] = self.total_tokens
         out["cost_usd"] = round(self.cost_usd, 6)
         out["latency_s"] = round(self.latency_s, 3)
+        out["server_prompt_ms"] = round(self.server_prompt_ms, 1)
+        out["server_gen_ms"] = round(self.server_gen_ms, 1)
         return out
 
 
@@ -242,6 +250,9 @@ class LLMClient:
             params["stream"] = True
             params["stream_options"] = {"include_usage": True}
         params.update(self.extra_params)
+        if self._format_mode == "grammar" and schema is not None:
+            # llama.cpp takes a GBNF `grammar` in the body (instead of response_format, not with it)
+            params["extra_body"] = {**params.get("extra_body", {}), "grammar": answer_grammar(schema)}
         return params
 
     def _response_format(self, schema: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -353,7 +364,7 @@ class LLMClient:
         status = getattr(exc, "status_code", None)
         if status not in (400, 422) or self._format_mode in (None, "none"):
             return False
-        if "response_format" not in str(exc) and "json_schema" not in str(exc):
+        if not any(word in str(exc) for word in ("response_format", "json_schema", "grammar")):
             return False
         log.info("%s: server refused response_format; retrying without it", self.name)
         self._format_mode = "none"
@@ -371,6 +382,13 @@ class LLMClient:
         if u is not None:
             usage.prompt_tokens += int(getattr(u, "prompt_tokens", 0) or 0)
             usage.completion_tokens += int(getattr(u, "completion_tokens", 0) or 0)
+        timings = getattr(response, "timings", None)  # llama.cpp's own per-request figures
+        if not isinstance(timings, dict):
+            timings = {}
+        details = getattr(u, "prompt_tokens_details", None)
+        usage.cached_tokens += int(getattr(details, "cached_tokens", 0) or timings.get("cache_n") or 0)
+        usage.server_prompt_ms += float(timings.get("prompt_ms") or 0.0)
+        usage.server_gen_ms += float(timings.get("predicted_ms") or 0.0)
         cost = self._cost(response)
         if cost is not None:
             usage.cost_usd += cost

@@ -121,6 +121,59 @@ def response_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "rubric_tags", "schema": schema, "strict": True}}
 
 
+# --------------------------------------------------------------------------- compact grammar (llama.cpp)
+
+# A character of free text in an answer: letters, space and light punctuation (no digits, quotes or escapes).
+_GBNF_WORD_CHAR = "[a-zA-Z ,.;:'()-]"
+
+
+def _gbnf_literal(text: str) -> str:
+    """A GBNF string literal that matches exactly `text`."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
+def answer_grammar(schema: dict[str, Any]) -> str:
+    """A llama.cpp GBNF grammar for the answer `schema` (`response_schema`'s shape): compact JSON.
+
+    llama.cpp's json_schema grammar lets the model pick its whitespace, and a small model
+    pretty-prints: measured with SmolLM2, 88-100 tokens an answer where the compact form took 76-86
+    on the same items, and each token costs a forward pass (20-50 ms on these 2 busy cores). This grammar
+    allows the same JSON with one space after ':' and ',' (as the prompt's example writes it, and
+    as BPE vocabularies merge ' "'), keys in the schema's order, and free text (the rationale) in
+    words: a subset of what the schema allows, so every answer is still valid against it.
+    """
+    rules: dict[str, str] = {}
+
+    def value(name: str, prop: dict[str, Any]) -> str:
+        if "enum" in prop:
+            rules[name] = " | ".join(_gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in prop["enum"])
+        elif prop.get("type") == "string":
+            # free text (the rationale): words and light punctuation only, so maxLength bounds the output (a JSON
+            # escape such as \u00e9 is 6 characters for 1) and no digit runs (SmolLM2 wrote "2018 2019 2020 ...").
+            n = prop.get("maxLength")
+            rules[name] = '"\\"" word-char' + (f"{{0,{int(n)}}}" if n is not None else "*") + ' "\\""'
+        elif prop.get("type") in ("number", "integer"):
+            rules[name] = '"-"? [0-9]{1,6} ("." [0-9]{1,6})?'
+        else:
+            raise ValueError(f"answer_grammar: unsupported property {prop!r}")
+        return name
+
+    tags = schema["properties"]["tags"]
+    item = tags["items"]
+    parts = []
+    for i, (key, prop) in enumerate(item["properties"].items()):
+        head = ("{" if i == 0 else ", ") + json.dumps(key) + ": "
+        parts.append(f"{_gbnf_literal(head)} {value('v-' + key.replace('_', '-'), prop)}")
+    rules["item"] = " ".join(parts) + ' "}"'
+    n_items = int(tags.get("maxItems", MAX_TAGS_PER_CALL))
+    more = f' ("," " " item){{0,{n_items - 1}}}' if n_items > 1 else ""
+    rules["root"] = _gbnf_literal('{"tags": [') + f' (item{more})? "]}}"'
+    rules["word-char"] = _GBNF_WORD_CHAR
+    order = ["root", "item", *(k for k in rules if k.startswith("v-")), "word-char"]
+    return "\n".join(f"{k} ::= {rules[k]}" for k in order) + "\n"
+
+
 def answer_token_limit(schema: dict[str, Any]) -> int:
     """`max_tokens` for the longest answer `schema` allows, with a margin.
 

@@ -259,6 +259,10 @@ def _start(path: Path, threads: int, n_ctx: int, timeout_s: float) -> LocalServe
         # No busy-wait between ops: on a machine whose cores are also busy (the ASR, a browser) spinning
         # threads starve each other; measured here, polling made 2 threads 100x slower than 1.
         cpu.poll = 0
+    # Flash attention off: llama.cpp's CPU kernel made each generated token 1.75x slower with the ~1,000-token
+    # rubric prefix in context (SmolLM2, 1 thread, calls interleaved under the same load: 74.5 vs 42.2 ms a token;
+    # docs/llm.md). "auto" turns it on for the CPU backend.
+    params.flash_attn_type = xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
     params.hostnames = ["127.0.0.1"]  # never reachable from the network
     params.port = port = free_port()
     params.warmup = True
