@@ -108,6 +108,29 @@ def test_no_speech_model_is_one_line_and_leaves_no_session(tmp_path, monkeypatch
 
 
 @pytest.mark.audio
+def test_a_start_that_fails_after_the_session_opened_leaves_nothing(tmp_path, model, monkeypatch):
+    """The kept-audio folder cannot be made (a full disk): one line, no session left "live"."""
+    rt, client, live = _serve(tmp_path, model)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with client:
+        monkeypatch.setattr(rt, "keeper", full_disk)
+        res = client.post("/api/live/browser", headers=AUTH)
+        assert res.status_code == 503
+        detail = res.json()["detail"]
+        assert "No space left on device" in detail and "\n" not in detail
+        assert rt.store.list_sessions() == [] and live.current() is None
+        monkeypatch.undo()
+        again = client.post("/api/live/browser", headers=AUTH)  # not stuck "starting"
+        assert again.status_code == 200, again.text
+        assert [s["id"] for s in rt.store.list_sessions()] == [again.json()["session_id"]]
+        assert client.post("/api/live/stop", headers=AUTH).status_code == 200
+    rt.close()
+
+
+@pytest.mark.audio
 def test_page_gone_past_the_resume_window_ends_the_session(tmp_path, model):
     rt, client, live = _serve(tmp_path, model, resume_window_s=1.0)
     with client:

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from copilot.audio.browser_source import BrowserSource
+from copilot.errors import CopilotError
 from copilot.events import Status
 from copilot.runtime import Runtime
 from copilot.server.capture import CaptureHub
@@ -67,6 +68,7 @@ class ServeLive:
         self.resume_window_s = resume_window_s
         self.connect_timeout_s = connect_timeout_s
         self._starting = False
+        self._closing = False
         self._capture: _Capture | None = None
         if not hasattr(app.state, "capture_hubs"):
             app.state.capture_hubs = {}
@@ -81,13 +83,24 @@ class ServeLive:
             raise LiveBusy(
                 f"session {self._capture.session_id} is capturing already; stop it first (one capture at a time)"
             )
+        if self._closing:
+            raise LiveBusy("the server is shutting down")
         self._starting = True
         try:
             transcriber = await asyncio.to_thread(self._prepare)
             sid, _ = await asyncio.to_thread(
                 self.rt.open_session, mode="live", title=title or "Live interview", speakers=SPEAKERS, source="browser"
             )
-            self._capture = self._begin(sid, title or "Live interview", transcriber)
+            try:
+                if self._closing:  # shutdown began while the model loaded: start nothing
+                    raise LiveBusy("the server is shutting down")
+                self._capture = self._begin(sid, title or "Live interview", transcriber)
+            except BaseException as exc:
+                # Nothing half-created stays behind: no audio was accepted yet, so the session goes.
+                await asyncio.to_thread(self.rt.store.delete_session, sid)
+                if isinstance(exc, OSError):  # e.g. the kept-audio folder cannot be made: one line
+                    raise CopilotError(f"cannot start the capture: {exc}") from None
+                raise
         finally:
             self._starting = False
         info = self.current()
@@ -122,6 +135,7 @@ class ServeLive:
 
     async def aclose(self) -> None:
         """Server shutdown: end a running capture cleanly (its transcript is finished)."""
+        self._closing = True
         cap = self._capture
         if cap is not None:
             cap.ended_by = cap.ended_by or "the server is shutting down"
