@@ -48,6 +48,16 @@ def test_names_become_stable_placeholders_and_come_back():
     assert r.counts["PERSON"] == 3
 
 
+@needs_ner
+def test_a_name_that_is_also_a_technology_still_goes():
+    """Privacy wins: "Jenkins" and "Aurora" are people here, so they never reach a remote model."""
+    for text, name in (("Jenkins said the pager is noisy.", "Jenkins"), ("Aurora told me to shard.", "Aurora")):
+        r = Redactor(names=True)
+        out = r.redact(text)
+        assert name not in out and "[PERSON_1]" in out, out
+        assert r.restore(out) == text
+
+
 def test_names_off_or_package_missing_is_said(caplog, monkeypatch):
     assert Redactor(names=False).redact("I met Jane Doe at jane@example.com") == "I met Jane Doe at [EMAIL_1]"
     import copilot.tagging.redact as redact

