@@ -25,19 +25,23 @@ class Serve:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = data_dir.parent / f"serve-{data_dir.name}.log"
+        self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "copilot", "serve", "--no-browser", "--asr-device", "cpu"]
             + ["--data-dir", str(data_dir), "--consent-notice", NOTICE],
             cwd=REPO,
             env={**os.environ, "COPILOT_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE,
-            stderr=open(self.log_path, "w"),
+            stderr=self._log,
             text=True,
         )
         self.values: dict[str, str] = {}
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(60) or "COPILOT_INDEX" not in self.values:
+            self.proc.kill()  # never leave a stray server behind a failed start
+            self.proc.wait(10)
+            self._log.close()
             raise AssertionError(f"no sessions URL (rc={self.proc.poll()}): {self.log_path.read_text()[-2000:]}")
         self.base = f"http://127.0.0.1:{self.values['COPILOT_PORT']}"
 
@@ -67,14 +71,17 @@ class Serve:
         return SessionStore(self.data_dir)
 
     def close(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                return self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    return self.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+            return self.proc.returncode
+        finally:
+            self._log.close()
 
 
 def events_of(serve: Serve, sid: str) -> list:

@@ -253,6 +253,7 @@ async def _soak(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
         rt.bus.bind(loop)
         sys.setswitchinterval(0.001)  # as `copilot replay` runs (cli/session_run.py)
         server, server_task, port = await runner.start(rt.app(), "127.0.0.1", 0)
+        clients: asyncio.subprocess.Process | None = None
         try:
             url = f"ws://127.0.0.1:{port}/ws/sessions/{sid}?after=0&token={token}"
             clients = await asyncio.create_subprocess_exec(
@@ -287,6 +288,9 @@ async def _soak(args: argparse.Namespace, data_dir: str) -> dict[str, Any]:
             await clients.wait()
             received = json.loads(line) if line.strip() else []
         finally:
+            if clients is not None and clients.returncode is None:  # a failed run leaves no client process
+                clients.kill()
+                await clients.wait()
             server.should_exit = True
             await server_task
         return _report(rt, sid, args, files, source, stats, produced, samples, received, wall)
