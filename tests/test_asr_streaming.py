@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from copilot.asr.engine import transcribe_utterance
+from copilot.asr.engine import load_model, transcribe_utterance
 from copilot.asr.streaming import StreamingTranscriber, transcribe_stream
 from copilot.audio.base import SAMPLE_RATE, AudioChunk
 from copilot.audio.file_source import FileSource
@@ -61,6 +62,17 @@ def test_jfk_word_error_rate_at_most_10_percent(model):
         assert s.speaker == "speaker" and s.words
         assert s.start_ms <= s.words[0].start_ms and s.words[-1].end_ms <= s.end_ms <= 11_000
         assert " ".join(w.text for w in s.words) == s.text
+
+
+def test_loading_a_model_caps_onednn_primitive_cache(monkeypatch):
+    # One cached oneDNN primitive set per encoder input length grew the soak by 150 MB an
+    # hour; loading a model must cap the cache, and leave a user's own setting alone.
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    load_model("tiny.en", "cpu")
+    assert 0 < int(os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]) <= 64
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+    load_model("tiny.en", "cpu")
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"
 
 
 @requires_shared
